@@ -1,0 +1,119 @@
+//! `quiver demo`: the pipeline with the demo bot feeding it, until Ctrl-C or
+//! `--duration`; then it flushes, closes and says how to query the data.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::pipeline::{Pipeline, shutdown_signal};
+use crate::config::Config;
+use crate::event::{Event, Ts};
+use crate::sim::Simulator;
+use crate::sim::gates::GatesConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Flight SQL listen address (default 127.0.0.1:50051).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Stop after this long (e.g. 30s, 5m); default: run until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Events per second the bot produces.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// gates.yaml to use (default: the built-in configs/gates.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub gates: Option<std::path::PathBuf>,
+}
+
+pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rate.is_finite() && args.rate > 0.0,
+        "--rate must be a positive number of events per second"
+    );
+    let gates = match &args.gates {
+        Some(path) => GatesConfig::load(path)?,
+        None => GatesConfig::builtin()?,
+    };
+    let pipeline = Pipeline::open(&config).await?;
+    let data_dir = pipeline.store.data_dir.display().to_string();
+    println!("quiver demo: bot at {} events/s, data in {data_dir}", args.rate);
+    println!(
+        "  (the Flight SQL endpoint on {} is not part of this build yet; query with `quiver sql` after the demo)",
+        config.listen
+    );
+    println!("  Ctrl-C stops, flushes and exits.");
+
+    let mut sim = Simulator::new(args.seed, gates);
+    let started = Instant::now();
+    let mut produced: u64 = 0;
+    let mut buffer: Vec<Event> = Vec::new();
+    let mut last_report = Instant::now();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let target = (started.elapsed().as_secs_f64() * args.rate) as u64;
+        while produced < target {
+            if buffer.is_empty() {
+                sim.cycle(Ts::now(), &mut buffer);
+                buffer.reverse();
+            }
+            let Some(event) = buffer.pop() else { break };
+            let _ = pipeline.logger.log(event);
+            produced += 1;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let st = pipeline.logger.stats();
+            let store = pipeline.store.stats();
+            println!(
+                "  {:>6.0}s  events {:>9}  accepted {:>9}  dropped {:>6}  queue {:>5.1}%  kill switch {}  lake files {}",
+                started.elapsed().as_secs_f64(),
+                produced,
+                st.accepted.total(),
+                st.dropped_total(),
+                st.fill() * 100.0,
+                if st.kill_switch_tripped { "TRIPPED" } else { "armed" },
+                store.lake_files,
+            );
+        }
+    }
+    println!("stopping: flushing and rolling the lake...");
+    pipeline.logger.flush().await?;
+    let st = pipeline.logger.stats();
+    let totals = sim.totals.clone();
+    pipeline.close().await?;
+    let win_rate = if totals.trades_closed > 0 {
+        100.0 * totals.wins as f64 / totals.trades_closed as f64
+    } else {
+        0.0
+    };
+    println!(
+        "done: {} events logged ({} accepted, {} dropped, {} invalid) in {:.1}s; {} signals, {} trades ({win_rate:.1}% winners), {} blocked",
+        produced,
+        st.accepted.total(),
+        st.dropped_total(),
+        st.rejected_invalid.total(),
+        started.elapsed().as_secs_f64(),
+        totals.cycles,
+        totals.trades_opened,
+        totals.blocked,
+    );
+    let dd = if data_dir.contains(' ') { format!("\"{data_dir}\"") } else { data_dir };
+    println!("\nTry:");
+    println!("  quiver sql --data-dir {dd} \"SELECT mode, regime, count(*) AS trades, avg(pnl_bps) AS avg_pnl_bps FROM trades WHERE kind = 'CLOSE' GROUP BY 1, 2 ORDER BY 1, 2\"");
+    println!("  quiver sql --data-dir {dd} \"SELECT gate, avg(CASE WHEN result = 'PASS' THEN 1.0 ELSE 0.0 END) AS pass_rate FROM gate_decisions GROUP BY gate\"");
+    println!("  quiver sql --data-dir {dd} \"SELECT * FROM system.lake_files LIMIT 5\"");
+    Ok(())
+}

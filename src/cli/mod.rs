@@ -1,0 +1,64 @@
+//! The `quiver` command line: one file per subcommand, each with its `Args` and
+//! one `run` function.
+
+mod compact;
+mod demo;
+mod output;
+mod pipeline;
+mod serve;
+mod simulate;
+mod sql;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, about = "Flight recorder and analytics engine for a trading bot")]
+pub struct Cli {
+    /// Config file (default: ./quiver.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default ./quiver-data, or QUIVER_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline with the demo bot feeding it.
+    Demo(demo::Args),
+    /// Run the pipeline without the bot, holding the data dir.
+    Serve(serve::Args),
+    /// Run one SQL query against a data dir.
+    Sql(sql::Args),
+    /// Push N simulated events through the real pipeline as fast as it goes.
+    Simulate(simulate::Args),
+    /// Merge each lake partition's files into one.
+    Compact(compact::Args),
+}
+
+impl Cli {
+    fn load_config(&self, listen: Option<std::net::SocketAddr>) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            data_dir: self.data_dir.clone(),
+            listen,
+        };
+        Ok(Config::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo(args) => demo::run(cli.load_config(args.listen)?, args).await,
+        Command::Serve(args) => serve::run(cli.load_config(args.listen)?, args).await,
+        Command::Sql(args) => sql::run(cli.load_config(None)?, args).await,
+        Command::Simulate(args) => simulate::run(cli.load_config(None)?, args).await,
+        Command::Compact(args) => compact::run(cli.load_config(None)?, args).await,
+    }
+}

@@ -1,0 +1,424 @@
+//! Layered configuration: built-in defaults < `quiver.toml` < `QUIVER_*`
+//! environment variables < command-line flags. Unknown keys are errors at every
+//! layer, so a typo fails loudly.
+//!
+//! Environment variables name a key by its path, sections joined by `__`:
+//! `QUIVER_DATA_DIR=/srv/q`, `QUIVER_LOGGER__QUEUE_CAPACITY=20000`,
+//! `QUIVER_LAKE__ROLL_INTERVAL=5m`. Values are read as TOML scalars when they
+//! parse as one (numbers, booleans), else as strings.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Ts, ValidationLimits};
+use crate::ingest::LoggerConfig;
+use crate::query::QueryConfig;
+use crate::store::{HotConfig, LakeConfig, StoreConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole configuration. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the WAL, hot store and lake live.
+    pub data_dir: PathBuf,
+    /// Flight SQL listen address (used once the server is enabled).
+    pub listen: SocketAddr,
+    pub logger: LoggerSection,
+    pub validation: ValidationSection,
+    pub hot: HotSection,
+    pub lake: LakeSection,
+    pub query: QuerySection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./quiver-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            logger: LoggerSection::default(),
+            validation: ValidationSection::default(),
+            hot: HotSection::default(),
+            lake: LakeSection::default(),
+            query: QuerySection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggerSection {
+    pub queue_capacity: usize,
+    pub batch_rows_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    pub debug_shed_fill: f64,
+    pub kill_switch_trip_fill: f64,
+    pub kill_switch_rearm_fill: f64,
+    #[serde(with = "humantime_serde")]
+    pub kill_switch_rearm_hold: Duration,
+}
+
+impl Default for LoggerSection {
+    fn default() -> Self {
+        let d = LoggerConfig::default();
+        Self {
+            queue_capacity: d.queue_capacity,
+            batch_rows_max: d.batch_rows_max,
+            flush_interval: d.flush_interval,
+            debug_shed_fill: d.debug_shed_fill,
+            kill_switch_trip_fill: d.kill_switch_trip_fill,
+            kill_switch_rearm_fill: d.kill_switch_rearm_fill,
+            kill_switch_rearm_hold: d.kill_switch_rearm_hold,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSection {
+    #[serde(with = "humantime_serde")]
+    pub future_skew_max: Duration,
+    pub string_bytes_max: usize,
+    pub json_bytes_max: usize,
+    /// If non-empty, only these symbols are accepted.
+    pub symbols_allowed: Vec<String>,
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        let d = ValidationLimits::default();
+        Self {
+            future_skew_max: d.future_skew_max,
+            string_bytes_max: d.string_bytes_max,
+            json_bytes_max: d.json_bytes_max,
+            symbols_allowed: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotSection {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for HotSection {
+    fn default() -> Self {
+        let d = HotConfig::default();
+        Self {
+            retention: d.retention,
+            checkpoint_interval: d.checkpoint_interval,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeSection {
+    pub roll_rows_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub roll_interval: Duration,
+    pub compact_trigger_files: usize,
+    pub zstd_level: i32,
+    pub row_group_rows_max: usize,
+    pub wal_segment_bytes_max: u64,
+}
+
+impl Default for LakeSection {
+    fn default() -> Self {
+        let d = LakeConfig::default();
+        Self {
+            roll_rows_max: d.roll_rows_max,
+            roll_interval: d.roll_interval,
+            compact_trigger_files: d.compact_trigger_files,
+            zstd_level: d.zstd_level,
+            row_group_rows_max: d.row_group_rows_max,
+            wal_segment_bytes_max: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerySection {
+    pub memory_bytes_max: usize,
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        Self {
+            memory_bytes_max: QueryConfig::default().memory_bytes_max,
+        }
+    }
+}
+
+fn invalid(origin: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Merges `over` into `base`, key by key.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(child) = entry {
+                insert_path(child, rest, value);
+            }
+        }
+    }
+}
+
+fn env_layer(vars: impl Iterator<Item = (String, String)>) -> toml::Value {
+    let mut root = toml::Table::new();
+    for (key, value) in vars {
+        let Some(path) = key.strip_prefix("QUIVER_") else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        insert_path(&mut root, &parts, parsed);
+    }
+    toml::Value::Table(root)
+}
+
+/// Flag values that override everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is `--config`, else `./quiver.toml` if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars(), overrides)
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| invalid("built-in defaults", e))?;
+        let default_file = Path::new("quiver.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let layer: toml::Value = text
+                .parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .map_err(|e| invalid(path.display().to_string(), e))?;
+            // Check the file alone first so its errors name the file.
+            layer
+                .clone()
+                .try_into::<Config>()
+                .map_err(|e| invalid(path.display().to_string(), e))?;
+            merge(&mut value, layer);
+        }
+        let env_value = env_layer(env);
+        merge(&mut value, env_value);
+        let mut config: Config = value
+            .try_into()
+            .map_err(|e| invalid("QUIVER_* environment", e))?;
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let l = &self.logger;
+        let fill = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(invalid(format!("logger.{name}"), "must be in [0, 1]"))
+            }
+        };
+        fill("debug_shed_fill", l.debug_shed_fill)?;
+        fill("kill_switch_trip_fill", l.kill_switch_trip_fill)?;
+        fill("kill_switch_rearm_fill", l.kill_switch_rearm_fill)?;
+        if l.kill_switch_rearm_fill >= l.kill_switch_trip_fill {
+            return Err(invalid(
+                "logger.kill_switch_rearm_fill",
+                "must be below kill_switch_trip_fill (hysteresis)",
+            ));
+        }
+        if l.queue_capacity == 0 || l.batch_rows_max == 0 {
+            return Err(invalid("logger", "queue_capacity and batch_rows_max must be > 0"));
+        }
+        for s in &self.validation.symbols_allowed {
+            if !crate::event::is_valid_symbol(s) {
+                return Err(invalid("validation.symbols_allowed", format!("bad symbol {s:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn logger_config(&self) -> LoggerConfig {
+        let l = &self.logger;
+        let v = &self.validation;
+        LoggerConfig {
+            queue_capacity: l.queue_capacity,
+            batch_rows_max: l.batch_rows_max,
+            flush_interval: l.flush_interval,
+            debug_shed_fill: l.debug_shed_fill,
+            kill_switch_trip_fill: l.kill_switch_trip_fill,
+            kill_switch_rearm_fill: l.kill_switch_rearm_fill,
+            kill_switch_rearm_hold: l.kill_switch_rearm_hold,
+            validation: ValidationLimits {
+                ts_min: Ts(946_684_800_000_000),
+                future_skew_max: v.future_skew_max,
+                string_bytes_max: v.string_bytes_max,
+                json_bytes_max: v.json_bytes_max,
+                symbols_allowed: (!v.symbols_allowed.is_empty())
+                    .then(|| v.symbols_allowed.iter().cloned().collect::<HashSet<_>>()),
+            },
+        }
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        let mut c = StoreConfig::new(self.data_dir.clone());
+        c.wal_segment_bytes_max = self.lake.wal_segment_bytes_max;
+        c.hot = HotConfig {
+            retention: self.hot.retention,
+            checkpoint_interval: self.hot.checkpoint_interval,
+        };
+        c.lake = LakeConfig {
+            roll_rows_max: self.lake.roll_rows_max,
+            roll_interval: self.lake.roll_interval,
+            compact_trigger_files: self.lake.compact_trigger_files,
+            zstd_level: self.lake.zstd_level,
+            row_group_rows_max: self.lake.row_group_rows_max,
+        };
+        c
+    }
+
+    pub fn query_config(&self) -> QueryConfig {
+        QueryConfig {
+            memory_bytes_max: self.query.memory_bytes_max,
+            ..QueryConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[logger]\nqueue_capacity = 123\nflush_interval = \"250ms\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("QUIVER_LOGGER__QUEUE_CAPACITY", "456"), ("HOME", "/x")]),
+            &Overrides {
+                data_dir: Some("/from/flag".into()),
+                listen: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.logger.queue_capacity, 456);
+        assert_eq!(c.logger.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.logger.batch_rows_max, 5_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(&file, "[logger]\nqueue_capacty = 1\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("q.toml") && err.contains("queue_capacty"), "{err}");
+
+        let err = Config::load_from(None, env(&[("QUIVER_LOGER__X", "1")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment") && err.contains("loger"), "{err}");
+    }
+
+    #[test]
+    fn rearm_must_be_below_trip() {
+        let err = Config::load_from(
+            None,
+            env(&[("QUIVER_LOGGER__KILL_SWITCH_REARM_FILL", "0.99")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("hysteresis"), "{err}");
+    }
+}

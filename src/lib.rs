@@ -1,0 +1,73 @@
+//! Quiver: the flight recorder and analytics engine of an algorithmic trading bot.
+//!
+//! The bot logs what it does (signals, gate decisions, trades, shadow trades,
+//! decision-trace steps, model updates, market context, predictions) through a
+//! [`ingest::Logger`] that never blocks; Quiver makes every accepted event durable
+//! in a write-ahead log, keeps a recent window in a DuckDB hot store, rolls
+//! everything into a hive-partitioned Parquet lake, and answers SQL over all of it
+//! with DataFusion.
+//!
+//! # Data flow
+//!
+//! ```text
+//! bot --log(event)--> ingest::Logger: validation, bounded queue, tiers, kill switch
+//!                        |
+//!                        v  writer thread: batches of <= 5,000 events or <= 1 s
+//!                     store::StoreSink
+//!                        |-> WAL (Arrow IPC records, fsync per write) = durability point
+//!                        |-> hot thread: DuckDB appends + applied seq, one transaction
+//!                        '-> lake thread: rolls into Parquet, commits lake_seq, compacts
+//!                        |
+//!                        v
+//!                     query::QueryEngine: catalog `quiver`
+//!                        events.*  lake files <= lake_seq  UNION  hot rows > lake_seq
+//!                        hot.*     DuckDB tables
+//!                        system.*  queue, drops, kill switch, writer, lake files
+//! ```
+//!
+//! # Layout
+//!
+//! Data flows one way; a module uses only those above it.
+//!
+//! - [`event`]: the eight event tables as Rust types and Arrow schemas, validation.
+//! - [`ingest`]: the logger, priority tiers, kill switch, the writer thread, and the
+//!   [`ingest::BatchSink`] trait it writes through.
+//! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
+//! - [`query`]: the DataFusion session and its table providers.
+//! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
+//! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
+//! - [`cli`]: the `quiver` command, one file per subcommand.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use quiver::{event::*, ingest::{Logger, LoggerConfig}, store::{Store, StoreConfig}};
+//! use quiver::query::{QueryConfig, QueryEngine};
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (store, sink) = Store::open(StoreConfig::new("./quiver-data"))?;
+//! let logger = Logger::start(LoggerConfig::default(), sink)?;
+//! let outcome = logger.log(MarketContext {
+//!     header: EventHeader::new("BTC-USD", Level::Info),
+//!     price: 64_000.0, spread_bps: 1.2, volume: 3.5, volatility: 0.45,
+//!     regime: Regime::Trend,
+//! });
+//! assert!(outcome.is_accepted());
+//! logger.flush().await?; // durable in the WAL
+//!
+//! let store = Arc::new(store);
+//! let engine = QueryEngine::new(store.clone(), Some(logger.clone()), &QueryConfig::default())?;
+//! let batches = engine.query("SELECT symbol, count(*) FROM market_context GROUP BY symbol").await?;
+//! println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+//! logger.close()?;
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod query;
+pub mod sim;
+pub mod store;

@@ -1,0 +1,634 @@
+//! A seeded, deterministic simulator of a realistic trading bot, for `quiver demo`,
+//! `quiver simulate`, tests and benchmarks.
+//!
+//! Each *cycle* is one signal on one symbol, at a time the caller gives:
+//! market context -> signal -> prediction -> six gate decisions -> trade or
+//! shadow trade, with the decision-trace steps of the cycle. Later cycles emit
+//! what resolves by then: trade closes, shadow-trade outcomes, prediction labels.
+//! Models retrain every few thousand signals and move through `shadow` to
+//! `production`, sometimes rolling back.
+//!
+//! The numbers are shaped like a real bot's: regimes follow a Markov chain
+//! (TREND, RANGE, rare PANIC with wide spreads and high volatility); returns are
+//! Student-t (fat tails) with an edge that depends on the model's probability and
+//! the regime, so the win rate sits near 50% and PANIC loses; execution dominates
+//! the decision latency, with a lognormal tail. Same seed and same clock, same
+//! events.
+
+pub mod gates;
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution, LogNormal, Normal, StudentT};
+
+use crate::event::*;
+use gates::GatesConfig;
+
+/// Instruments the demo bot trades, with a starting price.
+pub const SYMBOLS: &[(&str, f64)] = &[
+    ("BTC-USD", 64_000.0),
+    ("ETH-USD", 3_200.0),
+    ("SOL-USD", 145.0),
+    ("AVAX-USD", 32.0),
+    ("LINK-USD", 14.5),
+];
+
+#[derive(Debug, Clone)]
+struct Market {
+    symbol: &'static str,
+    price: f64,
+    regime: Regime,
+    /// +1 up-trend, -1 down-trend.
+    drift_sign: f64,
+}
+
+/// Something that happens later: a close, a shadow resolution, a label.
+#[derive(Debug)]
+struct Pending {
+    due: Ts,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.order) == (other.due, other.order)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.order).cmp(&(other.due, other.order))
+    }
+}
+
+/// Counts of what the simulator produced, for the demo's summary.
+#[derive(Debug, Default, Clone)]
+pub struct SimTotals {
+    pub cycles: u64,
+    pub trades_opened: u64,
+    pub trades_closed: u64,
+    pub wins: u64,
+    pub blocked: u64,
+}
+
+/// The demo bot.
+pub struct Simulator {
+    rng: ChaCha8Rng,
+    gates: GatesConfig,
+    markets: Vec<Market>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    order: u64,
+    models: Vec<String>,
+    production_model: String,
+    shadow_model: Option<String>,
+    signals_since_training: u64,
+    pub totals: SimTotals,
+}
+
+/// Signals between two trainings.
+const RETRAIN_EVERY: u64 = 3_000;
+
+impl Simulator {
+    pub fn new(seed: u64, gates: GatesConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let markets = SYMBOLS
+            .iter()
+            .map(|(symbol, price)| Market {
+                symbol,
+                price: *price,
+                regime: Regime::Range,
+                drift_sign: 1.0,
+            })
+            .collect();
+        let first = model_id(&mut rng);
+        Self {
+            rng,
+            gates,
+            markets,
+            pending: BinaryHeap::new(),
+            order: 0,
+            models: vec![first.clone()],
+            production_model: first,
+            shadow_model: None,
+            signals_since_training: 0,
+            totals: SimTotals::default(),
+        }
+    }
+
+    fn id(&mut self) -> String {
+        uuid::Uuid::from_u128(self.rng.random()).to_string()
+    }
+
+    fn header(&mut self, symbol: &str, level: Level, ts: Ts) -> EventHeader {
+        EventHeader {
+            event_id: self.id(),
+            ts,
+            symbol: symbol.to_string(),
+            level,
+        }
+    }
+
+    fn later(&mut self, due: Ts, event: Event) {
+        self.order += 1;
+        self.pending.push(Reverse(Pending {
+            due,
+            order: self.order,
+            event,
+        }));
+    }
+
+    /// Events due at or before `now` that were scheduled by earlier cycles.
+    pub fn due(&mut self, now: Ts, out: &mut Vec<Event>) {
+        while self.pending.peek().is_some_and(|p| p.0.due <= now) {
+            if let Some(Reverse(p)) = self.pending.pop() {
+                out.push(p.event);
+            }
+        }
+    }
+
+    /// Runs one signal cycle at `now`, appending its events (and everything that
+    /// came due) to `out`.
+    pub fn cycle(&mut self, now: Ts, out: &mut Vec<Event>) {
+        self.due(now, out);
+        self.totals.cycles += 1;
+        let m = self.rng.random_range(0..self.markets.len());
+        self.step_market(m);
+        let market = self.markets[m].clone();
+        let sym = market.symbol;
+
+        // Market context.
+        let (spread_mu, vol_base) = match market.regime {
+            Regime::Trend => (1.0_f64.ln(), 0.55),
+            Regime::Range => (0.7_f64.ln(), 0.35),
+            Regime::Panic => (2.3_f64.ln(), 1.40),
+        };
+        let spread_bps = sample(&mut self.rng, LogNormal::new(spread_mu + 0.6, 0.45)).max(0.1);
+        let volume = sample(&mut self.rng, LogNormal::new(0.3, 0.8));
+        let volatility = vol_base * sample(&mut self.rng, LogNormal::new(0.0, 0.15));
+        let h = self.header(sym, Level::Debug, now);
+        out.push(Event::MarketContext(MarketContext {
+            header: h,
+            price: market.price,
+            spread_bps: round2(spread_bps),
+            volume: round2(volume),
+            volatility: round3(volatility),
+            regime: market.regime,
+        }));
+
+        // Signal and prediction.
+        let mode = if self.rng.random_bool(0.7) {
+            Mode::Scalp
+        } else {
+            Mode::Runner
+        };
+        let side = if self.rng.random_bool(if market.drift_sign > 0.0 { 0.65 } else { 0.35 }) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let strength = sample(&mut self.rng, Beta::new(5.0, 3.0));
+        // The model's skill: the true win probability, and a noisy estimate of it.
+        let regime_edge = match market.regime {
+            Regime::Trend => 0.03,
+            Regime::Range => 0.0,
+            Regime::Panic => -0.08,
+        };
+        let true_p = (0.45 + 0.12 * (strength - 0.6) + regime_edge
+            + sample(&mut self.rng, Normal::new(0.0, 0.05)))
+        .clamp(0.05, 0.95);
+        let predicted = (true_p + sample(&mut self.rng, Normal::new(0.03, 0.06))).clamp(0.01, 0.99);
+        let signal_id = self.id();
+        let trace_id = self.id();
+        let hold_s = match mode {
+            Mode::Scalp => sample(&mut self.rng, LogNormal::new(90f64.ln(), 0.6)),
+            Mode::Runner => sample(&mut self.rng, LogNormal::new(1_500f64.ln(), 0.5)),
+        };
+        let close_at = Ts(now.0 + (hold_s * 1e6) as i64);
+        let model = self.production_model.clone();
+        let h = self.header(sym, Level::Info, now);
+        out.push(Event::Signal(Signal {
+            header: h,
+            signal_id: signal_id.clone(),
+            mode,
+            side,
+            price: market.price,
+            strength: round3(strength),
+            model_id: model.clone(),
+            regime: market.regime,
+            decision_ts: now,
+            label_cutoff_ts: close_at,
+        }));
+        let h = self.header(sym, Level::Info, now);
+        out.push(Event::Prediction(Prediction {
+            header: h,
+            model_id: model.clone(),
+            signal_id: signal_id.clone(),
+            kind: PredictionKind::Predicted,
+            predicted_prob: Some(round3(predicted)),
+            label: None,
+            decision_ts: now,
+            label_cutoff_ts: close_at,
+        }));
+
+        // Trace: signal received, features.
+        let mut trace = Trace::new(trace_id.clone(), signal_id.clone(), sym, now);
+        let d = self.latency(0.08, 0.3);
+        trace.step("signal_received", d, "ok");
+        let d = self.latency(1.6, 0.35);
+        trace.step("feature_calc", d, "ok");
+
+        // Gates.
+        let fees_bps = 5.0;
+        let expected_edge = (predicted - 0.5) * 2.0 * hold_s.sqrt() * 1.2 - spread_bps / 2.0;
+        let allowed = self
+            .gates
+            .get(Gate::RegimeGate)
+            .and_then(|g| g.allowed_regimes.as_ref())
+            .is_some_and(|a| a.get(mode).contains(&market.regime));
+        let mut first_fail: Option<Gate> = None;
+        let gate_defs = self.gates.gates.clone();
+        for def in &gate_defs {
+            let (value, inputs) = match def.gate {
+                Gate::MetaLabel => (predicted, format!("{{\"win_probability\":{predicted:.4},\"model_id\":\"{model}\"}}")),
+                Gate::CostGate => (expected_edge, format!("{{\"expected_edge_bps\":{expected_edge:.3},\"fees_bps\":{fees_bps},\"spread_bps\":{spread_bps:.3}}}")),
+                Gate::ConfidenceGate => (strength, format!("{{\"signal_strength\":{strength:.4}}}")),
+                Gate::RegimeGate => (f64::from(u8::from(allowed)), format!("{{\"regime\":\"{}\",\"mode\":\"{mode}\"}}", market.regime)),
+                Gate::SpreadGate => (spread_bps, format!("{{\"spread_bps\":{spread_bps:.3}}}")),
+                Gate::VolumeGate => (volume, format!("{{\"volume_musd\":{volume:.4}}}")),
+            };
+            let pass = def.passes(mode, value);
+            if !pass && first_fail.is_none() {
+                first_fail = Some(def.gate);
+            }
+            let median = if def.gate == Gate::MetaLabel { 2.2 } else { 0.25 };
+            let d = self.latency(median, 0.4);
+            trace.step(def.gate.as_str(), d, if pass { "PASS" } else { "FAIL" });
+            let decision_id = self.id();
+            let h = self.header(sym, Level::Info, now);
+            out.push(Event::GateDecision(GateDecision {
+                header: h,
+                decision_id,
+                signal_id: signal_id.clone(),
+                trace_id: trace_id.clone(),
+                gate: def.gate,
+                result: if pass { GateResult::Pass } else { GateResult::Fail },
+                value: round4(value),
+                threshold: *def.thresholds.get(mode),
+                direction: def.direction,
+                mode,
+                regime: market.regime,
+                inputs,
+            }));
+        }
+
+        // The trade's (or shadow trade's) outcome: fat-tailed, centred on the edge.
+        let scale = match mode {
+            Mode::Scalp => 14.0,
+            Mode::Runner => 45.0,
+        } * if market.regime == Regime::Panic { 2.0 } else { 1.0 };
+        let win = self.rng.random_bool(true_p);
+        let magnitude = sample(&mut self.rng, StudentT::new(3.0)).abs() * scale * 0.8 + 1.0;
+        let gross = if win { magnitude } else { -magnitude };
+        let pnl_bps = round2(gross - fees_bps * 2.0 * 0.3);
+        let mae = round2(-(magnitude * self.rng.random_range(0.1..0.9)).abs());
+        let mfe = round2((magnitude * self.rng.random_range(0.1..1.2)).abs());
+
+        match first_fail {
+            None => {
+                let exec_ms = self.latency(38.0, 0.45);
+                trace.step("trade_execution", exec_ms, "FILLED");
+                let trade_id = self.id();
+                let qty = round4(1_000.0 / market.price * self.rng.random_range(1.0..10.0));
+                let h = self.header(sym, Level::Critical, now);
+                out.push(Event::Trade(Trade {
+                    header: h,
+                    trade_id: trade_id.clone(),
+                    signal_id: signal_id.clone(),
+                    kind: TradeKind::Open,
+                    side,
+                    qty,
+                    price: market.price,
+                    fees_bps,
+                    pnl_bps: None,
+                    duration_s: None,
+                    mode,
+                    regime: market.regime,
+                    mae_bps: None,
+                    mfe_bps: None,
+                }));
+                self.totals.trades_opened += 1;
+                if pnl_bps > 0.0 {
+                    self.totals.wins += 1;
+                }
+                let exit_price = market.price * (1.0 + gross / 10_000.0 * side_sign(side));
+                let h = self.header(sym, Level::Critical, close_at);
+                let close = Event::Trade(Trade {
+                    header: h,
+                    trade_id,
+                    signal_id: signal_id.clone(),
+                    kind: TradeKind::Close,
+                    side,
+                    qty,
+                    price: round4(exit_price.max(0.0001)),
+                    fees_bps,
+                    pnl_bps: Some(pnl_bps),
+                    duration_s: Some(round2(hold_s)),
+                    mode,
+                    regime: market.regime,
+                    mae_bps: Some(mae),
+                    mfe_bps: Some(mfe),
+                });
+                self.later(close_at, close);
+                self.totals.trades_closed += 1;
+            }
+            Some(gate) => {
+                let d = self.latency(0.2, 0.3);
+                trace.step("shadow_record", d, "BLOCKED");
+                self.totals.blocked += 1;
+                let shadow_id = self.id();
+                let h = self.header(sym, Level::Info, now);
+                out.push(Event::ShadowTrade(ShadowTrade {
+                    header: h,
+                    shadow_id: shadow_id.clone(),
+                    signal_id: signal_id.clone(),
+                    kind: ShadowKind::Blocked,
+                    blocked_by: gate,
+                    side,
+                    hypothetical_entry: market.price,
+                    outcome_pnl_bps: None,
+                    mode,
+                    regime: market.regime,
+                }));
+                let h = self.header(sym, Level::Info, close_at);
+                let resolved = Event::ShadowTrade(ShadowTrade {
+                    header: h,
+                    shadow_id,
+                    signal_id: signal_id.clone(),
+                    kind: ShadowKind::Resolved,
+                    blocked_by: gate,
+                    side,
+                    hypothetical_entry: market.price,
+                    outcome_pnl_bps: Some(pnl_bps),
+                    mode,
+                    regime: market.regime,
+                });
+                self.later(close_at, resolved);
+            }
+        }
+        out.extend(trace.events(self));
+
+        let h = self.header(sym, Level::Info, close_at);
+        let label = Event::Prediction(Prediction {
+            header: h,
+            model_id: model,
+            signal_id,
+            kind: PredictionKind::Labeled,
+            predicted_prob: None,
+            label: Some(i32::from(pnl_bps > 0.0)),
+            decision_ts: now,
+            label_cutoff_ts: close_at,
+        });
+        self.later(close_at, label);
+
+        self.signals_since_training += 1;
+        if self.signals_since_training >= RETRAIN_EVERY {
+            self.signals_since_training = 0;
+            self.retrain(now, out);
+        }
+    }
+
+    fn retrain(&mut self, now: Ts, out: &mut Vec<Event>) {
+        // The previous shadow model is promoted (or rolled back) first.
+        if let Some(shadow) = self.shadow_model.take() {
+            let kind = if self.rng.random_bool(0.85) {
+                ModelEventKind::Deployed
+            } else {
+                ModelEventKind::RolledBack
+            };
+            let alias = match kind {
+                ModelEventKind::Deployed => {
+                    self.production_model = shadow.clone();
+                    "production"
+                }
+                _ => "shadow",
+            };
+            let h = self.header("BTC-USD", Level::Warning, now);
+            out.push(Event::ModelEvent(ModelEvent {
+                header: h,
+                model_id: shadow,
+                kind,
+                metrics: "{}".into(),
+                alias: Some(alias.into()),
+            }));
+        }
+        let id = model_id(&mut self.rng);
+        let auc = 0.60 + self.rng.random_range(0.0..0.08);
+        let ece = self.rng.random_range(0.01..0.06);
+        let samples = self.rng.random_range(40_000..60_000);
+        let metrics = format!(
+            "{{\"auc\":{auc:.4},\"ece\":{ece:.4},\"samples\":{samples},\"parent\":\"{}\"}}",
+            self.production_model
+        );
+        for (kind, alias) in [
+            (ModelEventKind::Trained, None),
+            (ModelEventKind::Deployed, Some("shadow".to_string())),
+        ] {
+            let h = self.header("BTC-USD", Level::Warning, now);
+            out.push(Event::ModelEvent(ModelEvent {
+                header: h,
+                model_id: id.clone(),
+                kind,
+                metrics: metrics.clone(),
+                alias,
+            }));
+        }
+        self.models.push(id.clone());
+        self.shadow_model = Some(id);
+    }
+
+    fn step_market(&mut self, m: usize) {
+        let next = {
+            let r: f64 = self.rng.random();
+            match self.markets[m].regime {
+                Regime::Trend if r < 0.010 => Regime::Range,
+                Regime::Trend if r < 0.012 => Regime::Panic,
+                Regime::Range if r < 0.008 => Regime::Trend,
+                Regime::Range if r < 0.010 => Regime::Panic,
+                Regime::Panic if r < 0.06 => Regime::Range,
+                current => current,
+            }
+        };
+        if next != self.markets[m].regime && next == Regime::Trend {
+            self.markets[m].drift_sign = if self.rng.random_bool(0.5) { 1.0 } else { -1.0 };
+        }
+        self.markets[m].regime = next;
+        let (drift, vol) = match next {
+            Regime::Trend => (0.00004 * self.markets[m].drift_sign, 0.0008),
+            Regime::Range => (0.0, 0.0005),
+            Regime::Panic => (-0.0002, 0.003),
+        };
+        let shock = sample(&mut self.rng, StudentT::new(4.0)) * vol;
+        let market = &mut self.markets[m];
+        market.price = round4((market.price * (1.0 + drift + shock)).max(0.01));
+    }
+
+    /// A lognormal latency in ms with the given median.
+    fn latency(&mut self, median_ms: f64, sigma: f64) -> f64 {
+        round3(sample(&mut self.rng, LogNormal::new(median_ms.ln(), sigma)))
+    }
+}
+
+struct Trace {
+    trace_id: String,
+    signal_id: String,
+    symbol: &'static str,
+    ts: Ts,
+    steps: Vec<(String, f64, f64, String)>,
+    offset_ms: f64,
+}
+
+impl Trace {
+    fn new(trace_id: String, signal_id: String, symbol: &'static str, ts: Ts) -> Self {
+        Self {
+            trace_id,
+            signal_id,
+            symbol,
+            ts,
+            steps: Vec::new(),
+            offset_ms: 0.0,
+        }
+    }
+
+    fn step(&mut self, name: &str, duration_ms: f64, result: &str) {
+        self.steps
+            .push((name.to_string(), round3(self.offset_ms), duration_ms, result.to_string()));
+        self.offset_ms += duration_ms;
+    }
+
+    fn events(self, sim: &mut Simulator) -> Vec<Event> {
+        let mut out = Vec::with_capacity(self.steps.len());
+        for (i, (step, start_ms, duration_ms, result)) in self.steps.into_iter().enumerate() {
+            let ts = Ts(self.ts.0 + (start_ms * 1_000.0) as i64);
+            let h = sim.header(self.symbol, Level::Debug, ts);
+            out.push(Event::TraceStep(TraceStep {
+                header: h,
+                trace_id: self.trace_id.clone(),
+                signal_id: self.signal_id.clone(),
+                step,
+                seq: i32::try_from(i).unwrap_or(i32::MAX),
+                start_ms,
+                duration_ms,
+                result,
+            }));
+        }
+        out
+    }
+}
+
+fn model_id(rng: &mut ChaCha8Rng) -> String {
+    let bytes: [u8; 32] = rng.random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn side_sign(side: Side) -> f64 {
+    match side {
+        Side::Buy => 1.0,
+        Side::Sell => -1.0,
+    }
+}
+
+/// Draws from a distribution whose parameters are constants of this module (so
+/// construction cannot fail at run time); falls back to 0 if one ever does.
+fn sample<D, E>(rng: &mut ChaCha8Rng, dist: Result<D, E>) -> f64
+where
+    D: Distribution<f64>,
+{
+    dist.map(|d| d.sample(rng)).unwrap_or(0.0)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+fn round3(x: f64) -> f64 {
+    (x * 1_000.0).round() / 1_000.0
+}
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: u64, cycles: usize) -> Vec<Event> {
+        let mut sim = Simulator::new(seed, GatesConfig::builtin().unwrap());
+        let mut out = Vec::new();
+        let start = 1_760_000_000_000_000i64;
+        for i in 0..cycles {
+            sim.cycle(Ts(start + i as i64 * 100_000), &mut out);
+        }
+        sim.due(Ts(i64::MAX), &mut out);
+        out
+    }
+
+    #[test]
+    fn same_seed_same_events() {
+        assert_eq!(run(7, 300), run(7, 300));
+        assert_ne!(run(7, 50), run(8, 50));
+    }
+
+    #[test]
+    fn events_are_valid_and_look_like_a_bot() {
+        let events = run(42, 20_000);
+        let limits = ValidationLimits {
+            future_skew_max: std::time::Duration::from_secs(u32::MAX as u64),
+            ..ValidationLimits::default()
+        };
+        for e in &events {
+            e.validate(&limits, Ts(0)).unwrap();
+        }
+        let closes: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trade(t) if t.kind == TradeKind::Close => t.pnl_bps,
+                _ => None,
+            })
+            .collect();
+        assert!(closes.len() > 500, "{} trades", closes.len());
+        let win_rate = closes.iter().filter(|p| **p > 0.0).count() as f64 / closes.len() as f64;
+        assert!((0.40..0.62).contains(&win_rate), "win rate {win_rate}");
+        // Fat tails: the worst loss is many times the median absolute move.
+        let mut abs: Vec<f64> = closes.iter().map(|p| p.abs()).collect();
+        abs.sort_by(f64::total_cmp);
+        let median = abs[abs.len() / 2];
+        assert!(abs[abs.len() - 1] > 6.0 * median, "max {} median {median}", abs[abs.len() - 1]);
+        // Execution dominates the trace latency.
+        let (mut exec, mut total) = (0.0, 0.0);
+        for e in &events {
+            if let Event::TraceStep(s) = e {
+                total += s.duration_ms;
+                if s.step == "trade_execution" {
+                    exec += s.duration_ms;
+                }
+            }
+        }
+        assert!(exec / total > 0.5, "execution share {}", exec / total);
+        assert!(events.iter().any(|e| matches!(e, Event::ModelEvent(_))));
+        for regime in Regime::ALL {
+            assert!(
+                events.iter().any(|e| matches!(e, Event::Signal(s) if s.regime == *regime)),
+                "no {regime} signals"
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Crash safety: a child process ingests while we SIGKILL it at random points
+//! (landing in WAL appends, hot-store applies, lake rolls, compactions and
+//! recovery), over and over. Every event acknowledged by `flush()` before a kill
+//! must be present exactly once afterwards, and no partial Parquet file may ever
+//! sit at a final path.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use quiver::event::Level;
+use quiver::ingest::{Logger, LoggerConfig};
+use quiver::store::Store;
+use rand::{Rng, SeedableRng};
+
+use crate::common::*;
+use crate::validation::walk;
+
+const ROUND_IDS: u64 = 10_000_000;
+
+/// The child's role; does nothing unless started by `kill_nine_at_random_points`.
+#[test]
+#[ignore = "started as a child process by kill_nine_at_random_points"]
+fn crash_child() {
+    let (Ok(dir), Ok(round)) = (std::env::var("CRASH_TEST_DIR"), std::env::var("CRASH_TEST_ROUND"))
+    else {
+        return;
+    };
+    let round: u64 = round.parse().unwrap();
+    let (store, sink) = Store::open(small_store_config(dir.as_ref())).unwrap();
+    let logger = Logger::start(
+        LoggerConfig {
+            queue_capacity: 100_000,
+            ..fast_logger_config()
+        },
+        sink,
+    )
+    .unwrap();
+    let mut n = 0u64;
+    loop {
+        for _ in 0..250 {
+            let level = if n % 7 == 0 { Level::Critical } else { Level::Info };
+            assert!(logger.log(market_event(round * ROUND_IDS + n, level)).is_accepted());
+            n += 1;
+        }
+        logger.flush_blocking().unwrap();
+        println!("ACK {n}");
+        let _ = &store;
+    }
+}
+
+fn assert_no_partial_parquet(dir: &std::path::Path) {
+    for path in walk(&dir.join("lake")) {
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&path).unwrap();
+            parquet::file::reader::SerializedFileReader::new(file)
+                .unwrap_or_else(|e| panic!("partial file at a final path {}: {e}", path.display()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_at_random_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let rounds = 12u64;
+    let mut acked = Vec::new();
+    for round in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("CRASH_TEST_DIR", dir.path())
+            .env("CRASH_TEST_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let last_ack = Arc::new(AtomicU64::new(0));
+        let stdout = child.stdout.take().unwrap();
+        let reader = {
+            let last_ack = last_ack.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(n) = line.strip_prefix("ACK ") {
+                        last_ack.store(n.trim().parse().unwrap(), Ordering::Release);
+                    }
+                }
+            })
+        };
+        // Let it get going (recovery, then ingest), then kill it somewhere.
+        let wait_ms = rng.random_range(300..2_500);
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        let n = last_ack.load(Ordering::Acquire);
+        acked.push(n);
+        assert_no_partial_parquet(dir.path());
+    }
+    assert!(
+        acked.iter().filter(|n| **n > 0).count() >= 8,
+        "too few rounds acknowledged anything: {acked:?}"
+    );
+
+    let h = Harness::open(small_store_config(dir.path()), fast_logger_config());
+    assert_eq!(
+        h.scalar("SELECT count(*) - count(DISTINCT event_id) FROM market_context").await,
+        0,
+        "duplicates after crashes"
+    );
+    for (round, n) in acked.iter().enumerate() {
+        let from = round as u64 * ROUND_IDS;
+        let sql = format!(
+            "SELECT count(*) FROM market_context WHERE event_id >= 'ev-{from:012}' AND event_id < 'ev-{:012}'",
+            from + n
+        );
+        assert_eq!(h.scalar(&sql).await, *n as i64, "round {round}: acknowledged events missing");
+    }
+    let rolls = h.scalar("SELECT count(*) FROM system.lake_files").await;
+    assert!(rolls > 0, "no lake file was ever committed");
+    h.close();
+}

@@ -1,0 +1,11 @@
+//! The one integration-test binary (each binary links the whole stack, and
+//! linking costs minutes here). One module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod crash;
+mod cross_engine;
+mod exactly_once;
+mod query;
+mod tiers;
+mod validation;
