@@ -35,7 +35,11 @@ fn gate_event(i: u64, ts: Ts) -> Event {
         signal_id: format!("s-{:016x}", i / 6),
         trace_id: format!("t-{:016x}", i / 6),
         gate: Gate::ALL[(i % 6) as usize],
-        result: if i % 3 == 0 { GateResult::Fail } else { GateResult::Pass },
+        result: if i.is_multiple_of(3) {
+            GateResult::Fail
+        } else {
+            GateResult::Pass
+        },
         value: 0.5 + (i % 100) as f64 / 1000.0,
         threshold: 0.55,
         direction: Direction::Min,
@@ -56,7 +60,10 @@ fn report(name: &str, mut ns: Vec<u64>) -> (u64, u64, u64) {
         percentile(&ns, 0.99),
         percentile(&ns, 0.999),
     );
-    println!("  {name:<28} n={:<8} p50 {p50:>6} ns  p99 {p99:>7} ns  p99.9 {p999:>8} ns", ns.len());
+    println!(
+        "  {name:<28} n={:<8} p50 {p50:>6} ns  p99 {p99:>7} ns  p99.9 {p999:>8} ns",
+        ns.len()
+    );
     (p50, p99, p999)
 }
 
@@ -78,7 +85,11 @@ fn latency() {
     println!("log() latency (writer busy on the other core), vs tokio mpsc try_send");
     let dir = tempfile::tempdir().unwrap();
     let (store, logger) = open(dir.path(), LoggerConfig::default());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(10_000);
     rt.spawn(async move { while rx.recv().await.is_some() {} });
 
@@ -90,7 +101,9 @@ fn latency() {
         let mut base = Vec::with_capacity(bursts * per_burst);
         let mut i = 0u64;
         for _ in 0..bursts {
-            let events: Vec<Event> = (0..per_burst * 2).map(|k| gate_event(i + k as u64, Ts::now())).collect();
+            let events: Vec<Event> = (0..per_burst * 2)
+                .map(|k| gate_event(i + k as u64, Ts::now()))
+                .collect();
             i += events.len() as u64;
             let mut it = events.into_iter();
             for _ in 0..per_burst {
@@ -116,7 +129,11 @@ fn latency() {
         );
     }
     let st = logger.stats();
-    println!("  (accepted {}, dropped {})", st.accepted.total(), st.dropped_total());
+    println!(
+        "  (accepted {}, dropped {})",
+        st.accepted.total(),
+        st.dropped_total()
+    );
     close(store, logger);
 }
 
@@ -153,7 +170,10 @@ fn ack() {
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let produced = producer.join().unwrap();
-    println!("  Quiver acknowledged: {:.0} events/s ({written} in {secs:.1}s; {produced} produced)", written as f64 / secs);
+    println!(
+        "  Quiver acknowledged: {:.0} events/s ({written} in {secs:.1}s; {produced} produced)",
+        written as f64 / secs
+    );
     close(store, logger);
 
     // Baseline: the same batches into one IPC stream file, fdatasync per batch.
@@ -171,7 +191,10 @@ fn ack() {
         rows += fresh.num_rows();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("  baseline IPC+fdatasync: {:.0} events/s (batch building included)", rows as f64 / secs);
+    println!(
+        "  baseline IPC+fdatasync: {:.0} events/s (batch building included)",
+        rows as f64 / secs
+    );
 }
 
 fn batch_of(n: usize) -> RecordBatch {
@@ -207,8 +230,13 @@ fn peak_rss_mib() -> f64 {
 
 /// 60 s end to end with the hot store and lake keeping up.
 fn sustained() {
-    let secs_total = std::env::var("QUIVER_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
-    println!("sustained end to end for {secs_total} s (WAL + hot store + lake), vs ArrowWriter alone and DuckDB appender alone");
+    let secs_total = std::env::var("QUIVER_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60u64);
+    println!(
+        "sustained end to end for {secs_total} s (WAL + hot store + lake), vs ArrowWriter alone and DuckDB appender alone"
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = LoggerConfig {
         queue_capacity: 200_000,
@@ -263,26 +291,48 @@ fn sustained() {
     let batches: Vec<RecordBatch> = (0..40).map(|_| batch_of(5_000)).collect();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).unwrap()))
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(3).unwrap(),
+        ))
         .build();
     let t = Instant::now();
     let file = File::create(dir.path().join("baseline.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
     for b in &batches {
         w.write(b).unwrap();
     }
     w.close().unwrap();
-    println!("  baseline parquet ArrowWriter (zstd 3): {:.0} rows/s", rows as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "  baseline parquet ArrowWriter (zstd 3): {:.0} rows/s",
+        rows as f64 / t.elapsed().as_secs_f64()
+    );
 
     let conn = duckdb::Connection::open(dir.path().join("baseline.duckdb")).unwrap();
-    conn.execute_batch("SET checkpoint_threshold = '4GB'").unwrap();
+    conn.execute_batch("SET checkpoint_threshold = '4GB'")
+        .unwrap();
     let cols: Vec<String> = batches[0]
         .schema()
         .fields()
         .iter()
-        .map(|f| format!("\"{}\" {}", f.name(), if matches!(f.data_type(), arrow::datatypes::DataType::Utf8) { "VARCHAR" } else if matches!(f.data_type(), arrow::datatypes::DataType::Float64) { "DOUBLE" } else if matches!(f.data_type(), arrow::datatypes::DataType::Int32) { "INTEGER" } else { "TIMESTAMPTZ" }))
+        .map(|f| {
+            format!(
+                "\"{}\" {}",
+                f.name(),
+                if matches!(f.data_type(), arrow::datatypes::DataType::Utf8) {
+                    "VARCHAR"
+                } else if matches!(f.data_type(), arrow::datatypes::DataType::Float64) {
+                    "DOUBLE"
+                } else if matches!(f.data_type(), arrow::datatypes::DataType::Int32) {
+                    "INTEGER"
+                } else {
+                    "TIMESTAMPTZ"
+                }
+            )
+        })
         .collect();
-    conn.execute_batch(&format!("CREATE TABLE g ({})", cols.join(", "))).unwrap();
+    conn.execute_batch(&format!("CREATE TABLE g ({})", cols.join(", ")))
+        .unwrap();
     let t = Instant::now();
     for b in &batches {
         conn.execute_batch("BEGIN").unwrap();
@@ -292,13 +342,20 @@ fn sustained() {
         drop(app);
         conn.execute_batch("COMMIT").unwrap();
     }
-    println!("  baseline DuckDB appender (checkpoints deferred): {:.0} rows/s", rows as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "  baseline DuckDB appender (checkpoints deferred): {:.0} rows/s",
+        rows as f64 / t.elapsed().as_secs_f64()
+    );
 }
 
 /// Time from log() to visible in SQL.
 fn freshness() {
     println!("freshness: log() -> visible in events.* (flush interval 1 s)");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for (label, rate) in [("demo rate 500/s", 500u64), ("high rate 200k/s", 200_000)] {
         let dir = tempfile::tempdir().unwrap();
         let config = LoggerConfig {
@@ -306,7 +363,8 @@ fn freshness() {
             ..LoggerConfig::default()
         };
         let (store, logger) = open(dir.path(), config);
-        let engine = QueryEngine::new(store.clone(), Some(logger.clone()), &QueryConfig::default()).unwrap();
+        let engine =
+            QueryEngine::new(store.clone(), Some(logger.clone()), &QueryConfig::default()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let background = {
             let logger = logger.clone();
@@ -333,7 +391,8 @@ fn freshness() {
             loop {
                 let sql = format!("SELECT count(*) FROM gate_decisions WHERE event_id = '{id}'");
                 let n = rt.block_on(engine.query(&sql)).unwrap();
-                let n = arrow::compute::cast(n[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+                let n = arrow::compute::cast(n[0].column(0), &arrow::datatypes::DataType::Int64)
+                    .unwrap();
                 use arrow::array::AsArray;
                 if n.as_primitive::<arrow::datatypes::Int64Type>().value(0) > 0 {
                     break;
@@ -358,7 +417,10 @@ fn freshness() {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let all = which.is_empty();
     let want = |name: &str| all || which.iter().any(|w| w == name);
     if want("latency") {

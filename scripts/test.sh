@@ -8,6 +8,18 @@ cd "$(dirname "$0")/.."
 # CARGO_TARGET_DIR says otherwise (CI points it at a cache outside the clone).
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== test virtualenv (.venv)"
+# Python engines the tests compare against (tests/python/requirements.txt).
+venv=.venv
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$stamp"
+fi
+export TEST_PYTHON="$PWD/$venv/bin/python"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

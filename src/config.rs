@@ -141,6 +141,8 @@ pub struct LakeSection {
     pub zstd_level: i32,
     pub row_group_rows_max: usize,
     pub wal_segment_bytes_max: u64,
+    #[serde(with = "humantime_serde")]
+    pub retired_file_grace: Duration,
 }
 
 impl Default for LakeSection {
@@ -153,6 +155,7 @@ impl Default for LakeSection {
             zstd_level: d.zstd_level,
             row_group_rows_max: d.row_group_rows_max,
             wal_segment_bytes_max: 64 << 20,
+            retired_file_grace: d.retired_file_grace,
         }
     }
 }
@@ -301,11 +304,17 @@ impl Config {
             ));
         }
         if l.queue_capacity == 0 || l.batch_rows_max == 0 {
-            return Err(invalid("logger", "queue_capacity and batch_rows_max must be > 0"));
+            return Err(invalid(
+                "logger",
+                "queue_capacity and batch_rows_max must be > 0",
+            ));
         }
         for s in &self.validation.symbols_allowed {
             if !crate::event::is_valid_symbol(s) {
-                return Err(invalid("validation.symbols_allowed", format!("bad symbol {s:?}")));
+                return Err(invalid(
+                    "validation.symbols_allowed",
+                    format!("bad symbol {s:?}"),
+                ));
             }
         }
         Ok(())
@@ -346,6 +355,7 @@ impl Config {
             compact_trigger_files: self.lake.compact_trigger_files,
             zstd_level: self.lake.zstd_level,
             row_group_rows_max: self.lake.row_group_rows_max,
+            retired_file_grace: self.lake.retired_file_grace,
         };
         c
     }
@@ -402,12 +412,22 @@ mod tests {
         let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("q.toml") && err.contains("queue_capacty"), "{err}");
+        assert!(
+            err.contains("q.toml") && err.contains("queue_capacty"),
+            "{err}"
+        );
 
-        let err = Config::load_from(None, env(&[("QUIVER_LOGER__X", "1")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("environment") && err.contains("loger"), "{err}");
+        let err = Config::load_from(
+            None,
+            env(&[("QUIVER_LOGER__X", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("environment") && err.contains("loger"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     };
     let pipeline = Pipeline::open(&config).await?;
     let data_dir = pipeline.store.data_dir.display().to_string();
-    println!("quiver demo: bot at {} events/s, data in {data_dir}", args.rate);
+    println!(
+        "quiver demo: bot at {} events/s, data in {data_dir}",
+        args.rate
+    );
     println!(
         "  (the Flight SQL endpoint on {} is not part of this build yet; query with `quiver sql` after the demo)",
         config.listen
@@ -84,7 +87,11 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 st.accepted.total(),
                 st.dropped_total(),
                 st.fill() * 100.0,
-                if st.kill_switch_tripped { "TRIPPED" } else { "armed" },
+                if st.kill_switch_tripped {
+                    "TRIPPED"
+                } else {
+                    "armed"
+                },
                 store.lake_files,
             );
         }
@@ -110,10 +117,18 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         totals.trades_opened,
         totals.blocked,
     );
-    let dd = if data_dir.contains(' ') { format!("\"{data_dir}\"") } else { data_dir };
+    let dd = if data_dir.contains(' ') {
+        format!("\"{data_dir}\"")
+    } else {
+        data_dir
+    };
     println!("\nTry:");
-    println!("  quiver sql --data-dir {dd} \"SELECT mode, regime, count(*) AS trades, avg(pnl_bps) AS avg_pnl_bps FROM trades WHERE kind = 'CLOSE' GROUP BY 1, 2 ORDER BY 1, 2\"");
-    println!("  quiver sql --data-dir {dd} \"SELECT gate, avg(CASE WHEN result = 'PASS' THEN 1.0 ELSE 0.0 END) AS pass_rate FROM gate_decisions GROUP BY gate\"");
+    println!(
+        "  quiver sql --data-dir {dd} \"SELECT mode, regime, count(*) AS trades, avg(pnl_bps) AS avg_pnl_bps FROM trades WHERE kind = 'CLOSE' GROUP BY 1, 2 ORDER BY 1, 2\""
+    );
+    println!(
+        "  quiver sql --data-dir {dd} \"SELECT gate, avg(CASE WHEN result = 'PASS' THEN 1.0 ELSE 0.0 END) AS pass_rate FROM gate_decisions GROUP BY gate\""
+    );
     println!("  quiver sql --data-dir {dd} \"SELECT * FROM system.lake_files LIMIT 5\"");
     Ok(())
 }

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "quiver", version, about = "Flight recorder and analytics engine for a trading bot")]
+#[command(
+    name = "quiver",
+    version,
+    about = "Flight recorder and analytics engine for a trading bot"
+)]
 pub struct Cli {
     /// Config file (default: ./quiver.toml if it exists).
     #[arg(long, global = true, value_name = "FILE")]

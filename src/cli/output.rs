@@ -16,10 +16,16 @@ pub fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             use std::io::Write;
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             for batch in batches {
                 writer.write(batch)?;
             }

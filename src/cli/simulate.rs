@@ -58,7 +58,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         let Some(event) = buffer.pop() else { continue };
         let _ = logger.log(event);
         produced += 1;
-        if produced % 1024 == 0 {
+        if produced.is_multiple_of(1024) {
             bar.set_position(produced);
             while logger.stats().queue_len * 2 > capacity {
                 tokio::time::sleep(Duration::from_micros(200)).await;

@@ -16,8 +16,19 @@ use arrow::datatypes::{DataType, TimeUnit};
 pub const UTC: &str = "UTC";
 
 /// A point in time as microseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Ts(pub i64);
 
 impl Ts {

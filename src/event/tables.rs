@@ -353,7 +353,9 @@ mod tests {
         let batch = MarketContext::to_batch(&[row.clone(), row]).unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), Table::MarketContext.schema());
-        let formatted = arrow::util::pretty::pretty_format_batches(&[batch]).unwrap().to_string();
+        let formatted = arrow::util::pretty::pretty_format_batches(&[batch])
+            .unwrap()
+            .to_string();
         assert!(formatted.contains("2023-11-14T22:13:20Z"), "{formatted}");
         assert!(formatted.contains("| e1 "), "{formatted}");
     }

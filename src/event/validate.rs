@@ -37,15 +37,28 @@ impl Default for ValidationLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Violation {
     Empty,
-    TooLong { bytes: usize, max: usize },
+    TooLong {
+        bytes: usize,
+        max: usize,
+    },
     NotFinite,
     NotPositive,
-    OutOfRange { min: f64, max: f64 },
+    OutOfRange {
+        min: f64,
+        max: f64,
+    },
     BadSymbol,
     SymbolNotAllowed,
-    BeforeMin { min: Ts },
-    InFuture { ahead_ms: i64 },
-    Leakage { decision_ts: Ts, label_cutoff_ts: Ts },
+    BeforeMin {
+        min: Ts,
+    },
+    InFuture {
+        ahead_ms: i64,
+    },
+    Leakage {
+        decision_ts: Ts,
+        label_cutoff_ts: Ts,
+    },
     NotJsonObject,
     Missing,
 }
@@ -74,7 +87,10 @@ impl std::fmt::Display for Violation {
             Violation::SymbolNotAllowed => write!(f, "is not in the symbol allowlist"),
             Violation::BeforeMin { min } => write!(f, "is before {}", fmt_ts(*min)),
             Violation::InFuture { ahead_ms } => {
-                write!(f, "is {ahead_ms} ms in the future (clock skew limit exceeded)")
+                write!(
+                    f,
+                    "is {ahead_ms} ms in the future (clock skew limit exceeded)"
+                )
             }
             Violation::Leakage {
                 decision_ts,

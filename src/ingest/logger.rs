@@ -169,6 +169,32 @@ impl Shared {
 #[derive(Clone)]
 pub struct Logger {
     shared: Arc<Shared>,
+    /// Closes the logger when the last clone is dropped.
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = close_shared(&self.0) {
+            tracing::error!(error = %e, "closing the logger on drop");
+        }
+    }
+}
+
+/// Stops accepting, drains, closes the sink and joins the writer. Idempotent.
+fn close_shared(shared: &Shared) -> Result<(), LoggerError> {
+    shared.closed.store(true, Ordering::Release);
+    let handle = shared.writer.lock().ok().and_then(|mut g| g.take());
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    handle.thread().unpark();
+    match handle.join() {
+        Ok(result) => result.map_err(LoggerError::CloseSink),
+        Err(_) => Err(LoggerError::WriterPanicked),
+    }
 }
 
 impl std::fmt::Debug for Logger {
@@ -215,7 +241,10 @@ impl Logger {
         if let Ok(mut guard) = shared.writer.lock() {
             *guard = Some(handle);
         }
-        Ok(Self { shared })
+        Ok(Self {
+            _close_on_drop: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+        })
     }
 
     /// Validates and enqueues one event. Never blocks, never waits for I/O, and
@@ -250,7 +279,9 @@ impl Logger {
                 return LogOutcome::Dropped(DropReason::KillSwitch);
             }
             Level::Debug if len >= s.debug_shed_len => {
-                s.counters.dropped_debug_shed.fetch_add(1, Ordering::Relaxed);
+                s.counters
+                    .dropped_debug_shed
+                    .fetch_add(1, Ordering::Relaxed);
                 return LogOutcome::Dropped(DropReason::DebugShed);
             }
             _ => {
@@ -313,18 +344,10 @@ impl Logger {
     }
 
     /// Stops accepting events, makes everything accepted durable, closes the sink
-    /// and joins the writer. Blocking; idempotent.
+    /// and joins the writer. Blocking; idempotent. Dropping the last clone does
+    /// the same.
     pub fn close(&self) -> Result<(), LoggerError> {
-        self.shared.closed.store(true, Ordering::Release);
-        let handle = self.shared.writer.lock().ok().and_then(|mut g| g.take());
-        let Some(handle) = handle else {
-            return Ok(());
-        };
-        handle.thread().unpark();
-        match handle.join() {
-            Ok(result) => result.map_err(LoggerError::CloseSink),
-            Err(_) => Err(LoggerError::WriterPanicked),
-        }
+        close_shared(&self.shared)
     }
 }
 
@@ -359,13 +382,19 @@ impl<S: BatchSink> Writer<S> {
                 // CRITICAL overflow first, then the queue. When flushing, take at
                 // least what the queue held when the flush was seen: every event
                 // accepted before the flush call is in that prefix.
-                let must_take = if flushing || closing { s.queue.len() } else { 0 };
+                let must_take = if flushing || closing {
+                    s.queue.len()
+                } else {
+                    0
+                };
                 while let Some(event) = s.overflow.pop() {
                     self.push(&mut buffers, &mut sealed, event, &mut pending_since);
                     popped += 1;
                 }
                 let mut taken = 0usize;
-                while taken < must_take || (sealed.is_empty() && buffers.len() < self.batch_rows_max) {
+                while taken < must_take
+                    || (sealed.is_empty() && buffers.len() < self.batch_rows_max)
+                {
                     let Some(event) = s.queue.pop() else { break };
                     self.push(&mut buffers, &mut sealed, event, &mut pending_since);
                     taken += 1;

@@ -13,12 +13,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
-use datafusion::datasource::TableProvider;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -67,7 +67,11 @@ impl EventsTable {
         }
     }
 
-    fn lake_plan(&self, files: Vec<&LakeFile>, state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+    fn lake_plan(
+        &self,
+        files: Vec<&LakeFile>,
+        state: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let partition_fields = vec![
             Arc::new(Field::new(DATE_COLUMN, DataType::Date32, false)),
             Arc::new(Field::new("symbol", DataType::Utf8, false)),
@@ -75,7 +79,8 @@ impl EventsTable {
         let table_schema = TableSchema::new(lake::file_schema(self.table), partition_fields);
         let source = Arc::new(ParquetSource::new(table_schema));
         let target = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len()).max(1)];
+        let mut groups: Vec<Vec<PartitionedFile>> =
+            vec![Vec::new(); target.min(files.len()).max(1)];
         for (i, file) in files.into_iter().enumerate() {
             let days = days_since_epoch(file.date);
             let pf = PartitionedFile::new(file.path.to_string_lossy().into_owned(), file.bytes)
@@ -152,7 +157,11 @@ fn is_partition_filter(expr: &Expr) -> bool {
 }
 
 /// Keeps the files whose (date, symbol) satisfy every partition-only filter.
-fn prune<'a>(files: Vec<&'a LakeFile>, filters: &[Expr], state: &dyn Session) -> Result<Vec<&'a LakeFile>> {
+fn prune<'a>(
+    files: Vec<&'a LakeFile>,
+    filters: &[Expr],
+    state: &dyn Session,
+) -> Result<Vec<&'a LakeFile>> {
     let filters: Vec<&Expr> = filters.iter().filter(|f| is_partition_filter(f)).collect();
     if filters.is_empty() || files.is_empty() {
         return Ok(files);
@@ -162,7 +171,10 @@ fn prune<'a>(files: Vec<&'a LakeFile>, filters: &[Expr], state: &dyn Session) ->
         Field::new("symbol", DataType::Utf8, false),
     ]));
     let dates: ArrayRef = Arc::new(Date32Array::from(
-        files.iter().map(|f| days_since_epoch(f.date)).collect::<Vec<_>>(),
+        files
+            .iter()
+            .map(|f| days_since_epoch(f.date))
+            .collect::<Vec<_>>(),
     ));
     let symbols: ArrayRef = Arc::new(StringArray::from(
         files.iter().map(|f| f.symbol.as_str()).collect::<Vec<_>>(),

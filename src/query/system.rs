@@ -52,12 +52,18 @@ pub struct SystemTable {
 
 impl std::fmt::Debug for SystemTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemTable").field("schema", &self.schema).finish()
+        f.debug_struct("SystemTable")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
 fn ts_field(name: &str) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        true,
+    )
 }
 
 fn u64s(values: impl IntoIterator<Item = u64>) -> ArrayRef {
@@ -207,8 +213,10 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
             |s| {
                 let snap = s.store.lake.snapshot();
                 let f = &snap.files;
-                let paths: Vec<String> =
-                    f.iter().map(|x| x.path.to_string_lossy().into_owned()).collect();
+                let paths: Vec<String> = f
+                    .iter()
+                    .map(|x| x.path.to_string_lossy().into_owned())
+                    .collect();
                 Ok(vec![
                     strs(f.iter().map(|x| x.table.name())),
                     Arc::new(Date32Array::from_iter_values(f.iter().map(|x| {
@@ -234,10 +242,14 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
             ],
             |s| {
                 let q = s.store.lake.quarantined();
-                let orig: Vec<String> =
-                    q.iter().map(|x| x.original.to_string_lossy().into_owned()).collect();
-                let moved: Vec<String> =
-                    q.iter().map(|x| x.moved_to.to_string_lossy().into_owned()).collect();
+                let orig: Vec<String> = q
+                    .iter()
+                    .map(|x| x.original.to_string_lossy().into_owned())
+                    .collect();
+                let moved: Vec<String> = q
+                    .iter()
+                    .map(|x| x.moved_to.to_string_lossy().into_owned())
+                    .collect();
                 Ok(vec![
                     strs(orig.iter().map(String::as_str)),
                     strs(moved.iter().map(String::as_str)),

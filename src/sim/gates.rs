@@ -134,7 +134,10 @@ impl GatesConfig {
         };
         let raw: RawFile = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
         if raw.version != 1 {
-            return Err(err(format!("version {} is not supported (expected 1)", raw.version)));
+            return Err(err(format!(
+                "version {} is not supported (expected 1)",
+                raw.version
+            )));
         }
         let mut gates = Vec::new();
         for gate in Gate::ALL {
@@ -143,7 +146,10 @@ impl GatesConfig {
                 return Err(err(format!("gate {name} is missing")));
             };
             let at = |key: &str, message: String| err(format!("gates.{name}.{key}: {message}"));
-            for (mode, t) in [("scalp", g.thresholds.scalp), ("runner", g.thresholds.runner)] {
+            for (mode, t) in [
+                ("scalp", g.thresholds.scalp),
+                ("runner", g.thresholds.runner),
+            ] {
                 if !t.is_finite() {
                     return Err(at("thresholds", format!("{mode} is not a finite number")));
                 }
@@ -192,11 +198,7 @@ impl GatesConfig {
                 explain: g.explain.clone(),
             });
         }
-        if let Some(unknown) = raw
-            .gates
-            .keys()
-            .find(|k| k.parse::<Gate>().is_err())
-        {
+        if let Some(unknown) = raw.gates.keys().find(|k| k.parse::<Gate>().is_err()) {
             return Err(err(format!("unknown gate {unknown:?}")));
         }
         Ok(Self { gates })
@@ -223,10 +225,18 @@ mod tests {
 
     #[test]
     fn errors_name_the_gate_and_key() {
-        let text = BUILTIN_GATES_YAML.replace("thresholds: { scalp: 3.0, runner: 8.0 }", "thresholds: { scalp: .nan, runner: 8.0 }");
+        let text = BUILTIN_GATES_YAML.replace(
+            "thresholds: { scalp: 3.0, runner: 8.0 }",
+            "thresholds: { scalp: .nan, runner: 8.0 }",
+        );
         let err = GatesConfig::parse(&text, "g.yaml").unwrap_err().to_string();
-        assert!(err.contains("g.yaml") && err.contains("cost_gate.thresholds"), "{err}");
-        let err = GatesConfig::parse("version: 1\ngates: {}\n", "g.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("g.yaml") && err.contains("cost_gate.thresholds"),
+            "{err}"
+        );
+        let err = GatesConfig::parse("version: 1\ngates: {}\n", "g.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("meta_label is missing"), "{err}");
         let err = GatesConfig::parse("[", "g.yaml").unwrap_err().to_string();
         assert!(err.starts_with("g.yaml:"), "{err}");

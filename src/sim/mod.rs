@@ -17,8 +17,8 @@
 
 pub mod gates;
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,7 +95,7 @@ pub struct Simulator {
 }
 
 /// Signals between two trainings.
-const RETRAIN_EVERY: u64 = 3_000;
+const RETRAIN_EVERY: u64 = 400;
 
 impl Simulator {
     pub fn new(seed: u64, gates: GatesConfig) -> Self {
@@ -190,22 +190,27 @@ impl Simulator {
         } else {
             Mode::Runner
         };
-        let side = if self.rng.random_bool(if market.drift_sign > 0.0 { 0.65 } else { 0.35 }) {
+        let side = if self
+            .rng
+            .random_bool(if market.drift_sign > 0.0 { 0.65 } else { 0.35 })
+        {
             Side::Buy
         } else {
             Side::Sell
         };
-        let strength = sample(&mut self.rng, Beta::new(5.0, 3.0));
-        // The model's skill: the true win probability, and a noisy estimate of it.
-        let regime_edge = match market.regime {
-            Regime::Trend => 0.03,
-            Regime::Range => 0.0,
-            Regime::Panic => -0.08,
+        let strength = sample(&mut self.rng, Beta::new(6.0, 2.5));
+        // The model sees part of the regime's effect; the rest is its blind spot.
+        let (seen, unseen) = match market.regime {
+            Regime::Trend => (0.02, 0.01),
+            Regime::Range => (0.0, 0.0),
+            Regime::Panic => (-0.03, -0.09),
         };
-        let true_p = (0.45 + 0.12 * (strength - 0.6) + regime_edge
-            + sample(&mut self.rng, Normal::new(0.0, 0.05)))
-        .clamp(0.05, 0.95);
-        let predicted = (true_p + sample(&mut self.rng, Normal::new(0.03, 0.06))).clamp(0.01, 0.99);
+        let predicted =
+            (0.56 + 0.15 * (strength - 0.7) + seen + sample(&mut self.rng, Normal::new(0.0, 0.06)))
+                .clamp(0.01, 0.99);
+        // The true win probability: the model is slightly overconfident.
+        let true_p = (predicted - 0.04 + unseen + sample(&mut self.rng, Normal::new(0.0, 0.04)))
+            .clamp(0.05, 0.95);
         let signal_id = self.id();
         let trace_id = self.id();
         let hold_s = match mode {
@@ -248,7 +253,11 @@ impl Simulator {
 
         // Gates.
         let fees_bps = 5.0;
-        let expected_edge = (predicted - 0.5) * 2.0 * hold_s.sqrt() * 1.2 - spread_bps / 2.0;
+        let typical_move_bps = match mode {
+            Mode::Scalp => 40.0,
+            Mode::Runner => 120.0,
+        };
+        let expected_edge = (predicted - 0.5) * 2.0 * typical_move_bps - spread_bps / 2.0;
         let allowed = self
             .gates
             .get(Gate::RegimeGate)
@@ -258,10 +267,23 @@ impl Simulator {
         let gate_defs = self.gates.gates.clone();
         for def in &gate_defs {
             let (value, inputs) = match def.gate {
-                Gate::MetaLabel => (predicted, format!("{{\"win_probability\":{predicted:.4},\"model_id\":\"{model}\"}}")),
-                Gate::CostGate => (expected_edge, format!("{{\"expected_edge_bps\":{expected_edge:.3},\"fees_bps\":{fees_bps},\"spread_bps\":{spread_bps:.3}}}")),
-                Gate::ConfidenceGate => (strength, format!("{{\"signal_strength\":{strength:.4}}}")),
-                Gate::RegimeGate => (f64::from(u8::from(allowed)), format!("{{\"regime\":\"{}\",\"mode\":\"{mode}\"}}", market.regime)),
+                Gate::MetaLabel => (
+                    predicted,
+                    format!("{{\"win_probability\":{predicted:.4},\"model_id\":\"{model}\"}}"),
+                ),
+                Gate::CostGate => (
+                    expected_edge,
+                    format!(
+                        "{{\"expected_edge_bps\":{expected_edge:.3},\"fees_bps\":{fees_bps},\"spread_bps\":{spread_bps:.3}}}"
+                    ),
+                ),
+                Gate::ConfidenceGate => {
+                    (strength, format!("{{\"signal_strength\":{strength:.4}}}"))
+                }
+                Gate::RegimeGate => (
+                    f64::from(u8::from(allowed)),
+                    format!("{{\"regime\":\"{}\",\"mode\":\"{mode}\"}}", market.regime),
+                ),
                 Gate::SpreadGate => (spread_bps, format!("{{\"spread_bps\":{spread_bps:.3}}}")),
                 Gate::VolumeGate => (volume, format!("{{\"volume_musd\":{volume:.4}}}")),
             };
@@ -269,7 +291,11 @@ impl Simulator {
             if !pass && first_fail.is_none() {
                 first_fail = Some(def.gate);
             }
-            let median = if def.gate == Gate::MetaLabel { 2.2 } else { 0.25 };
+            let median = if def.gate == Gate::MetaLabel {
+                2.2
+            } else {
+                0.25
+            };
             let d = self.latency(median, 0.4);
             trace.step(def.gate.as_str(), d, if pass { "PASS" } else { "FAIL" });
             let decision_id = self.id();
@@ -280,7 +306,11 @@ impl Simulator {
                 signal_id: signal_id.clone(),
                 trace_id: trace_id.clone(),
                 gate: def.gate,
-                result: if pass { GateResult::Pass } else { GateResult::Fail },
+                result: if pass {
+                    GateResult::Pass
+                } else {
+                    GateResult::Fail
+                },
                 value: round4(value),
                 threshold: *def.thresholds.get(mode),
                 direction: def.direction,
@@ -294,7 +324,11 @@ impl Simulator {
         let scale = match mode {
             Mode::Scalp => 14.0,
             Mode::Runner => 45.0,
-        } * if market.regime == Regime::Panic { 2.0 } else { 1.0 };
+        } * if market.regime == Regime::Panic {
+            2.0
+        } else {
+            1.0
+        };
         let win = self.rng.random_bool(true_p);
         let magnitude = sample(&mut self.rng, StudentT::new(3.0)).abs() * scale * 0.8 + 1.0;
         let gross = if win { magnitude } else { -magnitude };
@@ -509,8 +543,12 @@ impl Trace {
     }
 
     fn step(&mut self, name: &str, duration_ms: f64, result: &str) {
-        self.steps
-            .push((name.to_string(), round3(self.offset_ms), duration_ms, result.to_string()));
+        self.steps.push((
+            name.to_string(),
+            round3(self.offset_ms),
+            duration_ms,
+            result.to_string(),
+        ));
         self.offset_ms += duration_ms;
     }
 
@@ -611,7 +649,11 @@ mod tests {
         let mut abs: Vec<f64> = closes.iter().map(|p| p.abs()).collect();
         abs.sort_by(f64::total_cmp);
         let median = abs[abs.len() / 2];
-        assert!(abs[abs.len() - 1] > 6.0 * median, "max {} median {median}", abs[abs.len() - 1]);
+        assert!(
+            abs[abs.len() - 1] > 6.0 * median,
+            "max {} median {median}",
+            abs[abs.len() - 1]
+        );
         // Execution dominates the trace latency.
         let (mut exec, mut total) = (0.0, 0.0);
         for e in &events {
@@ -626,7 +668,9 @@ mod tests {
         assert!(events.iter().any(|e| matches!(e, Event::ModelEvent(_))));
         for regime in Regime::ALL {
             assert!(
-                events.iter().any(|e| matches!(e, Event::Signal(s) if s.regime == *regime)),
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::Signal(s) if s.regime == *regime)),
                 "no {regime} signals"
             );
         }

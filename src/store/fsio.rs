@@ -88,7 +88,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         write_bytes_atomic(&path, b"old").unwrap();
-        let err = write_atomic(&path, |_| -> io::Result<()> { Err(io::Error::other("boom")) });
+        let err = write_atomic(&path, |_| -> io::Result<()> {
+            Err(io::Error::other("boom"))
+        });
         assert!(err.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -256,7 +256,8 @@ impl HotWriter {
                 group.clear();
                 dirty = true;
             }
-            if dirty && (disconnected || last_maintenance.elapsed() >= self.config.checkpoint_interval)
+            if dirty
+                && (disconnected || last_maintenance.elapsed() >= self.config.checkpoint_interval)
             {
                 last_maintenance = Instant::now();
                 dirty = false;

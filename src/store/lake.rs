@@ -18,9 +18,13 @@
 //! # Compaction
 //!
 //! Compaction merges a partition's files into one `part-<min from>-<max to>`
-//! file, then deletes the inputs. Between the two steps the inputs are *covered*
-//! by the output's range; recovery (and every listing) drops covered files, so
-//! no row is ever counted twice. A partition is compacted automatically once it
+//! file and publishes a snapshot without the inputs. The inputs are *covered* by
+//! the output's range: recovery drops covered files, so no row is ever counted
+//! twice by Quiver. They stay on disk for `retired_file_grace` (default 2
+//! minutes) so queries planned on the previous snapshot can still read them,
+//! then are deleted (and at clean shutdown). An external reader globbing the lake
+//! during that window sees the merged rows twice; `system.lake_files` always
+//! lists exactly the live files. A partition is compacted automatically once it
 //! holds `compact_trigger_files` files, and on demand by `quiver compact`.
 //!
 //! # Readers
@@ -87,6 +91,8 @@ pub struct LakeConfig {
     pub compact_trigger_files: usize,
     pub zstd_level: i32,
     pub row_group_rows_max: usize,
+    /// How long compacted-away files stay on disk for queries still reading them.
+    pub retired_file_grace: Duration,
 }
 
 impl Default for LakeConfig {
@@ -97,6 +103,7 @@ impl Default for LakeConfig {
             compact_trigger_files: 8,
             zstd_level: 3,
             row_group_rows_max: 1 << 20,
+            retired_file_grace: Duration::from_secs(120),
         }
     }
 }
@@ -146,10 +153,7 @@ pub struct LakeShared {
 
 impl LakeShared {
     pub fn snapshot(&self) -> Arc<LakeSnapshot> {
-        self.snapshot
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     fn publish(&self, snapshot: LakeSnapshot) {
@@ -160,7 +164,10 @@ impl LakeShared {
     }
 
     pub fn quarantined(&self) -> Vec<Quarantined> {
-        self.quarantined.lock().map(|q| q.clone()).unwrap_or_default()
+        self.quarantined
+            .lock()
+            .map(|q| q.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -307,8 +314,14 @@ pub fn open(root: &Path, quarantine_root: &Path) -> Result<Arc<LakeShared>, Lake
                         Ok((rows, bytes))
                     });
                     match checked {
-                        Ok((rows, bytes)) => files.push(LakeFile { bytes, rows, ..file }),
-                        Err(reason) => quarantine(root, quarantine_root, &shared, &file.path, reason)?,
+                        Ok((rows, bytes)) => files.push(LakeFile {
+                            bytes,
+                            rows,
+                            ..file
+                        }),
+                        Err(reason) => {
+                            quarantine(root, quarantine_root, &shared, &file.path, reason)?
+                        }
                     }
                 }
                 fsio::sync_dir(&symbol_dir).map_err(io_err(&symbol_dir))?;
@@ -417,6 +430,8 @@ pub struct LakeWriter {
     pending_max_seq: u64,
     pending_since: Option<Instant>,
     retry_at: Option<Instant>,
+    /// Compaction inputs waiting out the grace period: (retired at, path).
+    retired: Vec<(Instant, PathBuf)>,
 }
 
 impl LakeWriter {
@@ -430,7 +445,24 @@ impl LakeWriter {
             pending_max_seq: 0,
             pending_since: None,
             retry_at: None,
+            retired: Vec::new(),
         }
+    }
+
+    /// Deletes retired files whose grace period is over (all of them if `all`).
+    fn delete_retired(&mut self, all: bool) {
+        let grace = self.config.retired_file_grace;
+        self.retired.retain(|(at, path)| {
+            if !all && at.elapsed() < grace {
+                return true;
+            }
+            if let Err(e) = fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, file = %path.display(), "could not delete a compacted file");
+            }
+            false
+        });
     }
 
     pub fn run(mut self, rx: Receiver<LakeMsg>) {
@@ -448,8 +480,12 @@ impl LakeWriter {
                     if let Err(e) = self.roll() {
                         tracing::error!(error = %e, "final lake roll failed; rows stay in the WAL");
                     }
+                    self.delete_retired(true);
                     return;
                 }
+            }
+            if !self.retired.is_empty() {
+                self.delete_retired(false);
             }
             let due = self.pending_rows >= self.config.roll_rows_max
                 || self
@@ -579,11 +615,11 @@ impl LakeWriter {
             let path = dir.join(part_name(from, to));
             let schema = file_schema(table);
             let bytes = write_merged(&path, &inputs, &schema, &props)?;
-            // The output is durable; the inputs are now covered by its range.
-            for input in &inputs {
-                fs::remove_file(&input.path).map_err(io_err(&input.path))?;
-            }
-            fsio::sync_dir(&dir).map_err(io_err(&dir))?;
+            // The output is durable and the inputs are covered by its range:
+            // retire them (readers of older snapshots may still be scanning them).
+            let now = Instant::now();
+            self.retired
+                .extend(inputs.iter().map(|input| (now, input.path.clone())));
             let rows = inputs.iter().map(|f| f.rows).sum();
             files.retain(|f| !inputs.iter().any(|i| i.path == f.path));
             files.push(LakeFile {
@@ -654,7 +690,11 @@ fn split_partitions(
         if boundary {
             let days = i32::try_from(day(start)).unwrap_or(0);
             let date = NaiveDate::from_num_days_from_ce_opt(days + 719_163).unwrap_or_default();
-            out.push((date, symbols.value(start).to_owned(), sorted.slice(start, i - start)));
+            out.push((
+                date,
+                symbols.value(start).to_owned(),
+                sorted.slice(start, i - start),
+            ));
             start = i;
         }
     }
@@ -734,7 +774,10 @@ fn adapt(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::
         .map(|field| match batch.column_by_name(field.name()) {
             Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
             Some(col) => arrow::compute::cast(col, field.data_type()),
-            None => Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows())),
+            None => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)

@@ -148,7 +148,8 @@ impl Wal {
         let Some((seg, file, bytes)) = self.current.as_mut() else {
             return Ok(());
         };
-        file.write_all(&self.encode_buf).map_err(io_err(&seg.path))?;
+        file.write_all(&self.encode_buf)
+            .map_err(io_err(&seg.path))?;
         file.sync_data().map_err(io_err(&seg.path))?;
         *bytes += self.encode_buf.len() as u64;
         seg.last_seq = last_seq;
@@ -266,7 +267,7 @@ fn scan_segment(
         }
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-        if &header[..4] != MAGIC || len > RECORD_BYTES_MAX || len < 9 {
+        if &header[..4] != MAGIC || !(9..=RECORD_BYTES_MAX).contains(&len) {
             summary.torn = true;
             break;
         }

@@ -78,7 +78,8 @@ impl Harness {
     pub async fn scalar(&self, sql: &str) -> i64 {
         let batches = self.query(sql).await;
         let batch = batches.iter().find(|b| b.num_rows() > 0).unwrap();
-        let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+        let col =
+            arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64).unwrap();
         let col = col.as_primitive::<Int64Type>();
         assert!(!col.is_null(0), "{sql} returned NULL");
         col.value(0)

@@ -24,8 +24,10 @@ const ROUND_IDS: u64 = 10_000_000;
 #[test]
 #[ignore = "started as a child process by kill_nine_at_random_points"]
 fn crash_child() {
-    let (Ok(dir), Ok(round)) = (std::env::var("CRASH_TEST_DIR"), std::env::var("CRASH_TEST_ROUND"))
-    else {
+    let (Ok(dir), Ok(round)) = (
+        std::env::var("CRASH_TEST_DIR"),
+        std::env::var("CRASH_TEST_ROUND"),
+    ) else {
         return;
     };
     let round: u64 = round.parse().unwrap();
@@ -41,8 +43,16 @@ fn crash_child() {
     let mut n = 0u64;
     loop {
         for _ in 0..250 {
-            let level = if n % 7 == 0 { Level::Critical } else { Level::Info };
-            assert!(logger.log(market_event(round * ROUND_IDS + n, level)).is_accepted());
+            let level = if n.is_multiple_of(7) {
+                Level::Critical
+            } else {
+                Level::Info
+            };
+            assert!(
+                logger
+                    .log(market_event(round * ROUND_IDS + n, level))
+                    .is_accepted()
+            );
             n += 1;
         }
         logger.flush_blocking().unwrap();
@@ -70,7 +80,13 @@ async fn kill_nine_at_random_points() {
     let mut acked = Vec::new();
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("CRASH_TEST_DIR", dir.path())
             .env("CRASH_TEST_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -99,6 +115,7 @@ async fn kill_nine_at_random_points() {
         acked.push(n);
         assert_no_partial_parquet(dir.path());
     }
+    eprintln!("events acknowledged per round before SIGKILL: {acked:?}");
     assert!(
         acked.iter().filter(|n| **n > 0).count() >= 8,
         "too few rounds acknowledged anything: {acked:?}"
@@ -106,7 +123,8 @@ async fn kill_nine_at_random_points() {
 
     let h = Harness::open(small_store_config(dir.path()), fast_logger_config());
     assert_eq!(
-        h.scalar("SELECT count(*) - count(DISTINCT event_id) FROM market_context").await,
+        h.scalar("SELECT count(*) - count(DISTINCT event_id) FROM market_context")
+            .await,
         0,
         "duplicates after crashes"
     );
@@ -116,7 +134,11 @@ async fn kill_nine_at_random_points() {
             "SELECT count(*) FROM market_context WHERE event_id >= 'ev-{from:012}' AND event_id < 'ev-{:012}'",
             from + n
         );
-        assert_eq!(h.scalar(&sql).await, *n as i64, "round {round}: acknowledged events missing");
+        assert_eq!(
+            h.scalar(&sql).await,
+            *n as i64,
+            "round {round}: acknowledged events missing"
+        );
     }
     let rolls = h.scalar("SELECT count(*) FROM system.lake_files").await;
     assert!(rolls > 0, "no lake file was ever committed");

@@ -17,9 +17,19 @@ async fn assert_each_once(h: &Harness, expected: &BTreeMap<Table, i64>, stage: &
             "SELECT count(*) - count(DISTINCT event_id) FROM events.{}",
             table.name()
         );
-        assert_eq!(h.scalar(&sql).await, 0, "{stage}: duplicate event_id in {}", table.name());
+        assert_eq!(
+            h.scalar(&sql).await,
+            0,
+            "{stage}: duplicate event_id in {}",
+            table.name()
+        );
         let sql = format!("SELECT count(*) FROM events.{}", table.name());
-        assert_eq!(h.scalar(&sql).await, want, "{stage}: count of {}", table.name());
+        assert_eq!(
+            h.scalar(&sql).await,
+            want,
+            "{stage}: count of {}",
+            table.name()
+        );
     }
 }
 
@@ -50,7 +60,10 @@ async fn every_accepted_event_once_across_rolls_compaction_and_restart() {
     let merged = h.store.compact(2).unwrap();
     assert!(merged > 0);
     let files_after = h.scalar("SELECT count(*) FROM system.lake_files").await;
-    assert!(files_after < files_before, "{files_after} >= {files_before}");
+    assert!(
+        files_after < files_before,
+        "{files_after} >= {files_before}"
+    );
     assert_each_once(&h, &expected, "after compaction").await;
     // Partition pruning keeps the answer right.
     let btc: i64 = h
@@ -64,7 +77,11 @@ async fn every_accepted_event_once_across_rolls_compaction_and_restart() {
 
     let h = Harness::open(small_store_config(dir.path()), logger_config);
     assert_each_once(&h, &expected, "after restart").await;
-    assert_eq!(h.scalar("SELECT lake_pending_rows FROM system.writer").await, 0);
+    assert_eq!(
+        h.scalar("SELECT lake_pending_rows FROM system.writer")
+            .await,
+        0
+    );
     h.close();
 }
 

@@ -20,7 +20,14 @@ async fn catalog_lists_every_table_and_rejects_writes() {
         .scalar("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'quiver' AND table_schema IN ('events', 'hot')")
         .await;
     assert_eq!(tables, 2 * Table::ALL.len() as i64);
-    for system in ["queue", "drops", "kill_switch", "writer", "lake_files", "quarantined_files"] {
+    for system in [
+        "queue",
+        "drops",
+        "kill_switch",
+        "writer",
+        "lake_files",
+        "quarantined_files",
+    ] {
         h.query(&format!("SELECT * FROM system.{system}")).await;
     }
     for sql in [
@@ -31,16 +38,31 @@ async fn catalog_lists_every_table_and_rejects_writes() {
         "COPY (SELECT 1) TO '/tmp/quiver-should-not-exist.csv'",
     ] {
         let err = h.engine.query(sql).await.expect_err(sql).to_string();
-        assert!(err.contains("not supported") || err.contains("not allowed") || err.contains("Unsupported"), "{sql}: {err}");
+        assert!(
+            err.contains("not supported")
+                || err.contains("not allowed")
+                || err.contains("Unsupported"),
+            "{sql}: {err}"
+        );
     }
     for i in 0..10 {
         assert!(h.logger.log(market_event(i, Level::Info)).is_accepted());
     }
     h.logger.flush().await.unwrap();
     assert!(h.store.wait_hot_caught_up(Duration::from_secs(30)));
-    assert_eq!(h.scalar("SELECT count(*) FROM hot.market_context").await, 10);
-    assert_eq!(h.scalar("SELECT count(*) FROM events.market_context").await, 10);
-    assert_eq!(h.scalar("SELECT count(*) FROM quiver.events.market_context WHERE date = current_date()").await, 10);
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM hot.market_context").await,
+        10
+    );
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM events.market_context").await,
+        10
+    );
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM quiver.events.market_context WHERE date = current_date()")
+            .await,
+        10
+    );
     assert_eq!(h.scalar("SELECT sum(accepted) FROM system.drops").await, 10);
     assert_eq!(h.scalar("SELECT rows_written FROM system.queue").await, 10);
     let last: i64 = h
@@ -67,10 +89,15 @@ async fn kill_switch_state_is_visible_in_sql() {
         stalled.clone(),
     )
     .unwrap();
-    let engine = QueryEngine::new(store.clone(), Some(logger.clone()), &QueryConfig::default()).unwrap();
+    let engine =
+        QueryEngine::new(store.clone(), Some(logger.clone()), &QueryConfig::default()).unwrap();
     let tripped = || async {
-        let batches = engine.query("SELECT CAST(tripped AS INT) FROM system.kill_switch").await.unwrap();
-        let col = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+        let batches = engine
+            .query("SELECT CAST(tripped AS INT) FROM system.kill_switch")
+            .await
+            .unwrap();
+        let col =
+            arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
         use arrow::array::AsArray;
         col.as_primitive::<arrow::datatypes::Int64Type>().value(0)
     };
@@ -82,7 +109,10 @@ async fn kill_switch_state_is_visible_in_sql() {
     }
     assert!(logger.kill_switch_tripped());
     assert_eq!(tripped().await, 1);
-    let trips = engine.query("SELECT trips FROM system.kill_switch").await.unwrap();
+    let trips = engine
+        .query("SELECT trips FROM system.kill_switch")
+        .await
+        .unwrap();
     assert_eq!(trips[0].num_rows(), 1);
     stalled.stalled.store(false, Ordering::Release);
     drop(engine);
@@ -95,10 +125,15 @@ fn a_second_open_of_the_data_dir_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _sink) = Store::open(small_store_config(dir.path())).unwrap();
     let started = std::time::Instant::now();
-    let err = Store::open(small_store_config(dir.path())).unwrap_err().to_string();
+    let err = Store::open(small_store_config(dir.path()))
+        .unwrap_err()
+        .to_string();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("in use by another Quiver process"), "{err}");
-    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     drop(_sink);
     store.close().unwrap();
 }

@@ -97,7 +97,10 @@ fn check(event: impl Into<Event>, table: &str, field: &str) {
         .validate(&limits, Ts::now())
         .expect_err("expected a validation error");
     assert_eq!((err.table, err.field), (table, field), "{err}");
-    assert!(err.to_string().starts_with(&format!("{table}.{field}:")), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("{table}.{field}:")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -167,7 +170,17 @@ fn each_rule_names_its_field() {
 #[test]
 fn hostile_symbols_are_rejected() {
     let long = "A".repeat(300);
-    for bad in ["../../x", "..", ".", "a/b", "a\0b", "", long.as_str(), "BTC USD", "é"] {
+    for bad in [
+        "../../x",
+        "..",
+        ".",
+        "a/b",
+        "a\0b",
+        "",
+        long.as_str(),
+        "BTC USD",
+        "é",
+    ] {
         let mut e = signal();
         e.header.symbol = bad.to_string();
         check(e, "signals", "symbol");
@@ -218,7 +231,8 @@ async fn a_mixed_batch_stores_exactly_the_valid_events() {
     assert!(h.store.wait_hot_caught_up(Duration::from_secs(30)));
     assert_eq!(h.scalar("SELECT count(*) FROM signals").await, 180);
     assert_eq!(
-        h.scalar("SELECT sum(rejected_invalid) FROM system.drops").await,
+        h.scalar("SELECT sum(rejected_invalid) FROM system.drops")
+            .await,
         120
     );
     h.close();
@@ -289,7 +303,11 @@ async fn a_truncated_parquet_file_is_quarantined_and_the_rest_stays_queryable() 
 
     let h = Harness::open(small_store_config(dir.path()), fast_logger_config());
     assert!(!victim.exists(), "the bad file is still in the lake");
-    assert_eq!(h.scalar("SELECT count(*) FROM system.quarantined_files").await, 1);
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM system.quarantined_files")
+            .await,
+        1
+    );
     let batches = h
         .query("SELECT original_path, quarantine_path FROM system.quarantined_files")
         .await;
