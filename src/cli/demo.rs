@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::pipeline::{Pipeline, shutdown_signal};
 use crate::config::Config;
 use crate::event::{Event, Ts};
+use crate::ingest::Logger;
 use crate::sim::Simulator;
 use crate::sim::gates::GatesConfig;
 
@@ -24,9 +25,48 @@ pub struct Args {
     /// Simulator seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// History to backfill before going live (simulated at the same rate), so
+    /// trades have closed and shadow trades resolved from the first query on.
+    /// `0s` starts empty.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub backfill: Duration,
     /// gates.yaml to use (default: the built-in configs/gates.yaml).
     #[arg(long, value_name = "FILE")]
     pub gates: Option<std::path::PathBuf>,
+}
+
+/// Events one signal cycle produces on average with the built-in gates.
+pub const EVENTS_PER_CYCLE: f64 = 19.0;
+
+/// Runs the simulator over the last `span` on a simulated clock paced to `rate`,
+/// logging as fast as the pipeline takes it (backing off while the queue is
+/// more than half full, so nothing is shed). Returns the events logged.
+pub async fn backfill(sim: &mut Simulator, logger: &Logger, span: Duration, rate: f64) -> u64 {
+    let cycle_us = (EVENTS_PER_CYCLE / rate * 1e6).max(1.0) as i64;
+    let end = Ts::now().0;
+    let mut clock = end - i64::try_from(span.as_micros()).unwrap_or(i64::MAX);
+    let mut buffer = Vec::new();
+    let mut logged = 0u64;
+    while clock < end {
+        sim.cycle(Ts(clock), &mut buffer);
+        clock += cycle_us;
+        for event in buffer.drain(..) {
+            let _ = logger.log(event);
+            logged += 1;
+        }
+        wait_for_room(logger).await;
+    }
+    logged
+}
+
+/// Waits while the logger's queue is more than half full.
+pub async fn wait_for_room(logger: &Logger) {
+    let stats = logger.stats();
+    if stats.queue_len * 2 > stats.queue_capacity {
+        while logger.stats().queue_len * 4 > stats.queue_capacity {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
@@ -51,6 +91,17 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);
+    let mut backfilled = 0;
+    if !args.backfill.is_zero() {
+        let t = Instant::now();
+        let n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate).await;
+        backfilled = n;
+        println!(
+            "  backfilled {} of history: {n} events in {:.1}s",
+            humantime::format_duration(args.backfill),
+            t.elapsed().as_secs_f64()
+        );
+    }
     let started = Instant::now();
     let mut produced: u64 = 0;
     let mut buffer: Vec<Event> = Vec::new();
@@ -108,7 +159,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     };
     println!(
         "done: {} events logged ({} accepted, {} dropped, {} invalid) in {:.1}s; {} signals, {} trades ({win_rate:.1}% winners), {} blocked",
-        produced,
+        produced + backfilled,
         st.accepted.total(),
         st.dropped_total(),
         st.rejected_invalid.total(),

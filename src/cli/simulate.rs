@@ -2,10 +2,11 @@
 //! fast as it goes. The producer backs off while the queue is over half full, so
 //! the figure is the pipeline's sustained rate, not a rate of drops.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::demo::{EVENTS_PER_CYCLE, wait_for_room};
 use super::pipeline::Pipeline;
 use crate::config::Config;
 use crate::event::{Event, Ts};
@@ -26,14 +27,12 @@ pub struct Args {
 
 /// Simulated time between two signal cycles.
 const CYCLE_US: i64 = 50_000;
-/// Events one cycle produces on average (measured on the default gates).
-const EVENTS_PER_CYCLE: i64 = 19;
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let pipeline = Pipeline::open(&config).await?;
     let mut sim = Simulator::new(args.seed, GatesConfig::builtin()?);
     // The simulated clock ends near now, so no event is in the future.
-    let cycles = i64::try_from(args.events).unwrap_or(i64::MAX) / EVENTS_PER_CYCLE + 1;
+    let cycles = (args.events as f64 / EVENTS_PER_CYCLE) as i64 + 1;
     let mut clock = Ts::now().0 - cycles * CYCLE_US;
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -48,7 +47,6 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let mut buffer: Vec<Event> = Vec::new();
     let mut produced = 0u64;
     let logger = pipeline.logger.clone();
-    let capacity = logger.stats().queue_capacity;
     while produced < args.events {
         if buffer.is_empty() {
             clock += CYCLE_US;
@@ -60,9 +58,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         produced += 1;
         if produced.is_multiple_of(1024) {
             bar.set_position(produced);
-            while logger.stats().queue_len * 2 > capacity {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            wait_for_room(&logger).await;
         }
     }
     logger.flush().await?;

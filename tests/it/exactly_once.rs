@@ -113,3 +113,46 @@ proptest! {
         prop_assert_eq!(stats.accepted.get(Level::Critical), critical as u64);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_store_prunes_only_rows_already_in_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_store_config(dir.path());
+    config.lake.roll_rows_max = 1_000_000; // roll only when asked
+    config.hot.retention = Duration::from_micros(1);
+    config.hot.checkpoint_interval = Duration::ZERO;
+    let h = Harness::open(config, fast_logger_config());
+    for i in 0..300 {
+        assert!(h.logger.log(market_event(i, Level::Info)).is_accepted());
+    }
+    h.logger.flush().await.unwrap();
+    assert!(h.store.wait_hot_caught_up(Duration::from_secs(30)));
+    // Past retention but not in the lake yet: kept.
+    assert!(h.logger.log(market_event(1_000, Level::Info)).is_accepted());
+    h.logger.flush().await.unwrap();
+    assert!(h.store.wait_hot_caught_up(Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM hot.market_context").await,
+        301
+    );
+    // Once the lake holds them, the next maintenance prunes them from the hot store.
+    h.store.roll_lake().unwrap();
+    assert!(h.logger.log(market_event(2_000, Level::Info)).is_accepted());
+    h.logger.flush().await.unwrap();
+    assert!(h.store.wait_hot_caught_up(Duration::from_secs(30)));
+    let mut hot = i64::MAX;
+    for _ in 0..100 {
+        hot = h.scalar("SELECT count(*) FROM hot.market_context").await;
+        if hot == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(hot, 1, "only the row not yet in the lake stays hot");
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM events.market_context").await,
+        302
+    );
+    h.close();
+}

@@ -2,6 +2,7 @@
 //! linking costs minutes here). One module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod common;
 mod crash;
 mod cross_engine;
