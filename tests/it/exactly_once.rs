@@ -73,6 +73,19 @@ async fn every_accepted_event_once_across_rolls_compaction_and_restart() {
         .scalar("SELECT sum(n) FROM (SELECT symbol, count(*) AS n FROM events.market_context GROUP BY symbol) WHERE symbol = 'BTC-USD'")
         .await;
     assert_eq!(btc, by_symbol);
+    // ... and does prune: the plan reads no other symbol's or date's files.
+    let plan = h
+        .query("EXPLAIN SELECT count(*) FROM market_context WHERE symbol = 'BTC-USD' AND date = current_date()")
+        .await;
+    let plan = arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(plan.contains("symbol=BTC-USD"), "{plan}");
+    assert!(!plan.contains("symbol=ETH-USD"), "{plan}");
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("date=%Y-%m-%d")
+        .to_string();
+    assert!(!plan.contains(&yesterday), "{plan}");
     h.close();
 
     let h = Harness::open(small_store_config(dir.path()), logger_config);
