@@ -11,7 +11,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
 use crate::store::HotShared;
 
@@ -84,6 +85,27 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DataF
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// A plan that streams `sql` from the hot store as `schema`.
+pub fn duck_exec(
+    schema: SchemaRef,
+    sql: String,
+    hot: Arc<HotShared>,
+) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let scan = DuckScan {
+        schema: schema.clone(),
+        sql,
+        hot,
+    };
+    Ok(Arc::new(StreamingTableExec::try_new(
+        schema,
+        vec![Arc::new(scan)],
+        None,
+        Vec::new(),
+        false,
+        None,
+    )?))
 }
 
 /// Quotes an identifier of Quiver's own (table and column names).

@@ -26,10 +26,9 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::Column;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::union::UnionExec;
 
-use super::duck_scan::{DuckScan, quote};
+use super::duck_scan::{duck_exec, quote};
 use crate::event::Table;
 use crate::store::hot::SEQ_COLUMN;
 use crate::store::{HotShared, LakeFile, LakeShared, lake};
@@ -126,19 +125,7 @@ impl EventsTable {
             quote(self.table.name()),
             quote(SEQ_COLUMN),
         );
-        let scan = DuckScan {
-            schema: self.schema.clone(),
-            sql,
-            hot: self.hot.clone(),
-        };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            self.schema.clone(),
-            vec![Arc::new(scan)],
-            None,
-            Vec::new(),
-            false,
-            None,
-        )?))
+        duck_exec(self.schema.clone(), sql, self.hot.clone())
     }
 }
 

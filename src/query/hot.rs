@@ -10,9 +10,8 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::streaming::StreamingTableExec;
 
-use super::duck_scan::{DuckScan, quote};
+use super::duck_scan::{duck_exec, quote};
 use crate::event::Table;
 use crate::store::HotShared;
 use crate::store::hot::SEQ_COLUMN;
@@ -74,18 +73,6 @@ impl TableProvider for HotTable {
         if let (Some(limit), true) = (limit, filters.is_empty()) {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let scan = DuckScan {
-            schema: schema.clone(),
-            sql,
-            hot: self.hot.clone(),
-        };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            vec![Arc::new(scan)],
-            None,
-            Vec::new(),
-            false,
-            None,
-        )?))
+        duck_exec(schema, sql, self.hot.clone())
     }
 }
