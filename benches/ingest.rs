@@ -230,7 +230,7 @@ fn peak_rss_mib() -> f64 {
 
 /// 60 s end to end with the hot store and lake keeping up.
 fn sustained() {
-    let secs_total = std::env::var("QUIVER_BENCH_SECS")
+    let secs_total = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60u64);
@@ -356,7 +356,13 @@ fn freshness() {
         .enable_all()
         .build()
         .unwrap();
-    for (label, rate) in [("demo rate 500/s", 500u64), ("high rate 200k/s", 200_000)] {
+    let rates: Vec<u64> = std::env::var("BENCH_FRESH_RATES")
+        .unwrap_or_else(|_| "500,500000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    for rate in rates {
+        let label = format!("{rate} events/s");
         let dir = tempfile::tempdir().unwrap();
         let config = LoggerConfig {
             queue_capacity: 200_000,
@@ -384,11 +390,16 @@ fn freshness() {
         };
         let mut samples = Vec::new();
         for k in 0..30u64 {
-            let event = gate_event(k, Ts::now());
+            // Probes are CRITICAL so the tiers never shed them at high rates.
+            let mut event = gate_event(k, Ts::now());
+            if let Event::GateDecision(g) = &mut event {
+                g.header.level = Level::Critical;
+            }
             let id = event.header().event_id.clone();
             let t = Instant::now();
             assert!(logger.log(event).is_accepted());
-            loop {
+            let deadline = Duration::from_secs(30);
+            while t.elapsed() < deadline {
                 let sql = format!("SELECT count(*) FROM gate_decisions WHERE event_id = '{id}'");
                 let n = rt.block_on(engine.query(&sql)).unwrap();
                 let n = arrow::compute::cast(n[0].column(0), &arrow::datatypes::DataType::Int64)
@@ -405,8 +416,9 @@ fn freshness() {
         stop.store(true, Ordering::Relaxed);
         background.join().unwrap();
         samples.sort_unstable();
+        let behind = logger.stats().dropped_total();
         println!(
-            "  {label:<18} p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms (target p99 <= 1100 ms)",
+            "  {label:<18} p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms (target p99 <= 1100 ms; 30 s = not seen; {behind} background events shed)",
             percentile(&samples, 0.5) as f64 / 1e3,
             percentile(&samples, 0.99) as f64 / 1e3,
             *samples.last().unwrap() as f64 / 1e3
