@@ -321,7 +321,7 @@ impl Logger {
         let s = &*self.shared;
         let c = &s.counters;
         let tripped_at = s.kill_switch_tripped_at_us.load(Ordering::Acquire);
-        let last_write = c.last_write_us.load(Ordering::Acquire);
+        let last_write = c.writer.last_write_us.load(Ordering::Acquire);
         LoggerStats {
             queue_len: s.queue.len(),
             overflow_len: s.overflow.len(),
@@ -336,9 +336,9 @@ impl Logger {
             kill_switch_tripped: s.kill_switch.load(Ordering::Acquire),
             kill_switch_trips: c.kill_switch_trips.load(Ordering::Relaxed),
             kill_switch_tripped_at_us: (tripped_at != 0).then_some(tripped_at),
-            batches_written: c.batches_written.load(Ordering::Relaxed),
-            rows_written: c.rows_written.load(Ordering::Relaxed),
-            write_errors: c.write_errors.load(Ordering::Relaxed),
+            batches_written: c.writer.batches_written.load(Ordering::Relaxed),
+            rows_written: c.writer.rows_written.load(Ordering::Relaxed),
+            write_errors: c.writer.write_errors.load(Ordering::Relaxed),
             last_write_us: (last_write != 0).then_some(last_write),
         }
     }
@@ -412,7 +412,10 @@ impl<S: BatchSink> Writer<S> {
 
             if !sealed.is_empty() {
                 if let Err(e) = self.write(&sealed) {
-                    s.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    s.counters
+                        .writer
+                        .write_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "writing a batch failed; retrying");
                     std::thread::park_timeout(RETRY_BACKOFF);
                     continue;
@@ -470,6 +473,7 @@ impl<S: BatchSink> Writer<S> {
             Err(e) => {
                 self.shared
                     .counters
+                    .writer
                     .write_errors
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "building a record batch failed");
@@ -481,10 +485,15 @@ impl<S: BatchSink> Writer<S> {
         self.sink.write(sealed)?;
         let c = &self.shared.counters;
         let rows: usize = sealed.iter().map(|(_, b)| b.num_rows()).sum();
-        c.batches_written
+        c.writer
+            .batches_written
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        c.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
-        c.last_write_us.store(Shared::now_us(), Ordering::Release);
+        c.writer
+            .rows_written
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        c.writer
+            .last_write_us
+            .store(Shared::now_us(), Ordering::Release);
         Ok(())
     }
 }

@@ -4,8 +4,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::event::Level;
 
-/// One counter per level, DEBUG..CRITICAL.
+/// One counter per level, DEBUG..CRITICAL. Aligned to its own cache lines so
+/// producers bumping it do not contend with the writer's counters.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct LevelCounters([AtomicU64; 5]);
 
 impl LevelCounters {
@@ -42,6 +44,13 @@ pub(crate) struct Counters {
     pub(crate) dropped_closed: LevelCounters,
     pub(crate) overflow_accepted: AtomicU64,
     pub(crate) kill_switch_trips: AtomicU64,
+    pub(crate) writer: WriterCounters,
+}
+
+/// Counters only the writer thread updates, on cache lines of their own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WriterCounters {
     pub(crate) batches_written: AtomicU64,
     pub(crate) rows_written: AtomicU64,
     pub(crate) write_errors: AtomicU64,
