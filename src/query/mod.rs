@@ -35,14 +35,16 @@ use crate::store::Store;
 /// Name of Quiver's catalog.
 pub const CATALOG: &str = "quiver";
 
+/// Errors carry DataFusion's innermost message only: its nested errors repeat
+/// the same text at every layer, which buries what went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("building the catalog")]
-    Catalog(#[source] DataFusionError),
-    #[error("planning the query: {0}")]
-    Plan(#[source] DataFusionError),
-    #[error("executing the query: {0}")]
-    Execute(#[source] DataFusionError),
+    #[error("building the catalog: {}", .0.find_root())]
+    Catalog(DataFusionError),
+    #[error("planning the query: {}", .0.find_root())]
+    Plan(DataFusionError),
+    #[error("executing the query: {}", .0.find_root())]
+    Execute(DataFusionError),
 }
 
 #[derive(Debug, Clone)]

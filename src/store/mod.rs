@@ -163,9 +163,14 @@ impl Store {
     /// lake, opens the hot store, replays the WAL past what each of them holds,
     /// and waits until the hot store has applied the replay.
     pub fn open(config: StoreConfig) -> Result<(Store, StoreSink), StoreError> {
-        let dir = &config.data_dir;
-        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
+        fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        // Absolute paths from here on: the lake's files are read through an
+        // object store rooted at `/`, and messages should say where things are.
+        let dir = &fs::canonicalize(&config.data_dir).map_err(|source| StoreError::Io {
+            path: config.data_dir.clone(),
             source,
         })?;
         let lock = lock_data_dir(dir)?;

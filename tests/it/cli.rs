@@ -130,3 +130,40 @@ fn bad_config_and_bad_sql_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_relative_data_dir_works_from_simulate_to_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = quiver()
+        .current_dir(dir.path())
+        .args([
+            "--data-dir",
+            "data",
+            "simulate",
+            "--events",
+            "5000",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("events/s durable"), "{stdout}");
+    let out = quiver()
+        .current_dir(dir.path())
+        .args(["--data-dir", "data", "sql", "--format", "json"])
+        .arg("SELECT count(*) AS n FROM trace_steps WHERE symbol LIKE '%-USD'")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows[0]["n"].as_i64().unwrap() > 1_000, "{rows}");
+}
