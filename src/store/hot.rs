@@ -14,6 +14,8 @@
 //! is raised out of the way and the hot thread checkpoints on its own schedule
 //! (`checkpoint_interval`, default 60 s, only when something was applied) and on
 //! close. Durability does not depend on it: the Quiver WAL is the durability point.
+//! DuckDB's memory is capped at 512 MB (its default is 80% of RAM), so the
+//! hot store cannot grow the process without bound between checkpoints.
 //!
 //! **Retention**: rows older than `retention` (7 days) are deleted, but only those
 //! already in the lake (`_seq <= lake_seq`).
@@ -130,6 +132,7 @@ pub fn open(path: &Path) -> Result<(Connection, Arc<HotShared>), HotError> {
     })?;
     conn.execute_batch(
         "SET checkpoint_threshold = '4GB';
+         SET memory_limit = '512MB';
          CREATE TABLE IF NOT EXISTS _quiver_state (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
          INSERT OR IGNORE INTO _quiver_state VALUES ('applied_seq', 0);",
     )

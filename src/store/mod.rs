@@ -119,7 +119,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Batches in flight between the writer and each of the hot and lake threads.
-const CHANNEL_BATCHES: usize = 256;
+const CHANNEL_BATCHES: usize = 64;
 
 fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("quiver.lock");
