@@ -371,8 +371,11 @@ impl<S: BatchSink> Writer<S> {
         let mut sealed: Vec<(Table, RecordBatch)> = Vec::new();
         let mut pending_since: Option<Instant> = None;
         let mut last_tick = Instant::now();
+        // One handle for the thread's life (not an Arc clone per iteration); the
+        // loop body also needs `&mut self`.
+        let shared = self.shared.clone();
         loop {
-            let s = self.shared.clone();
+            let s = &*shared;
             let ticket = s.flush_requested.load(Ordering::Acquire);
             let flushing = ticket > *s.flush_done.borrow();
             let closing = s.closed.load(Ordering::Acquire);
