@@ -215,6 +215,15 @@ macro_rules! string_enum {
             }
         }
 
+        impl $crate::event::column::ReadColumn for $name {
+            fn read_all(
+                array: &dyn arrow::array::Array,
+                field: &'static str,
+            ) -> Result<Vec<Self>, $crate::event::column::ReadError> {
+                $crate::event::column::read_enum(array, field)
+            }
+        }
+
         impl $crate::event::column::Column for $name {
             type Builder = arrow::array::StringBuilder;
             fn data_type() -> arrow::datatypes::DataType {
@@ -234,3 +243,150 @@ macro_rules! string_enum {
     };
 }
 pub(crate) use string_enum;
+
+/// A value that could not be read back from an Arrow column.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("row {row}: {field}: {message}")]
+pub struct ReadError {
+    /// Row index within the batch, from 0.
+    pub row: usize,
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Reading a column back into Rust values: the inverse of [`Column`], for
+/// batches that arrive from outside (Flight SQL ingest). The array must already
+/// have [`Column::data_type`]; callers cast first.
+pub trait ReadColumn: Sized {
+    fn read_all(array: &dyn arrow::array::Array, field: &'static str)
+    -> Result<Vec<Self>, ReadError>;
+}
+
+fn type_mismatch(array: &dyn arrow::array::Array, field: &'static str, want: &DataType) -> ReadError {
+    ReadError {
+        row: 0,
+        field,
+        message: format!("has type {}, expected {want}", array.data_type()),
+    }
+}
+
+fn null_at(row: usize, field: &'static str) -> ReadError {
+    ReadError {
+        row,
+        field,
+        message: "is null but is required".into(),
+    }
+}
+
+macro_rules! primitive_read {
+    ($ty:ty, $arrow:ty) => {
+        impl ReadColumn for $ty {
+            fn read_all(
+                array: &dyn arrow::array::Array,
+                field: &'static str,
+            ) -> Result<Vec<Self>, ReadError> {
+                let values = array
+                    .as_any()
+                    .downcast_ref::<arrow::array::PrimitiveArray<$arrow>>()
+                    .ok_or_else(|| type_mismatch(array, field, &<$ty as Column>::data_type()))?;
+                if let Some(row) = (0..values.len()).find(|&i| arrow::array::Array::is_null(values, i)) {
+                    return Err(null_at(row, field));
+                }
+                Ok(values.values().iter().map(|v| Self::from(*v)).collect())
+            }
+        }
+        impl ReadColumn for Option<$ty> {
+            fn read_all(
+                array: &dyn arrow::array::Array,
+                field: &'static str,
+            ) -> Result<Vec<Self>, ReadError> {
+                let values = array
+                    .as_any()
+                    .downcast_ref::<arrow::array::PrimitiveArray<$arrow>>()
+                    .ok_or_else(|| type_mismatch(array, field, &<$ty as Column>::data_type()))?;
+                Ok(values.iter().map(|v| v.map(<$ty>::from)).collect())
+            }
+        }
+    };
+}
+
+impl From<i64> for Ts {
+    fn from(us: i64) -> Self {
+        Ts(us)
+    }
+}
+
+primitive_read!(f64, arrow::datatypes::Float64Type);
+primitive_read!(i64, arrow::datatypes::Int64Type);
+primitive_read!(i32, arrow::datatypes::Int32Type);
+primitive_read!(Ts, arrow::datatypes::TimestampMicrosecondType);
+
+impl ReadColumn for bool {
+    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+        let values = array
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| type_mismatch(array, field, &DataType::Boolean))?;
+        values
+            .iter()
+            .enumerate()
+            .map(|(row, v)| v.ok_or_else(|| null_at(row, field)))
+            .collect()
+    }
+}
+
+impl ReadColumn for Option<bool> {
+    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+        let values = array
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| type_mismatch(array, field, &DataType::Boolean))?;
+        Ok(values.iter().collect())
+    }
+}
+
+/// Reads a Utf8 column as optional strings; the building block of every
+/// string-typed column (plain strings and closed vocabularies).
+pub fn read_strings<'a>(
+    array: &'a dyn arrow::array::Array,
+    field: &'static str,
+) -> Result<impl Iterator<Item = (usize, Option<&'a str>)> + 'a, ReadError> {
+    let values = array
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .ok_or_else(|| type_mismatch(array, field, &DataType::Utf8))?;
+    Ok(values.iter().enumerate())
+}
+
+impl ReadColumn for String {
+    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+        read_strings(array, field)?
+            .map(|(row, v)| v.map(str::to_owned).ok_or_else(|| null_at(row, field)))
+            .collect()
+    }
+}
+
+impl ReadColumn for Option<String> {
+    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+        Ok(read_strings(array, field)?
+            .map(|(_, v)| v.map(str::to_owned))
+            .collect())
+    }
+}
+
+/// Reads a closed vocabulary, naming the allowed spellings on a bad value.
+pub fn read_enum<T: std::str::FromStr<Err = String>>(
+    array: &dyn arrow::array::Array,
+    field: &'static str,
+) -> Result<Vec<T>, ReadError> {
+    read_strings(array, field)?
+        .map(|(row, v)| {
+            let text = v.ok_or_else(|| null_at(row, field))?;
+            text.parse().map_err(|message: String| ReadError {
+                row,
+                field,
+                message: format!("{text:?}: {message}"),
+            })
+        })
+        .collect()
+}

@@ -6,9 +6,9 @@ use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringBuilder, TimestampMi
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use super::column::{Column, UTC, ts_type};
+use super::column::{Column, ReadColumn, ReadError, UTC, ts_type};
 use super::{
-    Direction, EventHeader, Gate, GateResult, Mode, ModelEventKind, PredictionKind, Regime,
+    Direction, EventHeader, Gate, GateResult, Level, Mode, ModelEventKind, PredictionKind, Regime,
     SCHEMA_VERSION, ShadowKind, Side, TradeKind, Ts,
 };
 
@@ -66,6 +66,33 @@ impl HeaderBuilders {
     }
 }
 
+/// Reads the header columns of a batch.
+fn read_headers(batch: &RecordBatch) -> Result<Vec<EventHeader>, ReadError> {
+    let column = |name: &'static str| {
+        batch.column_by_name(name).ok_or_else(|| ReadError {
+            row: 0,
+            field: name,
+            message: "column is missing".into(),
+        })
+    };
+    let event_id = String::read_all(column("event_id")?.as_ref(), "event_id")?;
+    let ts = Ts::read_all(column("ts")?.as_ref(), "ts")?;
+    let symbol = String::read_all(column("symbol")?.as_ref(), "symbol")?;
+    let level = Level::read_all(column("level")?.as_ref(), "level")?;
+    Ok(event_id
+        .into_iter()
+        .zip(ts)
+        .zip(symbol)
+        .zip(level)
+        .map(|(((event_id, ts), symbol), level)| EventHeader {
+            event_id,
+            ts,
+            symbol,
+            level,
+        })
+        .collect())
+}
+
 macro_rules! event_tables {
     ($(
         $(#[$doc:meta])*
@@ -105,6 +132,36 @@ macro_rules! event_tables {
                     $( columns.push(<$fty as Column>::finish(&mut $field)); )*
                     RecordBatch::try_new(Table::$variant.schema(), columns)
                 }
+
+                /// Reads rows back from a batch whose columns have this table's
+                /// names and types (extra columns are ignored).
+                pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ReadError> {
+                    let rows = batch.num_rows();
+                    let column = |name: &'static str| {
+                        batch.column_by_name(name).ok_or_else(|| ReadError {
+                            row: 0,
+                            field: name,
+                            message: "column is missing".into(),
+                        })
+                    };
+                    let header = read_headers(batch)?;
+                    $( let mut $field = <$fty as ReadColumn>::read_all(
+                        column(stringify!($field))?.as_ref(),
+                        stringify!($field),
+                    )?.into_iter(); )*
+                    let mut out = Vec::with_capacity(rows);
+                    for (row, header) in header.into_iter().enumerate() {
+                        out.push(Self {
+                            header,
+                            $( $field: $field.next().ok_or_else(|| ReadError {
+                                row,
+                                field: stringify!($field),
+                                message: "column is shorter than the batch".into(),
+                            })?, )*
+                        });
+                    }
+                    Ok(out)
+                }
             }
 
             impl From<$ty> for Event {
@@ -133,6 +190,13 @@ macro_rules! event_tables {
             /// Dense index, for per-table arrays.
             pub fn index(self) -> usize {
                 self as usize
+            }
+
+            /// Reads a batch in this table's schema back into events.
+            pub fn read_events(self, batch: &RecordBatch) -> Result<Vec<Event>, ReadError> {
+                match self {
+                    $(Table::$variant => Ok($ty::from_batch(batch)?.into_iter().map(Event::$variant).collect()),)*
+                }
             }
 
             /// The table's Arrow schema (header columns first).
@@ -358,5 +422,46 @@ mod tests {
             .to_string();
         assert!(formatted.contains("2023-11-14T22:13:20Z"), "{formatted}");
         assert!(formatted.contains("| e1 "), "{formatted}");
+    }
+
+    #[test]
+    fn every_table_reads_back_what_it_wrote() {
+        let mut sim =
+            crate::sim::Simulator::new(7, crate::sim::gates::GatesConfig::builtin().unwrap());
+        let mut events = Vec::new();
+        for i in 0..400 {
+            sim.cycle(Ts(1_700_000_000_000_000 + i * 1_000_000), &mut events);
+        }
+        let mut buffers = EventBuffers::default();
+        let mut by_table: std::collections::BTreeMap<Table, Vec<Event>> = Default::default();
+        for event in events {
+            by_table.entry(event.table()).or_default().push(event.clone());
+            buffers.push(event);
+        }
+        let batches = buffers.take_batches().unwrap();
+        assert_eq!(batches.len(), Table::ALL.len(), "the simulator feeds every table");
+        for (table, batch) in batches {
+            assert_eq!(table.read_events(&batch).unwrap(), by_table[&table], "{}", table.name());
+        }
+    }
+
+    #[test]
+    fn reading_names_the_row_and_field_of_a_bad_value() {
+        let row = MarketContext {
+            header: EventHeader::new("ETH-USD", Level::Info),
+            price: 1.0,
+            spread_bps: 1.0,
+            volume: 1.0,
+            volatility: 0.1,
+            regime: Regime::Range,
+        };
+        let batch = MarketContext::to_batch(&[row.clone(), row]).unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[9] = Arc::new(arrow::array::StringArray::from(vec!["RANGE", "SIDEWAYS"]));
+        let bad = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        let err = Table::MarketContext.read_events(&bad).unwrap_err();
+        assert_eq!(err.row, 1);
+        assert_eq!(err.field, "regime");
+        assert!(err.message.contains("TREND, RANGE, PANIC"), "{err}");
     }
 }

@@ -90,6 +90,34 @@ impl std::fmt::Display for DropReason {
     }
 }
 
+/// Why [`Logger::submit`] wrote nothing, or could not confirm durability.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Rows that broke a rule, by index in the submitted order; nothing was
+    /// written.
+    #[error("{} invalid row(s), nothing written; {}", .0.len(), summarize_invalid(.0))]
+    Invalid(Vec<(usize, ValidationError)>),
+    #[error("the logger is shut down")]
+    Closed,
+    #[error("making the rows durable")]
+    Flush(#[source] LoggerError),
+}
+
+/// The first few invalid rows, for an error message that stays short.
+fn summarize_invalid(rows: &[(usize, ValidationError)]) -> String {
+    const SHOWN_MAX: usize = 3;
+    let mut text = rows
+        .iter()
+        .take(SHOWN_MAX)
+        .map(|(row, e)| format!("row {row}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if rows.len() > SHOWN_MAX {
+        text.push_str(&format!("; and {} more", rows.len() - SHOWN_MAX));
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoggerError {
     #[error("the writer thread has stopped")]
@@ -294,6 +322,52 @@ impl Logger {
         }
         s.counters.accepted.incr(level);
         LogOutcome::Accepted
+    }
+
+    /// A bulk load (Flight SQL ingest): validates every event first and
+    /// accepts all or none, enqueues them, and returns their count once they
+    /// are durable.
+    ///
+    /// Unlike [`Logger::log`] it never sheds by level: the rows are a request
+    /// someone waits on, so back-pressure goes to that caller instead. It waits
+    /// whenever the queue is at the DEBUG shed fill or above, which leaves the
+    /// rest of the queue to the bot's own `log()` calls.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<usize, SubmitError> {
+        let s = &*self.shared;
+        let now = Ts::now();
+        let invalid: Vec<(usize, ValidationError)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(row, e)| e.validate(&s.limits, now).err().map(|err| (row, err)))
+            .collect();
+        if !invalid.is_empty() {
+            for (row, _) in &invalid {
+                s.counters.rejected_invalid.incr(events[*row].header().level);
+            }
+            return Err(SubmitError::Invalid(invalid));
+        }
+        let count = events.len();
+        for mut event in events {
+            loop {
+                if s.closed.load(Ordering::Acquire) {
+                    return Err(SubmitError::Closed);
+                }
+                if s.queue.len() < s.debug_shed_len {
+                    let level = event.header().level;
+                    match s.queue.push(event) {
+                        Ok(()) => {
+                            s.counters.accepted.incr(level);
+                            break;
+                        }
+                        Err(back) => event = back,
+                    }
+                }
+                s.unpark_writer();
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        self.flush().await.map_err(SubmitError::Flush)?;
+        Ok(count)
     }
 
     /// Waits until every event accepted before this call is durable.

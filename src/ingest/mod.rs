@@ -22,7 +22,7 @@
 mod logger;
 mod stats;
 
-pub use logger::{DropReason, LogOutcome, Logger, LoggerConfig, LoggerError};
+pub use logger::{DropReason, LogOutcome, Logger, LoggerConfig, LoggerError, SubmitError};
 pub use stats::{LevelCounts, LoggerStats};
 
 use arrow::array::RecordBatch;

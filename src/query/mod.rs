@@ -13,11 +13,18 @@
 mod duck_scan;
 pub mod events;
 mod hot;
+mod pool;
 pub mod system;
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::execute_stream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
@@ -45,6 +52,30 @@ pub enum QueryError {
     Plan(DataFusionError),
     #[error("executing the query: {}", .0.find_root())]
     Execute(DataFusionError),
+    #[error("{0}")]
+    Parameters(String),
+}
+
+impl QueryError {
+    /// The DataFusion error underneath, if any.
+    pub fn datafusion(&self) -> Option<&DataFusionError> {
+        match self {
+            QueryError::Catalog(e) | QueryError::Plan(e) | QueryError::Execute(e) => {
+                Some(e.find_root())
+            }
+            QueryError::Parameters(_) => None,
+        }
+    }
+
+    /// Whether the SQL was refused for writing (DDL, DML or a statement).
+    pub fn is_read_only_violation(&self) -> bool {
+        matches!(
+            self.datafusion(),
+            Some(DataFusionError::Plan(m)) if m.starts_with("DDL not supported")
+                || m.starts_with("DML not supported")
+                || m.starts_with("Statement not supported")
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +100,36 @@ pub fn read_only() -> SQLOptions {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
+}
+
+/// Numbers `?` placeholders `$1, $2, ...` in order of appearance, in the
+/// parsed statement (never by editing the text). DataFusion reads a bare `?`
+/// as one named parameter, so every `?` would take the same value.
+fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> {
+    let DfStatement::Statement(statement) = statement else {
+        return Ok(());
+    };
+    let mut question_marks = 0usize;
+    let mut numbered = false;
+    let _ = visit_expressions_mut(statement.as_mut(), |expr| {
+        if let SqlExpr::Value(v) = expr
+            && let Value::Placeholder(name) = &mut v.value
+        {
+            if name == "?" {
+                question_marks += 1;
+                *name = format!("${question_marks}");
+            } else {
+                numbered = true;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    if question_marks > 0 && numbered {
+        return Err(QueryError::Parameters(
+            "parameters: use either ? or $1, $2, ..., not both".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The `quiver` catalog over one store.
@@ -145,12 +206,102 @@ impl QueryEngine {
         &self.ctx
     }
 
-    /// Plans read-only SQL.
+    /// Plans read-only SQL: one query, no DDL, DML or statements.
+    ///
+    /// Positional parameters may be written `$1, $2, ...` or `?` (numbered in
+    /// order of appearance, as DB-API and JDBC clients write them); bind them
+    /// with [`QueryEngine::bind`].
     pub async fn sql(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        self.ctx
-            .sql_with_options(sql, read_only())
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(QueryError::Plan)?;
+        number_question_marks(&mut statement)?;
+        let plan = state
+            .statement_to_plan(statement)
             .await
-            .map_err(QueryError::Plan)
+            .map_err(QueryError::Plan)?;
+        read_only().verify_plan(&plan).map_err(QueryError::Plan)?;
+        Ok(DataFrame::new(state, plan))
+    }
+
+    /// The parameters a planned query takes, `$1` first, with their types
+    /// where DataFusion could infer them (`Null` where it could not).
+    pub fn parameter_schema(df: &DataFrame) -> Result<Schema, QueryError> {
+        let types = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(QueryError::Plan)?;
+        let mut names: Vec<(usize, String)> = types
+            .keys()
+            .map(|name| {
+                let position = name
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        QueryError::Parameters(format!(
+                            "parameter {name}: use positional parameters ($1, $2, ...) or ?"
+                        ))
+                    })?;
+                Ok((position, name.clone()))
+            })
+            .collect::<Result<_, QueryError>>()?;
+        names.sort();
+        Ok(Schema::new(
+            names
+                .into_iter()
+                .map(|(_, name)| {
+                    let data_type = types.get(&name).cloned().flatten().unwrap_or(DataType::Null);
+                    Field::new(name, data_type, true)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Binds positional parameters from one row of `params` (column `i` is
+    /// `$i+1`).
+    pub fn bind(df: DataFrame, params: &RecordBatch) -> Result<DataFrame, QueryError> {
+        if params.num_rows() != 1 {
+            return Err(QueryError::Parameters(format!(
+                "parameters: expected one row of values, got {}",
+                params.num_rows()
+            )));
+        }
+        let values = params
+            .columns()
+            .iter()
+            .map(|column| ScalarValue::try_from_array(column, 0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(QueryError::Plan)?;
+        df.with_param_values(values).map_err(QueryError::Plan)
+    }
+
+    /// Executes a planned query under its own memory limit (on top of the
+    /// shared pool) and streams the result. Dropping the stream cancels the
+    /// query and returns its memory.
+    pub async fn execute(
+        &self,
+        df: DataFrame,
+        memory_bytes_max: usize,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let (state, plan) = df.into_parts();
+        let physical = state
+            .create_physical_plan(&plan)
+            .await
+            .map_err(QueryError::Plan)?;
+        let shared = state.runtime_env().memory_pool.clone();
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_memory_pool(Arc::new(pool::QueryPool::new(shared, memory_bytes_max)))
+            .build_arc()
+            .map_err(QueryError::Execute)?;
+        let task = TaskContext::from(&state).with_runtime(runtime);
+        execute_stream(physical, Arc::new(task)).map_err(QueryError::Execute)
+    }
+
+    /// Bytes the running queries hold in the shared memory pool.
+    pub fn memory_reserved_bytes(&self) -> usize {
+        self.ctx.runtime_env().memory_pool.reserved()
     }
 
     /// Runs read-only SQL and streams the result.
