@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Ts, ValidationLimits};
+use crate::flight::{Credentials, FlightConfig, QueryLimits, TlsFiles};
 use crate::ingest::LoggerConfig;
 use crate::query::QueryConfig;
 use crate::store::{HotConfig, LakeConfig, StoreConfig};
@@ -37,13 +38,14 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the WAL, hot store and lake live.
     pub data_dir: PathBuf,
-    /// Flight SQL listen address (used once the server is enabled).
+    /// Flight SQL listen address. Non-loopback addresses need credentials.
     pub listen: SocketAddr,
     pub logger: LoggerSection,
     pub validation: ValidationSection,
     pub hot: HotSection,
     pub lake: LakeSection,
     pub query: QuerySection,
+    pub flight: FlightSection,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             hot: HotSection::default(),
             lake: LakeSection::default(),
             query: QuerySection::default(),
+            flight: FlightSection::default(),
         }
     }
 }
@@ -170,6 +173,49 @@ impl Default for QuerySection {
     fn default() -> Self {
         Self {
             memory_bytes_max: QueryConfig::default().memory_bytes_max,
+        }
+    }
+}
+
+/// The Flight SQL server: credentials, TLS and the limits on each query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlightSection {
+    /// Empty: no authentication (then only loopback addresses are allowed).
+    pub username: String,
+    pub password: String,
+    /// How long a bearer token from the handshake stays valid.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// PEM certificate chain; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub queries_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    pub query_memory_bytes_max: usize,
+    pub result_rows_max: u64,
+    pub result_bytes_max: u64,
+    pub ingest_rows_max: usize,
+    pub message_bytes_max: usize,
+}
+
+impl Default for FlightSection {
+    fn default() -> Self {
+        let d = FlightConfig::default();
+        Self {
+            username: String::new(),
+            password: String::new(),
+            token_ttl: d.token_ttl,
+            tls_cert: None,
+            tls_key: None,
+            queries_max: d.limits.queries_max,
+            query_timeout: d.limits.query_timeout,
+            query_memory_bytes_max: d.limits.query_memory_bytes_max,
+            result_rows_max: d.limits.result_rows_max,
+            result_bytes_max: d.limits.result_bytes_max,
+            ingest_rows_max: d.ingest_rows_max,
+            message_bytes_max: d.message_bytes_max,
         }
     }
 }
@@ -309,6 +355,25 @@ impl Config {
                 "queue_capacity and batch_rows_max must be > 0",
             ));
         }
+        let f = &self.flight;
+        if f.username.is_empty() != f.password.is_empty() {
+            return Err(invalid(
+                "flight",
+                "set both username and password, or neither",
+            ));
+        }
+        if f.tls_cert.is_some() != f.tls_key.is_some() {
+            return Err(invalid(
+                "flight",
+                "set both tls_cert and tls_key, or neither",
+            ));
+        }
+        if f.queries_max == 0 || f.query_memory_bytes_max == 0 || f.ingest_rows_max == 0 {
+            return Err(invalid(
+                "flight",
+                "queries_max, query_memory_bytes_max and ingest_rows_max must be > 0",
+            ));
+        }
         for s in &self.validation.symbols_allowed {
             if !crate::event::is_valid_symbol(s) {
                 return Err(invalid(
@@ -358,6 +423,33 @@ impl Config {
             retired_file_grace: self.lake.retired_file_grace,
         };
         c
+    }
+
+    pub fn flight_config(&self) -> FlightConfig {
+        let f = &self.flight;
+        FlightConfig {
+            listen: self.listen,
+            credentials: (!f.username.is_empty()).then(|| Credentials {
+                username: f.username.clone(),
+                password: f.password.clone(),
+            }),
+            token_ttl: f.token_ttl,
+            tls: f
+                .tls_cert
+                .clone()
+                .zip(f.tls_key.clone())
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            limits: QueryLimits {
+                queries_max: f.queries_max,
+                query_timeout: f.query_timeout,
+                query_memory_bytes_max: f.query_memory_bytes_max,
+                result_rows_max: f.result_rows_max,
+                result_bytes_max: f.result_bytes_max,
+            },
+            ingest_rows_max: f.ingest_rows_max,
+            message_bytes_max: f.message_bytes_max,
+            ..FlightConfig::default()
+        }
     }
 
     pub fn query_config(&self) -> QueryConfig {

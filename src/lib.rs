@@ -34,6 +34,7 @@
 //!   [`ingest::BatchSink`] trait it writes through.
 //! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
 //! - [`query`]: the DataFusion session and its table providers.
+//! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`cli`]: the `quiver` command, one file per subcommand.
@@ -67,6 +68,7 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod flight;
 pub mod ingest;
 pub mod query;
 pub mod sim;

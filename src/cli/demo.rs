@@ -84,9 +84,10 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         "quiver demo: bot at {} events/s, data in {data_dir}",
         args.rate
     );
+    let server = pipeline.start_flight(&config).await?;
     println!(
-        "  (the Flight SQL endpoint on {} is not part of this build yet; query with `quiver sql` after the demo)",
-        config.listen
+        "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
+        server.url
     );
     println!("  Ctrl-C stops, flushes and exits.");
 
@@ -148,6 +149,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         }
     }
     println!("stopping: flushing and rolling the lake...");
+    server.stop().await?;
     pipeline.logger.flush().await?;
     let st = pipeline.logger.stats();
     let totals = sim.totals.clone();

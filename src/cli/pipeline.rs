@@ -1,13 +1,65 @@
 //! Opening and closing the whole pipeline (store, logger, query engine).
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::flight::{FlightServer, ServeError};
 use crate::ingest::Logger;
 use crate::query::QueryEngine;
 use crate::store::Store;
+
+/// Where a running server advertises itself inside the data dir it holds, so
+/// `quiver sql` on the same dir can query through it.
+pub const ADVERT_FILE: &str = "flight.json";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Advert {
+    pub url: String,
+    pub pid: u32,
+}
+
+impl Advert {
+    pub fn read(data_dir: &Path) -> Option<Advert> {
+        let text = std::fs::read_to_string(data_dir.join(ADVERT_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// A Flight SQL server serving a pipeline's engine.
+pub struct RunningServer {
+    pub url: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServeError>>,
+    advert: PathBuf,
+}
+
+impl RunningServer {
+    /// Stops accepting, gives running calls a moment to finish, and removes
+    /// the advert.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        const DRAIN_MAX: Duration = Duration::from_secs(10);
+        let _ = std::fs::remove_file(&self.advert);
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        match tokio::time::timeout(DRAIN_MAX, &mut task).await {
+            Ok(result) => result?.context("the Flight SQL server failed")?,
+            Err(_) => {
+                tracing::warn!(
+                    "Flight SQL calls still running after {DRAIN_MAX:?}; cutting them off"
+                );
+                task.abort();
+            }
+        }
+        Ok(())
+    }
+}
 
 pub struct Pipeline {
     pub store: Arc<Store>,
@@ -31,6 +83,40 @@ impl Pipeline {
         })
     }
 
+    /// Starts the Flight SQL server on the configured address.
+    pub async fn start_flight(&self, config: &Config) -> anyhow::Result<RunningServer> {
+        let flight = config.flight_config();
+        let server = FlightServer::bind(&flight, self.engine.clone(), self.logger.clone()).await?;
+        let addr = server.local_addr();
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        let scheme = if flight.tls.is_some() {
+            "grpc+tls"
+        } else {
+            "grpc"
+        };
+        let url = format!("{scheme}://{host}");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let advert = self.store.data_dir.join(ADVERT_FILE);
+        let text = serde_json::to_string(&Advert {
+            url: url.clone(),
+            pid: std::process::id(),
+        })?;
+        std::fs::write(&advert, text).with_context(|| format!("writing {}", advert.display()))?;
+        Ok(RunningServer {
+            url,
+            stop,
+            task,
+            advert,
+        })
+    }
+
     /// Flushes and closes the logger, then the store (the lake rolls what is
     /// pending, so the lake is complete for other readers).
     pub async fn close(self) -> anyhow::Result<()> {
@@ -43,8 +129,27 @@ impl Pipeline {
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             logger.close().context("closing the logger")?;
             drop(logger);
-            if let Ok(store) = Arc::try_unwrap(store) {
-                store.close().context("closing the store")?;
+            // Queries that were running when the server stopped may hold the
+            // store a moment longer while their tasks wind down.
+            let waited = Instant::now();
+            let mut store = store;
+            loop {
+                match Arc::try_unwrap(store) {
+                    Ok(store) => {
+                        store.close().context("closing the store")?;
+                        break;
+                    }
+                    Err(shared) if waited.elapsed() < Duration::from_secs(10) => {
+                        store = shared;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "the store is still in use; the WAL has every event and the next start replays it"
+                        );
+                        break;
+                    }
+                }
             }
             Ok(())
         })

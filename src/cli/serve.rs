@@ -20,10 +20,8 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
         "quiver serve: data in {}; Ctrl-C or SIGTERM stops",
         pipeline.store.data_dir.display()
     );
-    println!(
-        "  (the Flight SQL endpoint on {} is not part of this build yet)",
-        config.listen
-    );
+    let server = pipeline.start_flight(&config).await?;
+    println!("  Flight SQL on {}", server.url);
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut status = tokio::time::interval(Duration::from_secs(30));
@@ -36,6 +34,7 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    server.stop().await?;
     pipeline.logger.flush().await?;
     pipeline.close().await
 }

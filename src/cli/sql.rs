@@ -1,13 +1,20 @@
-//! `quiver sql "SQL"`: one read-only query against a data dir.
+//! `quiver sql "SQL"`: one read-only query, against a data dir or a server.
+//!
+//! With `--server URL` the query goes to that Flight SQL server. Without it,
+//! Quiver opens the data dir itself; if a running `serve` or `demo` holds the
+//! dir, the query goes through that process's server instead (it advertises
+//! its URL in the data dir).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::output::{self, Format};
+use super::pipeline::Advert;
 use crate::config::Config;
+use crate::flight::client::Client;
 use crate::query::QueryEngine;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,15 +22,54 @@ pub struct Args {
     pub sql: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Query a running Flight SQL server: grpc://HOST:PORT or grpc+tls://HOST:PORT.
+    /// Credentials come from the config's [flight] username and password.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+async fn query_server(
+    config: &Config,
+    url: &str,
+    sql: &str,
+) -> anyhow::Result<Vec<arrow::array::RecordBatch>> {
+    let flight = config.flight_config();
+    let mut client = Client::connect(
+        url,
+        flight.credentials.as_ref(),
+        config.flight.tls_cert.as_deref(),
+    )
+    .await?;
+    Ok(client.query(sql).await?)
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    if let Some(url) = &args.server {
+        let batches = query_server(&config, url, &args.sql).await?;
+        return output::print(&batches, args.format);
+    }
     let store_config = config.store_config();
     // Opening recovers the dir (WAL replay) if no server holds it; if one does,
-    // this fails at once with a clear error rather than waiting on DuckDB's lock.
-    let (store, sink) = tokio::task::spawn_blocking(move || Store::open(store_config))
-        .await?
-        .context("opening the data dir")?;
+    // the query goes through that server.
+    let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await?;
+    let (store, sink) = match opened {
+        Ok(opened) => opened,
+        Err(e @ StoreError::DataDirInUse { .. }) => {
+            let Some(advert) = Advert::read(&config.data_dir) else {
+                return Err(anyhow::Error::new(e).context("opening the data dir"));
+            };
+            let batches = query_server(&config, &advert.url, &args.sql)
+                .await
+                .with_context(|| {
+                    format!(
+                        "querying the server that holds the data dir ({})",
+                        advert.url
+                    )
+                })?;
+            return output::print(&batches, args.format);
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("opening the data dir")),
+    };
     drop(sink);
     let store = Arc::new(store);
     let engine = QueryEngine::new(store.clone(), None, &config.query_config())?;

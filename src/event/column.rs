@@ -258,11 +258,17 @@ pub struct ReadError {
 /// batches that arrive from outside (Flight SQL ingest). The array must already
 /// have [`Column::data_type`]; callers cast first.
 pub trait ReadColumn: Sized {
-    fn read_all(array: &dyn arrow::array::Array, field: &'static str)
-    -> Result<Vec<Self>, ReadError>;
+    fn read_all(
+        array: &dyn arrow::array::Array,
+        field: &'static str,
+    ) -> Result<Vec<Self>, ReadError>;
 }
 
-fn type_mismatch(array: &dyn arrow::array::Array, field: &'static str, want: &DataType) -> ReadError {
+fn type_mismatch(
+    array: &dyn arrow::array::Array,
+    field: &'static str,
+    want: &DataType,
+) -> ReadError {
     ReadError {
         row: 0,
         field,
@@ -289,7 +295,9 @@ macro_rules! primitive_read {
                     .as_any()
                     .downcast_ref::<arrow::array::PrimitiveArray<$arrow>>()
                     .ok_or_else(|| type_mismatch(array, field, &<$ty as Column>::data_type()))?;
-                if let Some(row) = (0..values.len()).find(|&i| arrow::array::Array::is_null(values, i)) {
+                if let Some(row) =
+                    (0..values.len()).find(|&i| arrow::array::Array::is_null(values, i))
+                {
                     return Err(null_at(row, field));
                 }
                 Ok(values.values().iter().map(|v| Self::from(*v)).collect())
@@ -322,7 +330,10 @@ primitive_read!(i32, arrow::datatypes::Int32Type);
 primitive_read!(Ts, arrow::datatypes::TimestampMicrosecondType);
 
 impl ReadColumn for bool {
-    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+    fn read_all(
+        array: &dyn arrow::array::Array,
+        field: &'static str,
+    ) -> Result<Vec<Self>, ReadError> {
         let values = array
             .as_any()
             .downcast_ref::<arrow::array::BooleanArray>()
@@ -336,7 +347,10 @@ impl ReadColumn for bool {
 }
 
 impl ReadColumn for Option<bool> {
-    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+    fn read_all(
+        array: &dyn arrow::array::Array,
+        field: &'static str,
+    ) -> Result<Vec<Self>, ReadError> {
         let values = array
             .as_any()
             .downcast_ref::<arrow::array::BooleanArray>()
@@ -359,7 +373,10 @@ pub fn read_strings<'a>(
 }
 
 impl ReadColumn for String {
-    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+    fn read_all(
+        array: &dyn arrow::array::Array,
+        field: &'static str,
+    ) -> Result<Vec<Self>, ReadError> {
         read_strings(array, field)?
             .map(|(row, v)| v.map(str::to_owned).ok_or_else(|| null_at(row, field)))
             .collect()
@@ -367,7 +384,10 @@ impl ReadColumn for String {
 }
 
 impl ReadColumn for Option<String> {
-    fn read_all(array: &dyn arrow::array::Array, field: &'static str) -> Result<Vec<Self>, ReadError> {
+    fn read_all(
+        array: &dyn arrow::array::Array,
+        field: &'static str,
+    ) -> Result<Vec<Self>, ReadError> {
         Ok(read_strings(array, field)?
             .map(|(_, v)| v.map(str::to_owned))
             .collect())

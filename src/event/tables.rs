@@ -15,6 +15,21 @@ use super::{
 /// Names of the header columns, in table order.
 pub const HEADER_COLUMNS: [&str; 5] = ["event_id", "ts", "symbol", "level", "schema_version"];
 
+/// What the header columns hold.
+const HEADER_DESCRIPTIONS: [(&str, &str); 5] = [
+    ("event_id", "Unique id of the event (a UUID by convention)."),
+    ("ts", "When the event happened, UTC."),
+    ("symbol", "Instrument; also the lake's symbol= partition."),
+    (
+        "level",
+        "Priority: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    ),
+    (
+        "schema_version",
+        "Version of the event schema that wrote the row.",
+    ),
+];
+
 /// Position of `symbol` in every table schema.
 pub const SYMBOL_COLUMN: usize = 2;
 
@@ -97,7 +112,7 @@ macro_rules! event_tables {
     ($(
         $(#[$doc:meta])*
         $variant:ident($ty:ident) => $table:literal {
-            $( $(#[$fdoc:meta])* $field:ident : $fty:ty ),* $(,)?
+            $( $(#[doc = $fdoc:literal])* $field:ident : $fty:ty ),* $(,)?
         }
     )*) => {
         $(
@@ -105,7 +120,7 @@ macro_rules! event_tables {
             #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
             pub struct $ty {
                 pub header: EventHeader,
-                $( $(#[$fdoc])* pub $field: $fty, )*
+                $( $(#[doc = $fdoc])* pub $field: $fty, )*
             }
 
             impl $ty {
@@ -197,6 +212,17 @@ macro_rules! event_tables {
                 match self {
                     $(Table::$variant => Ok($ty::from_batch(batch)?.into_iter().map(Event::$variant).collect()),)*
                 }
+            }
+
+            /// Each column's description (from its doc comment), header first.
+            pub fn column_descriptions(self) -> &'static [(&'static str, &'static str)] {
+                static DESCRIPTIONS: LazyLock<Vec<Vec<(&'static str, &'static str)>>> =
+                    LazyLock::new(|| vec![$({
+                        let mut d = HEADER_DESCRIPTIONS.to_vec();
+                        $( d.push((stringify!($field), concat!($($fdoc),*).trim())); )*
+                        d
+                    }),*]);
+                &DESCRIPTIONS[self.index()]
             }
 
             /// The table's Arrow schema (header columns first).
@@ -435,13 +461,25 @@ mod tests {
         let mut buffers = EventBuffers::default();
         let mut by_table: std::collections::BTreeMap<Table, Vec<Event>> = Default::default();
         for event in events {
-            by_table.entry(event.table()).or_default().push(event.clone());
+            by_table
+                .entry(event.table())
+                .or_default()
+                .push(event.clone());
             buffers.push(event);
         }
         let batches = buffers.take_batches().unwrap();
-        assert_eq!(batches.len(), Table::ALL.len(), "the simulator feeds every table");
+        assert_eq!(
+            batches.len(),
+            Table::ALL.len(),
+            "the simulator feeds every table"
+        );
         for (table, batch) in batches {
-            assert_eq!(table.read_events(&batch).unwrap(), by_table[&table], "{}", table.name());
+            assert_eq!(
+                table.read_events(&batch).unwrap(),
+                by_table[&table],
+                "{}",
+                table.name()
+            );
         }
     }
 

@@ -24,9 +24,9 @@ pub enum FlightError {
     Refused(String),
     #[error("{0}")]
     Unsupported(String),
-    #[error("planning: {0}")]
+    #[error("{0}")]
     Plan(#[source] QueryError),
-    #[error("executing: {0}")]
+    #[error("{0}")]
     Execute(#[source] QueryError),
     #[error("too many queries running (at most {max}); retry shortly")]
     TooManyQueries { max: usize },

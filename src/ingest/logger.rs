@@ -342,7 +342,9 @@ impl Logger {
             .collect();
         if !invalid.is_empty() {
             for (row, _) in &invalid {
-                s.counters.rejected_invalid.incr(events[*row].header().level);
+                s.counters
+                    .rejected_invalid
+                    .incr(events[*row].header().level);
             }
             return Err(SubmitError::Invalid(invalid));
         }

@@ -20,20 +20,20 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::ScalarValue;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::execute_stream;
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
 
 use crate::event::Table;
 use crate::ingest::Logger;
@@ -252,7 +252,11 @@ impl QueryEngine {
             names
                 .into_iter()
                 .map(|(_, name)| {
-                    let data_type = types.get(&name).cloned().flatten().unwrap_or(DataType::Null);
+                    let data_type = types
+                        .get(&name)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or(DataType::Null);
                     Field::new(name, data_type, true)
                 })
                 .collect::<Vec<_>>(),

@@ -1,0 +1,198 @@
+//! The Arrow Flight SQL endpoint: every table and view of the `quiver` catalog
+//! for ADBC, pyarrow, pandas, polars and JDBC (DBeaver), plus bulk ingest into
+//! the event tables.
+//!
+//! - [`service`]: the `FlightSqlService` implementation (thin);
+//! - [`query`]: statements executed on their own runtime, under [`QueryLimits`];
+//! - [`handle`]: stateless prepared-statement handles (SQL + bound parameters);
+//! - [`metadata`], [`sql_info`], [`xdbc`]: what DBeaver and ADBC browse;
+//! - [`ingest`]: `CommandStatementIngest`, all or nothing per request;
+//! - [`auth`]: Basic handshake, bearer tokens, checked by a tower layer;
+//! - [`client`]: the client behind `quiver sql --server`;
+//! - [`error`]: every failure and its gRPC status, in one place.
+//!
+//! SQL from the network is read-only. Without credentials the server binds
+//! loopback addresses only.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod handle;
+pub mod ingest;
+mod metadata;
+pub mod query;
+mod service;
+mod sql_info;
+mod xdbc;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use auth::Credentials;
+pub use error::FlightError;
+pub use query::QueryLimits;
+
+use crate::ingest::Logger;
+use crate::query::QueryEngine;
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlightConfig {
+    pub listen: SocketAddr,
+    /// Required for any non-loopback address.
+    pub credentials: Option<Credentials>,
+    pub token_ttl: Duration,
+    pub tls: Option<TlsFiles>,
+    pub limits: QueryLimits,
+    /// Most rows one ingest request may carry.
+    pub ingest_rows_max: usize,
+    /// Largest gRPC message accepted or sent.
+    pub message_bytes_max: usize,
+    /// Threads of the query runtime.
+    pub query_threads: usize,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            credentials: None,
+            token_ttl: Duration::from_secs(12 * 3600),
+            tls: None,
+            limits: QueryLimits::default(),
+            ingest_rows_max: 1_000_000,
+            message_bytes_max: 64 << 20,
+            query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without credentials: set flight.username and \
+         flight.password, or listen on a loopback address"
+    )]
+    OpenWithoutCredentials(SocketAddr),
+    #[error("binding {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading TLS file {path}")]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuring TLS")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("starting the query runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("building the catalog metadata: {0}")]
+    Metadata(FlightError),
+    #[error("serving Flight SQL")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// A bound, not yet serving, Flight SQL server.
+pub struct FlightServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: tonic::transport::server::Router<
+        tower::layer::util::Stack<auth::AuthLayer, tower::layer::util::Identity>,
+    >,
+}
+
+impl FlightServer {
+    /// Checks the config, binds the address and builds the service.
+    pub async fn bind(
+        config: &FlightConfig,
+        engine: QueryEngine,
+        logger: Logger,
+    ) -> Result<Self, ServeError> {
+        if !config.listen.ip().is_loopback() && config.credentials.is_none() {
+            return Err(ServeError::OpenWithoutCredentials(config.listen));
+        }
+        let auth = Arc::new(auth::Authenticator::new(
+            config.credentials.clone(),
+            config.token_ttl,
+        ));
+        let state = engine.context().state();
+        let service = service::QuiverFlightSql {
+            sql_info: sql_info::sql_info(&state).map_err(ServeError::Metadata)?,
+            xdbc: xdbc::xdbc_type_info().map_err(ServeError::Metadata)?,
+            runner: query::Runner::new(
+                engine,
+                config.limits.clone(),
+                query::QueryRuntime::new(config.query_threads).map_err(ServeError::Runtime)?,
+            ),
+            logger,
+            auth: auth.clone(),
+            ingest_rows_max: config.ingest_rows_max,
+        };
+        let flight = FlightServiceServer::new(service)
+            .max_decoding_message_size(config.message_bytes_max)
+            .max_encoding_message_size(config.message_bytes_max);
+        let mut builder = Server::builder();
+        if let Some(tls) = &config.tls {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| ServeError::TlsFile {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(identity))
+                .map_err(ServeError::Tls)?;
+        }
+        let router = builder
+            .layer(auth::AuthLayer::new(auth))
+            .add_service(flight);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            addr,
+            router,
+        })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets running calls finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        self.router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .map_err(ServeError::Serve)
+    }
+}

@@ -1,0 +1,230 @@
+//! Running a statement for DoGet: plan, execute on the query runtime under the
+//! limits, stream Flight data. Nothing is kept once the stream ends.
+//!
+//! Execution runs on its own Tokio runtime, apart from the threads that serve
+//! gRPC, so a heavy query cannot starve the server's I/O. Batches cross over a
+//! channel of two; when a client disconnects its stream is dropped, the send
+//! fails, the DataFusion stream is dropped with it, and the query's memory
+//! comes back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use arrow_flight::FlightData;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use datafusion::dataframe::DataFrame;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::error::FlightError;
+use super::handle::StatementHandle;
+use crate::query::{QueryEngine, QueryError};
+
+/// Limits on every query from the network.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Queries executing at once; one more is refused with ResourceExhausted.
+    pub queries_max: usize,
+    /// Longest a query may run, streaming included.
+    pub query_timeout: Duration,
+    /// Memory one query may hold (all queries share the engine's pool too).
+    pub query_memory_bytes_max: usize,
+    pub result_rows_max: u64,
+    /// Bytes of Arrow data one result may send.
+    pub result_bytes_max: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            queries_max: 16,
+            query_timeout: Duration::from_secs(600),
+            query_memory_bytes_max: 512 << 20,
+            result_rows_max: 100_000_000,
+            result_bytes_max: 16 << 30,
+        }
+    }
+}
+
+pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
+
+/// The runtime queries execute on. Dropped without blocking, since it may be
+/// dropped from inside the server's own runtime.
+pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("quiver-query")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle())
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+pub struct Runner {
+    engine: QueryEngine,
+    limits: QueryLimits,
+    permits: Arc<Semaphore>,
+    runtime: QueryRuntime,
+}
+
+impl Runner {
+    pub fn new(engine: QueryEngine, limits: QueryLimits, runtime: QueryRuntime) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limits.queries_max.max(1))),
+            engine,
+            limits,
+            runtime,
+        }
+    }
+
+    pub fn engine(&self) -> &QueryEngine {
+        &self.engine
+    }
+
+    /// Plans the statement and binds its parameters, if any.
+    pub async fn plan(&self, handle: &StatementHandle) -> Result<DataFrame, FlightError> {
+        let df = self
+            .engine
+            .sql(&handle.sql)
+            .await
+            .map_err(FlightError::Plan)?;
+        match &handle.params {
+            Some(params) => QueryEngine::bind(df, params).map_err(FlightError::Plan),
+            None => Ok(df),
+        }
+    }
+
+    /// The result schema, without running anything.
+    pub async fn schema(&self, handle: &StatementHandle) -> Result<Schema, FlightError> {
+        Ok(self.plan(handle).await?.schema().as_arrow().clone())
+    }
+
+    /// Executes the statement and streams its result as Flight data.
+    pub async fn stream(&self, handle: &StatementHandle) -> Result<FlightDataStream, FlightError> {
+        let permit =
+            self.permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| FlightError::TooManyQueries {
+                    max: self.limits.queries_max,
+                })?;
+        let df = self.plan(handle).await?;
+        let runtime = self
+            .runtime
+            .handle()
+            .ok_or_else(|| FlightError::Internal("the query runtime has stopped".into()))?;
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch, FlightError>>(2);
+        let engine = self.engine.clone();
+        let limits = self.limits.clone();
+        runtime.spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let mut stream = engine
+                    .execute(df, limits.query_memory_bytes_max)
+                    .await
+                    .map_err(FlightError::Execute)?;
+                if schema_tx.send(stream.schema()).is_err() {
+                    return Ok(());
+                }
+                let mut rows = 0u64;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| FlightError::Execute(QueryError::Execute(e)))?;
+                    rows += batch.num_rows() as u64;
+                    if rows > limits.result_rows_max {
+                        return Err(FlightError::ResultTooLarge {
+                            limit: format!("{} rows", limits.result_rows_max),
+                        });
+                    }
+                    if tx.send(Ok(batch)).await.is_err() {
+                        // The client went away; dropping `stream` cancels the query.
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            let outcome = tokio::time::timeout(limits.query_timeout, run)
+                .await
+                .unwrap_or(Err(FlightError::Deadline(limits.query_timeout)));
+            if let Err(e) = outcome {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        let mut rx = ReceiverStream::new(rx);
+        let schema = match schema_rx.await {
+            Ok(schema) => schema,
+            Err(_) => {
+                return Err(match rx.next().await {
+                    Some(Err(e)) => e,
+                    _ => FlightError::Internal("the query ended before it started".into()),
+                });
+            }
+        };
+        let batches = rx.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches);
+        Ok(limit_bytes(flight, self.limits.result_bytes_max))
+    }
+}
+
+/// Ends the stream with ResourceExhausted once more than `bytes_max` bytes of
+/// Arrow data have gone out.
+fn limit_bytes<S>(flight: S, bytes_max: u64) -> FlightDataStream
+where
+    S: Stream<Item = Result<FlightData, arrow_flight::error::FlightError>> + Send + 'static,
+{
+    let flight = Box::pin(flight);
+    Box::pin(futures::stream::unfold(
+        (flight, 0u64, false),
+        move |(mut flight, sent, done)| async move {
+            if done {
+                return None;
+            }
+            match flight.next().await? {
+                Err(e) => Some((Err(Status::from(e)), (flight, sent, true))),
+                Ok(data) => {
+                    let sent = sent + (data.data_body.len() + data.data_header.len()) as u64;
+                    if sent > bytes_max {
+                        let e = FlightError::ResultTooLarge {
+                            limit: format!("{bytes_max} bytes"),
+                        };
+                        Some((Err(Status::from(e)), (flight, sent, true)))
+                    } else {
+                        Some((Ok(data), (flight, sent, false)))
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// Streams one small batch (metadata results).
+pub fn batch_stream(batch: RecordBatch) -> FlightDataStream {
+    let schema = batch.schema();
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::iter([Ok(batch)]))
+        .map_err(Status::from);
+    Box::pin(flight)
+}
