@@ -137,7 +137,11 @@ impl Runner {
         let (tx, rx) = mpsc::channel::<Result<RecordBatch, FlightError>>(2);
         let engine = self.engine.clone();
         let limits = self.limits.clone();
-        runtime.spawn(async move {
+        // The deadline is also enforced here, on the server's own runtime: one
+        // poll of a plan can compute for seconds (a large cross join), and a
+        // timer on the query runtime would not fire until it returns.
+        let deadline = tokio::time::Instant::now() + limits.query_timeout;
+        let task = runtime.spawn(async move {
             let _permit = permit;
             let run = async {
                 let mut stream = engine
@@ -170,48 +174,81 @@ impl Runner {
                 let _ = tx.send(Err(e)).await;
             }
         });
+        let task = AbortOnDrop(task);
+        let timeout = self.limits.query_timeout;
         let mut rx = ReceiverStream::new(rx);
-        let schema = match schema_rx.await {
-            Ok(schema) => schema,
-            Err(_) => {
+        let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+            Ok(Ok(schema)) => schema,
+            Ok(Err(_)) => {
                 return Err(match rx.next().await {
                     Some(Err(e)) => e,
                     _ => FlightError::Internal("the query ended before it started".into()),
                 });
             }
+            Err(_) => return Err(FlightError::Deadline(timeout)),
         };
         let batches = rx.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches);
-        Ok(limit_bytes(flight, self.limits.result_bytes_max))
+        Ok(limit(
+            flight,
+            task,
+            deadline,
+            timeout,
+            self.limits.result_bytes_max,
+        ))
     }
 }
 
-/// Ends the stream with ResourceExhausted once more than `bytes_max` bytes of
-/// Arrow data have gone out.
-fn limit_bytes<S>(flight: S, bytes_max: u64) -> FlightDataStream
+/// Aborts the query's task when the response stream is dropped (a client
+/// gone, a limit hit), at its next yield.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Ends the stream with DeadlineExceeded at the deadline, or with
+/// ResourceExhausted once more than `bytes_max` bytes of Arrow data have gone
+/// out.
+fn limit<S>(
+    flight: S,
+    task: AbortOnDrop,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    bytes_max: u64,
+) -> FlightDataStream
 where
     S: Stream<Item = Result<FlightData, arrow_flight::error::FlightError>> + Send + 'static,
 {
     let flight = Box::pin(flight);
     Box::pin(futures::stream::unfold(
-        (flight, 0u64, false),
-        move |(mut flight, sent, done)| async move {
+        (flight, task, 0u64, false),
+        move |(mut flight, task, sent, done)| async move {
             if done {
                 return None;
             }
-            match flight.next().await? {
-                Err(e) => Some((Err(Status::from(e)), (flight, sent, true))),
+            let next = match tokio::time::timeout_at(deadline, flight.next()).await {
+                Ok(next) => next?,
+                Err(_) => {
+                    let e = Status::from(FlightError::Deadline(timeout));
+                    return Some((Err(e), (flight, task, sent, true)));
+                }
+            };
+            match next {
+                Err(e) => Some((Err(Status::from(e)), (flight, task, sent, true))),
                 Ok(data) => {
                     let sent = sent + (data.data_body.len() + data.data_header.len()) as u64;
                     if sent > bytes_max {
                         let e = FlightError::ResultTooLarge {
                             limit: format!("{bytes_max} bytes"),
                         };
-                        Some((Err(Status::from(e)), (flight, sent, true)))
+                        Some((Err(Status::from(e)), (flight, task, sent, true)))
                     } else {
-                        Some((Ok(data), (flight, sent, false)))
+                        Some((Ok(data), (flight, task, sent, false)))
                     }
                 }
             }

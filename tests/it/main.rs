@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod cross_engine;
 mod exactly_once;
+mod flight;
 mod query;
 mod tiers;
 mod validation;
