@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, unit, integration (crash tests
-# included) and doc tests. Safe to run on a fresh machine with the Rust toolchain.
+# included), doc tests, and the Python Flight SQL client tests. Safe to run on a fresh machine with the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +31,8 @@ echo "== cargo test"
 # (by clippy above) but only run on demand: see benches/README.md.
 cargo test --locked --lib --bins --tests
 cargo test --locked --doc
+
+echo "== Flight SQL client tests (pytest: ADBC, pyarrow.flight, pandas, polars)"
+# Against a real `quiver serve` that the tests start from the debug build.
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+TEST_QUIVER_BIN="$target_dir/debug/quiver" "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

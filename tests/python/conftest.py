@@ -1,0 +1,82 @@
+"""Starts a real `quiver serve` for the Flight SQL client tests.
+
+The binary comes from TEST_QUIVER_BIN (scripts/test.sh sets it to the debug
+build). The server gets a data dir filled by `quiver simulate`, credentials,
+and small limits so every limit can be hit quickly.
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+USER = "quant"
+PASSWORD = "correct horse battery"
+
+
+def quiver_env():
+    # QUIVER_* variables configure Quiver; the tests' own environment must not leak in.
+    return {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+
+
+@pytest.fixture(scope="session")
+def server():
+    binary = os.environ.get("TEST_QUIVER_BIN")
+    if not binary:
+        pytest.fail("TEST_QUIVER_BIN must point at the quiver binary (scripts/test.sh sets it)")
+    work = tempfile.mkdtemp(prefix="quiver-pytest-")
+    data = os.path.join(work, "data")
+    config = os.path.join(work, "quiver.toml")
+    with open(config, "w") as f:
+        f.write(
+            f"""
+[flight]
+username = "{USER}"
+password = "{PASSWORD}"
+queries_max = 2
+query_timeout = "3s"
+query_memory_bytes_max = 16777216
+result_rows_max = 100000
+"""
+        )
+    subprocess.run(
+        [binary, "--config", config, "--data-dir", data, "simulate", "--events", "20000", "--quiet"],
+        check=True,
+        env=quiver_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    # Output goes to a file, not a pipe nobody drains, so the server never
+    # blocks on a full pipe.
+    log_path = os.path.join(work, "serve.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [binary, "--config", config, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
+        env=quiver_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = None
+    deadline = time.time() + 60
+    while url is None and time.time() < deadline and proc.poll() is None:
+        with open(log_path) as f:
+            match = re.search(r"Flight SQL on (grpc://\S+)", f.read())
+        if match:
+            url = match.group(1)
+        else:
+            time.sleep(0.1)
+    if url is None:
+        proc.kill()
+        with open(log_path) as f:
+            pytest.fail("quiver serve did not start:\n" + f.read())
+    yield {"url": url, "user": USER, "password": PASSWORD, "data": data}
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    log.close()
+    assert proc.returncode == 0, f"quiver serve exited with {proc.returncode}"
