@@ -278,7 +278,7 @@ impl FlightSqlService for QuiverFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         metadata_info(&query, &schema, request)
     }
 
