@@ -92,25 +92,32 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);
+    // Listening for Ctrl-C and SIGTERM starts before the backfill, so a stop
+    // during it still flushes instead of killing the process.
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut stopping = false;
     let mut backfilled = 0;
     if !args.backfill.is_zero() {
         let t = Instant::now();
-        let n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate).await;
-        backfilled = n;
-        println!(
-            "  backfilled {} of history: {n} events in {:.1}s",
-            humantime::format_duration(args.backfill),
-            t.elapsed().as_secs_f64()
-        );
+        tokio::select! {
+            n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate) => {
+                backfilled = n;
+                println!(
+                    "  backfilled {} of history: {n} events in {:.1}s",
+                    humantime::format_duration(args.backfill),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            _ = &mut stop => stopping = true,
+        }
     }
     let started = Instant::now();
     let mut produced: u64 = 0;
     let mut buffer: Vec<Event> = Vec::new();
     let mut last_report = Instant::now();
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    loop {
+    while !stopping {
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {}

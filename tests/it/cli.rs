@@ -1,5 +1,6 @@
 //! The `quiver` binary end to end: `demo` stops on SIGTERM after flushing, and
-//! `quiver sql` then finds every accepted event; a held data dir is a clear error.
+//! `quiver sql` then finds every accepted event; while the demo holds the data
+//! dir, `quiver sql` goes through its Flight SQL server.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -36,22 +37,49 @@ fn demo_flushes_on_sigterm_and_sql_sees_every_accepted_event() {
     let child = quiver()
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["demo", "--rate", "2000", "--backfill", "2m"])
+        .args([
+            "demo",
+            "--rate",
+            "2000",
+            "--backfill",
+            "2m",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(6));
-    // While the demo holds the dir, a second process gets a clear error at once.
-    let held = quiver()
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["sql", "SELECT 1"])
+    // While the demo holds the dir, `quiver sql` on it asks the demo's server
+    // (advertised in the dir), and `--server` reaches the same server.
+    let live = sql(
+        dir.path(),
+        "SELECT count(*) > 0 AS has_signals FROM signals",
+    );
+    assert_eq!(live.lines().nth(1), Some("true"), "{live}");
+    let advert = std::fs::read_to_string(dir.path().join("flight.json")).unwrap();
+    let url = advert
+        .split('"')
+        .find(|s| s.starts_with("grpc://"))
+        .unwrap();
+    let out = quiver()
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "--server",
+            url,
+            "DROP TABLE signals",
+        ])
         .output()
         .unwrap();
-    assert!(!held.status.success());
-    let err = String::from_utf8_lossy(&held.stderr);
-    assert!(err.contains("in use by another Quiver process"), "{err}");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PermissionDenied") && err.contains("DDL not supported"),
+        "{err}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -97,6 +125,10 @@ fn demo_flushes_on_sigterm_and_sql_sees_every_accepted_event() {
     // A clean stop leaves nothing pending: everything is in the lake.
     let pending = sql(dir.path(), "SELECT lake_pending_rows FROM system.writer");
     assert_eq!(pending.lines().nth(1), Some("0"));
+    assert!(
+        !dir.path().join("flight.json").exists(),
+        "a stopped server withdraws its advert"
+    );
 }
 
 #[test]
