@@ -114,15 +114,21 @@ impl Served {
         events
     }
 
+    /// Stops the server (graceful: running calls finish), then closes the
+    /// pipeline. If the server does not stop, it is aborted before the test
+    /// fails, so its engine and logger clones cannot keep the store open.
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+            Ok(result) => result.unwrap().unwrap(),
+            Err(_) => {
+                abort.abort();
+                panic!("the server did not stop within 30 s");
+            }
+        }
         self.harness.close();
     }
 }
