@@ -96,7 +96,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     // during it still flushes instead of killing the process.
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let mut stopping = false;
+    let mut stopping = false; // set once, by a stop during the backfill
     let mut backfilled = 0;
     if !args.backfill.is_zero() {
         let t = Instant::now();
@@ -117,7 +117,10 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let mut buffer: Vec<Event> = Vec::new();
     let mut last_report = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while !stopping {
+    loop {
+        if stopping {
+            break;
+        }
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {}

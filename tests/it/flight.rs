@@ -646,14 +646,21 @@ async fn each_limit_answers_with_its_status() {
         query_timeout: Duration::from_millis(1500),
         query_memory_bytes_max: 4 << 20,
         result_rows_max: 10_000,
-        result_bytes_max: 1 << 30,
+        result_bytes_max: 1 << 20,
     })
     .await;
     let token = served.token().await;
     let mut raw = served.raw_client().await;
 
     let rows = run_sql(&mut raw, &token, "SELECT value FROM range(20000)").await;
-    assert_eq!(rows.unwrap_err().code(), Code::ResourceExhausted);
+    let status = rows.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("10000 rows"), "{status:?}");
+
+    let wide = "SELECT repeat('x', 1000) AS padding FROM range(5000)";
+    let status = run_sql(&mut raw, &token, wide).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("1048576 bytes"), "{status:?}");
 
     let slow = "SELECT count(*) FROM range(100000000000) WHERE value % 7 = 3";
     let status = run_sql(&mut raw, &token, slow).await.unwrap_err();
