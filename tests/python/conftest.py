@@ -38,7 +38,7 @@ username = "{USER}"
 password = "{PASSWORD}"
 queries_max = 2
 query_timeout = "3s"
-query_memory_bytes_max = 16777216
+query_memory_bytes_max = 67108864
 result_rows_max = 100000
 """
         )

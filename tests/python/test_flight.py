@@ -232,7 +232,7 @@ def test_deadline(conn):
 
 def test_memory_limit(conn):
     with pytest.raises(adbc_driver_manager.Error, match="memory limit"):
-        scalar(conn, "SELECT array_agg(value) FROM range(5000000)")
+        scalar(conn, "SELECT array_agg(value) FROM range(50000000)")
 
 
 def test_concurrent_query_cap(server):
