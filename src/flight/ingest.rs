@@ -6,7 +6,8 @@
 //! error naming the row (counted from 0 over the whole request) and the field.
 //! A client can then fix and resend the same rows without creating duplicates,
 //! which keeping the valid part would not allow. The answer (the row count)
-//! comes once the rows are durable in the WAL. A request larger than one
+//! comes once the rows are durable in the WAL and visible to queries (the
+//! hot store has applied them; after 10 s of waiting, durability alone). A request larger than one
 //! writer batch is made durable in several WAL writes: a crash in the middle
 //! leaves a prefix stored and the client without an answer.
 

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -190,8 +191,17 @@ impl FlightServer {
 
     /// Serves until `shutdown` resolves, then lets running calls finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        // Replies are small and latency-bound (a handshake, a FlightInfo):
+        // Nagle's algorithm would hold each one back for a delayed ACK, ~40 ms.
+        let incoming = TcpListenerStream::new(self.listener).map(|accepted| {
+            accepted.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            })
+        });
         self.router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(ServeError::Serve)
     }

@@ -48,6 +48,9 @@ pub struct QuiverFlightSql {
 
 type Result<T, E = Status> = std::result::Result<T, E>;
 
+/// Longest an ingest answer waits for its rows to become visible to queries.
+const INGEST_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A FlightInfo whose one endpoint carries `ticket` and no location: clients
 /// fetch from the server they asked (a bind address such as 0.0.0.0 in the
 /// location would send JDBC elsewhere).
@@ -270,6 +273,14 @@ impl FlightSqlService for QuiverFlightSql {
         let count =
             super::ingest::ingest(&self.logger, table, uploaded(request), self.ingest_rows_max)
                 .await?;
+        // Durable now; answering once the rows are also visible gives the
+        // client read-your-writes. Past the wait, durability is the answer.
+        if !self.engine().wait_visible(INGEST_VISIBLE_WAIT).await {
+            tracing::warn!(
+                table = table.name(),
+                "ingested rows are durable but not yet visible"
+            );
+        }
         Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 

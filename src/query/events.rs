@@ -69,6 +69,7 @@ impl EventsTable {
     fn lake_plan(
         &self,
         files: Vec<&LakeFile>,
+        columns: &[usize],
         state: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let partition_fields = vec![
@@ -94,12 +95,11 @@ impl EventsTable {
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
-        // File columns + [date, symbol] -> the events schema's order.
+        // File columns + [date, symbol] -> the projected columns, in order.
         let scan_schema = scan.schema();
-        let exprs = self
-            .schema
-            .fields()
+        let exprs = columns
             .iter()
+            .map(|&i| self.schema.field(i))
             .map(|f| {
                 let index = scan_schema.index_of(f.name())?;
                 let col: Arc<dyn PhysicalExpr> = Arc::new(Column::new(f.name(), index));
@@ -109,23 +109,28 @@ impl EventsTable {
         Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 
-    fn hot_plan(&self, lake_seq: u64) -> Result<Arc<dyn ExecutionPlan>> {
-        let columns: Vec<String> = self
-            .table
-            .schema()
-            .fields()
+    /// The hot rows not yet in the lake, only the projected columns: DuckDB
+    /// reads and converts just those (strings such as `inputs` are costly).
+    fn hot_plan(&self, lake_seq: u64, columns: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+        let select: Vec<String> = columns
             .iter()
-            .map(|f| quote(f.name()))
+            .map(|&i| {
+                let name = self.schema.field(i).name();
+                if name == DATE_COLUMN {
+                    format!("CAST({} AS DATE) AS {}", quote("ts"), quote(DATE_COLUMN))
+                } else {
+                    quote(name)
+                }
+            })
             .collect();
         let sql = format!(
-            "SELECT {}, CAST({} AS DATE) AS {} FROM {} WHERE {} > {lake_seq}",
-            columns.join(", "),
-            quote("ts"),
-            quote(DATE_COLUMN),
+            "SELECT {} FROM {} WHERE {} > {lake_seq}",
+            select.join(", "),
             quote(self.table.name()),
             quote(SEQ_COLUMN),
         );
-        duck_exec(self.schema.clone(), sql, self.hot.clone())
+        let schema = Arc::new(self.schema.project(columns)?);
+        duck_exec(schema, sql, self.hot.clone())
     }
 }
 
@@ -218,23 +223,24 @@ impl TableProvider for EventsTable {
             .filter(|f| f.table == self.table)
             .collect();
         let files = prune(files, filters, state)?;
+        // Both sides read only the projected columns. A projection of no
+        // columns (count(*)) still needs rows: read `ts`, then drop it.
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let wanted: &[usize] = projection.map_or(&all, |p| p.as_slice());
+        let ts = [self.schema.index_of("ts")?];
+        let columns: &[usize] = if wanted.is_empty() { &ts } else { wanted };
         let mut inputs = Vec::with_capacity(2);
         if !files.is_empty() {
-            inputs.push(self.lake_plan(files, state)?);
+            inputs.push(self.lake_plan(files, columns, state)?);
         }
-        inputs.push(self.hot_plan(snapshot.lake_seq)?);
+        inputs.push(self.hot_plan(snapshot.lake_seq, columns)?);
         let union = UnionExec::try_new(inputs)?;
-        let Some(projection) = projection else {
+        if !wanted.is_empty() {
             return Ok(union);
-        };
-        let exprs = projection
-            .iter()
-            .map(|&i| {
-                let field = self.schema.field(i);
-                let col: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), i));
-                (col, field.name().clone())
-            })
-            .collect::<Vec<_>>();
-        Ok(Arc::new(ProjectionExec::try_new(exprs, union)?))
+        }
+        Ok(Arc::new(ProjectionExec::try_new(
+            Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
+            union,
+        )?))
     }
 }

@@ -136,6 +136,7 @@ fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> 
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -183,7 +184,10 @@ impl QueryEngine {
                 .map_err(QueryError::Catalog)?;
         }
         let system = Arc::new(MemorySchemaProvider::new());
-        let sources = system::SystemSources { logger, store };
+        let sources = system::SystemSources {
+            logger,
+            store: store.clone(),
+        };
         for (name, table) in system::tables(&sources) {
             system
                 .register_table(name.to_string(), Arc::new(table))
@@ -199,7 +203,7 @@ impl QueryEngine {
             .register_schema("system", system)
             .map_err(QueryError::Catalog)?;
         ctx.register_catalog(CATALOG, catalog);
-        Ok(Self { ctx })
+        Ok(Self { ctx, store })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -301,6 +305,16 @@ impl QueryEngine {
             .map_err(QueryError::Execute)?;
         let task = TaskContext::from(&state).with_runtime(runtime);
         execute_stream(physical, Arc::new(task)).map_err(QueryError::Execute)
+    }
+
+    /// Waits (up to `timeout`) until everything durable is visible to queries:
+    /// the hot store applies the WAL a moment after each write. Returns
+    /// whether it caught up.
+    pub async fn wait_visible(&self, timeout: std::time::Duration) -> bool {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.wait_hot_caught_up(timeout))
+            .await
+            .unwrap_or(false)
     }
 
     /// Bytes the running queries hold in the shared memory pool.

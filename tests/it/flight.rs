@@ -29,6 +29,8 @@ const USER: &str = "quant";
 const PASSWORD: &str = "correct horse";
 
 struct Served {
+    // Dropped first (fields drop in order): see `AbortServer`.
+    _abort: AbortServer,
     harness: Harness,
     port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -62,6 +64,7 @@ impl Served {
             let _ = stopped.await;
         }));
         Served {
+            _abort: AbortServer(task.abort_handle()),
             harness,
             port,
             stop: Some(stop),
@@ -111,7 +114,18 @@ impl Served {
             assert!(self.harness.logger.log(e.clone()).is_accepted());
         }
         self.harness.logger.flush().await.unwrap();
+        self.caught_up();
         events
+    }
+
+    /// Durable (in the WAL) is not yet visible: the hot store applies the WAL
+    /// a moment later. Tests that compare counts wait for it.
+    fn caught_up(&self) {
+        assert!(
+            self.harness
+                .store
+                .wait_hot_caught_up(Duration::from_secs(60))
+        );
     }
 
     /// Stops the server (graceful: running calls finish), then closes the
@@ -130,6 +144,16 @@ impl Served {
             }
         }
         self.harness.close();
+    }
+}
+
+/// A failing test drops a running server: abort it first, or its engine and
+/// logger clones would keep the store open while the harness closes it.
+struct AbortServer(tokio::task::AbortHandle);
+
+impl Drop for AbortServer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -581,7 +605,8 @@ async fn ingest_is_all_or_nothing_and_answers_once_durable() {
     let (cmd, stream) = ingest(batch.clone());
     let count = client.execute_ingest(cmd, stream).await.unwrap();
     assert_eq!(count as usize, rows.len());
-    // Durable before the answer: the WAL has them, so the count is visible at once.
+    // Durable (in the WAL) before the answer; visible once the hot store has it.
+    served.caught_up();
     let stored = served
         .harness
         .scalar("SELECT count(*) FROM gate_decisions")
