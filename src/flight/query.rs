@@ -3,9 +3,10 @@
 //!
 //! Execution runs on its own Tokio runtime, apart from the threads that serve
 //! gRPC, so a heavy query cannot starve the server's I/O. Batches cross over a
-//! channel of two; when a client disconnects its stream is dropped, the send
-//! fails, the DataFusion stream is dropped with it, and the query's memory
-//! comes back.
+//! channel of eight, which keeps execution and encoding overlapped (two
+//! streamed ~10% slower). When a client disconnects its stream is dropped,
+//! the send fails, the DataFusion stream is dropped with it, and the query's
+//! memory comes back.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -134,7 +135,7 @@ impl Runner {
             .handle()
             .ok_or_else(|| FlightError::Internal("the query runtime has stopped".into()))?;
         let (schema_tx, schema_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::channel::<Result<RecordBatch, FlightError>>(2);
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch, FlightError>>(8);
         let engine = self.engine.clone();
         let limits = self.limits.clone();
         // The deadline is also enforced here, on the server's own runtime: one
