@@ -284,37 +284,58 @@ fn null_at(row: usize, field: &'static str) -> ReadError {
     }
 }
 
-macro_rules! primitive_read {
-    ($ty:ty, $arrow:ty) => {
+/// Every required column is its optional reader plus this check.
+fn require<T>(values: Vec<Option<T>>, field: &'static str) -> Result<Vec<T>, ReadError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(row, v)| v.ok_or_else(|| null_at(row, field)))
+        .collect()
+}
+
+fn downcast<'a, A: 'static>(
+    array: &'a dyn arrow::array::Array,
+    field: &'static str,
+    want: DataType,
+) -> Result<&'a A, ReadError> {
+    array
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| type_mismatch(array, field, &want))
+}
+
+/// A column type with a reader for its nullable form gets both impls.
+macro_rules! read_via_optional {
+    ($ty:ty, |$array:ident, $field:ident| $optional:expr) => {
+        impl ReadColumn for Option<$ty> {
+            fn read_all(
+                $array: &dyn arrow::array::Array,
+                $field: &'static str,
+            ) -> Result<Vec<Self>, ReadError> {
+                $optional
+            }
+        }
         impl ReadColumn for $ty {
             fn read_all(
                 array: &dyn arrow::array::Array,
                 field: &'static str,
             ) -> Result<Vec<Self>, ReadError> {
-                let values = array
-                    .as_any()
-                    .downcast_ref::<arrow::array::PrimitiveArray<$arrow>>()
-                    .ok_or_else(|| type_mismatch(array, field, &<$ty as Column>::data_type()))?;
-                if let Some(row) =
-                    (0..values.len()).find(|&i| arrow::array::Array::is_null(values, i))
-                {
-                    return Err(null_at(row, field));
-                }
-                Ok(values.values().iter().map(|v| Self::from(*v)).collect())
+                require(Option::<$ty>::read_all(array, field)?, field)
             }
         }
-        impl ReadColumn for Option<$ty> {
-            fn read_all(
-                array: &dyn arrow::array::Array,
-                field: &'static str,
-            ) -> Result<Vec<Self>, ReadError> {
-                let values = array
-                    .as_any()
-                    .downcast_ref::<arrow::array::PrimitiveArray<$arrow>>()
-                    .ok_or_else(|| type_mismatch(array, field, &<$ty as Column>::data_type()))?;
-                Ok(values.iter().map(|v| v.map(<$ty>::from)).collect())
-            }
-        }
+    };
+}
+
+macro_rules! primitive_read {
+    ($ty:ty, $arrow:ty) => {
+        read_via_optional!($ty, |array, field| {
+            let values = downcast::<arrow::array::PrimitiveArray<$arrow>>(
+                array,
+                field,
+                <$ty as Column>::data_type(),
+            )?;
+            Ok(values.iter().map(|v| v.map(<$ty>::from)).collect())
+        });
     };
 }
 
@@ -329,35 +350,10 @@ primitive_read!(i64, arrow::datatypes::Int64Type);
 primitive_read!(i32, arrow::datatypes::Int32Type);
 primitive_read!(Ts, arrow::datatypes::TimestampMicrosecondType);
 
-impl ReadColumn for bool {
-    fn read_all(
-        array: &dyn arrow::array::Array,
-        field: &'static str,
-    ) -> Result<Vec<Self>, ReadError> {
-        let values = array
-            .as_any()
-            .downcast_ref::<arrow::array::BooleanArray>()
-            .ok_or_else(|| type_mismatch(array, field, &DataType::Boolean))?;
-        values
-            .iter()
-            .enumerate()
-            .map(|(row, v)| v.ok_or_else(|| null_at(row, field)))
-            .collect()
-    }
-}
-
-impl ReadColumn for Option<bool> {
-    fn read_all(
-        array: &dyn arrow::array::Array,
-        field: &'static str,
-    ) -> Result<Vec<Self>, ReadError> {
-        let values = array
-            .as_any()
-            .downcast_ref::<arrow::array::BooleanArray>()
-            .ok_or_else(|| type_mismatch(array, field, &DataType::Boolean))?;
-        Ok(values.iter().collect())
-    }
-}
+read_via_optional!(bool, |array, field| {
+    let values = downcast::<arrow::array::BooleanArray>(array, field, DataType::Boolean)?;
+    Ok(values.iter().collect())
+});
 
 /// Reads a Utf8 column as optional strings; the building block of every
 /// string-typed column (plain strings and closed vocabularies).
@@ -365,34 +361,15 @@ pub fn read_strings<'a>(
     array: &'a dyn arrow::array::Array,
     field: &'static str,
 ) -> Result<impl Iterator<Item = (usize, Option<&'a str>)> + 'a, ReadError> {
-    let values = array
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .ok_or_else(|| type_mismatch(array, field, &DataType::Utf8))?;
+    let values = downcast::<arrow::array::StringArray>(array, field, DataType::Utf8)?;
     Ok(values.iter().enumerate())
 }
 
-impl ReadColumn for String {
-    fn read_all(
-        array: &dyn arrow::array::Array,
-        field: &'static str,
-    ) -> Result<Vec<Self>, ReadError> {
-        read_strings(array, field)?
-            .map(|(row, v)| v.map(str::to_owned).ok_or_else(|| null_at(row, field)))
-            .collect()
-    }
-}
-
-impl ReadColumn for Option<String> {
-    fn read_all(
-        array: &dyn arrow::array::Array,
-        field: &'static str,
-    ) -> Result<Vec<Self>, ReadError> {
-        Ok(read_strings(array, field)?
-            .map(|(_, v)| v.map(str::to_owned))
-            .collect())
-    }
-}
+read_via_optional!(String, |array, field| {
+    Ok(read_strings(array, field)?
+        .map(|(_, v)| v.map(str::to_owned))
+        .collect())
+});
 
 /// Reads a closed vocabulary, naming the allowed spellings on a bad value.
 pub fn read_enum<T: std::str::FromStr<Err = String>>(

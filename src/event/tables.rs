@@ -81,19 +81,25 @@ impl HeaderBuilders {
     }
 }
 
+/// Reads one named column of a batch back into values.
+fn read_column<T: ReadColumn>(
+    batch: &RecordBatch,
+    name: &'static str,
+) -> Result<Vec<T>, ReadError> {
+    let array = batch.column_by_name(name).ok_or_else(|| ReadError {
+        row: 0,
+        field: name,
+        message: "column is missing".into(),
+    })?;
+    T::read_all(array.as_ref(), name)
+}
+
 /// Reads the header columns of a batch.
 fn read_headers(batch: &RecordBatch) -> Result<Vec<EventHeader>, ReadError> {
-    let column = |name: &'static str| {
-        batch.column_by_name(name).ok_or_else(|| ReadError {
-            row: 0,
-            field: name,
-            message: "column is missing".into(),
-        })
-    };
-    let event_id = String::read_all(column("event_id")?.as_ref(), "event_id")?;
-    let ts = Ts::read_all(column("ts")?.as_ref(), "ts")?;
-    let symbol = String::read_all(column("symbol")?.as_ref(), "symbol")?;
-    let level = Level::read_all(column("level")?.as_ref(), "level")?;
+    let event_id: Vec<String> = read_column(batch, "event_id")?;
+    let ts: Vec<Ts> = read_column(batch, "ts")?;
+    let symbol: Vec<String> = read_column(batch, "symbol")?;
+    let level: Vec<Level> = read_column(batch, "level")?;
     Ok(event_id
         .into_iter()
         .zip(ts)
@@ -151,20 +157,10 @@ macro_rules! event_tables {
                 /// Reads rows back from a batch whose columns have this table's
                 /// names and types (extra columns are ignored).
                 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ReadError> {
-                    let rows = batch.num_rows();
-                    let column = |name: &'static str| {
-                        batch.column_by_name(name).ok_or_else(|| ReadError {
-                            row: 0,
-                            field: name,
-                            message: "column is missing".into(),
-                        })
-                    };
                     let header = read_headers(batch)?;
-                    $( let mut $field = <$fty as ReadColumn>::read_all(
-                        column(stringify!($field))?.as_ref(),
-                        stringify!($field),
-                    )?.into_iter(); )*
-                    let mut out = Vec::with_capacity(rows);
+                    $( let mut $field =
+                        read_column::<$fty>(batch, stringify!($field))?.into_iter(); )*
+                    let mut out = Vec::with_capacity(batch.num_rows());
                     for (row, header) in header.into_iter().enumerate() {
                         out.push(Self {
                             header,

@@ -225,34 +225,49 @@ fn limit<S>(
 where
     S: Stream<Item = Result<FlightData, arrow_flight::error::FlightError>> + Send + 'static,
 {
-    let flight = Box::pin(flight);
+    /// What the stream carries between items. One timer for the whole
+    /// stream, not one per message: this is DoGet's hot path.
+    struct Limited<S> {
+        flight: Pin<Box<S>>,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        _task: AbortOnDrop,
+        sent_bytes: u64,
+        done: bool,
+    }
+    let state = Limited {
+        flight: Box::pin(flight),
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        _task: task,
+        sent_bytes: 0,
+        done: false,
+    };
     Box::pin(futures::stream::unfold(
-        (flight, task, 0u64, false),
-        move |(mut flight, task, sent, done)| async move {
-            if done {
+        state,
+        move |mut state| async move {
+            if state.done {
                 return None;
             }
-            let next = match tokio::time::timeout_at(deadline, flight.next()).await {
-                Ok(next) => next?,
-                Err(_) => {
-                    let e = Status::from(FlightError::Deadline(timeout));
-                    return Some((Err(e), (flight, task, sent, true)));
+            state.done = true; // unless an item goes out below
+            let next = tokio::select! {
+                biased;
+                next = state.flight.next() => next?,
+                _ = &mut state.deadline => {
+                    return Some((Err(Status::from(FlightError::Deadline(timeout))), state));
                 }
             };
-            match next {
-                Err(e) => Some((Err(Status::from(e)), (flight, task, sent, true))),
-                Ok(data) => {
-                    let sent = sent + (data.data_body.len() + data.data_header.len()) as u64;
-                    if sent > bytes_max {
-                        let e = FlightError::ResultTooLarge {
-                            limit: format!("{bytes_max} bytes"),
-                        };
-                        Some((Err(Status::from(e)), (flight, task, sent, true)))
-                    } else {
-                        Some((Ok(data), (flight, task, sent, false)))
-                    }
-                }
+            let data = match next {
+                Ok(data) => data,
+                Err(e) => return Some((Err(Status::from(e)), state)),
+            };
+            state.sent_bytes += (data.data_body.len() + data.data_header.len()) as u64;
+            if state.sent_bytes > bytes_max {
+                let e = FlightError::ResultTooLarge {
+                    limit: format!("{bytes_max} bytes"),
+                };
+                return Some((Err(Status::from(e)), state));
             }
+            state.done = false;
+            Some((Ok(data), state))
         },
     ))
 }

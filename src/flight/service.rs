@@ -101,6 +101,12 @@ fn uploaded(request: Request<PeekableFlightDataStream>) -> FlightRecordBatchStre
     )
 }
 
+/// An empty result in the spec's schema: for key commands, which have no
+/// enforced keys to report.
+fn no_rows(schema: arrow::datatypes::SchemaRef) -> Result<Response<FlightDataStream>> {
+    Ok(Response::new(batch_stream(RecordBatch::new_empty(schema))))
+}
+
 impl QuiverFlightSql {
     fn engine(&self) -> &QueryEngine {
         self.runner.engine()
@@ -390,8 +396,7 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>> {
         // No event table has an enforced key; reporting unenforced ones would
         // let tools trust uniqueness that nothing guarantees.
-        let batch = RecordBatch::new_empty(metadata::primary_keys_schema());
-        Ok(Response::new(batch_stream(batch)))
+        no_rows(metadata::primary_keys_schema())
     }
 
     async fn get_flight_info_exported_keys(
@@ -407,8 +412,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>> {
-        let batch = RecordBatch::new_empty(metadata::foreign_keys_schema());
-        Ok(Response::new(batch_stream(batch)))
+        no_rows(metadata::foreign_keys_schema())
     }
 
     async fn get_flight_info_imported_keys(
@@ -424,8 +428,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>> {
-        let batch = RecordBatch::new_empty(metadata::foreign_keys_schema());
-        Ok(Response::new(batch_stream(batch)))
+        no_rows(metadata::foreign_keys_schema())
     }
 
     async fn get_flight_info_cross_reference(
@@ -441,8 +444,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>> {
-        let batch = RecordBatch::new_empty(metadata::foreign_keys_schema());
-        Ok(Response::new(batch_stream(batch)))
+        no_rows(metadata::foreign_keys_schema())
     }
 
     async fn get_flight_info_xdbc_type_info(
