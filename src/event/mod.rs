@@ -22,8 +22,8 @@ pub use tables::*;
 pub use validate::{ValidationError, ValidationLimits, Violation, is_valid_symbol};
 
 /// Version of the event schemas written by this build. See the module docs for
-/// the rule on schema changes.
-pub const SCHEMA_VERSION: i32 = 1;
+/// the rule on schema changes. Version 2 added `trades.features`.
+pub const SCHEMA_VERSION: i32 = 2;
 
 column::string_enum! {
     /// Priority of an event, which decides what the logger drops under pressure.

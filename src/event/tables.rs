@@ -338,6 +338,9 @@ event_tables! {
         mae_bps: Option<f64>,
         /// Maximum favourable excursion in bps (on CLOSE).
         mfe_bps: Option<f64>,
+        /// The features the bot saw at entry, a JSON object of name to number
+        /// (on OPEN; added in schema version 2).
+        features: Option<String>,
     }
 
     /// A signal the gates blocked, tracked as if it had been traded.

@@ -293,6 +293,9 @@ impl Event {
                 }
                 c.opt_finite("mae_bps", e.mae_bps)?;
                 c.opt_finite("mfe_bps", e.mfe_bps)?;
+                if let Some(features) = &e.features {
+                    c.json_object("features", features)?;
+                }
                 if e.kind == super::TradeKind::Close && e.pnl_bps.is_none() {
                     return c.fail("pnl_bps", Violation::Missing);
                 }

@@ -358,6 +358,9 @@ impl Simulator {
                     regime: market.regime,
                     mae_bps: None,
                     mfe_bps: None,
+                    features: Some(format!(
+                        "{{\"win_probability\":{predicted:.4},\"signal_strength\":{strength:.4},\"expected_edge_bps\":{expected_edge:.3},\"spread_bps\":{spread_bps:.3},\"volume_musd\":{volume:.4},\"volatility\":{volatility:.4}}}"
+                    )),
                 }));
                 self.totals.trades_opened += 1;
                 if pnl_bps > 0.0 {
@@ -380,6 +383,7 @@ impl Simulator {
                     regime: market.regime,
                     mae_bps: Some(mae),
                     mfe_bps: Some(mfe),
+                    features: None,
                 });
                 self.later(close_at, close);
                 self.totals.trades_closed += 1;

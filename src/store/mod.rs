@@ -5,19 +5,26 @@
 //! <data>/quiver.lock     held (flock) by the one process that owns the dir
 //! <data>/wal/            append-only WAL segments: the durability point
 //! <data>/hot.duckdb      DuckDB hot store (recent window), fed from the WAL
+//! <data>/journal.sqlite  trade journal (SQLite), fed from the WAL's trade events
+//! <data>/registry.sqlite model registry, config history, learning tables
+//! <data>/models/sha256/  model artifacts, content-addressed
 //! <data>/lake/           Parquet lake, hive-partitioned, rolled from the WAL
 //! <data>/quarantine/     unreadable Parquet files moved out of the lake
 //! ```
 //!
 //! Sequence numbers tie them together: every durable batch gets the next
 //! sequence; the hot store records the last one it applied (in the same DuckDB
-//! transaction) and the lake the last one it committed. On open, the WAL is
-//! replayed past each of them, so nothing is applied twice; WAL segments are
-//! deleted once both hold them.
+//! transaction), the lake the last one it committed and the journal the last
+//! one it wrote (in the same SQLite transaction). On open, the WAL is replayed
+//! past each of them, so nothing is applied twice; WAL segments are deleted
+//! once all three hold them.
 
 pub mod fsio;
 pub mod hot;
+pub mod journal;
 pub mod lake;
+pub mod registry;
+pub mod sqlite;
 pub mod wal;
 
 use std::fs::{self, File, OpenOptions};
@@ -34,7 +41,10 @@ use arrow::array::RecordBatch;
 use crate::event::Table;
 use crate::ingest::{BatchSink, SinkError};
 pub use hot::{HotConfig, HotShared};
+pub use journal::{Journal, JournalShared};
 pub use lake::{LakeConfig, LakeFile, LakeShared, LakeSnapshot, Quarantined};
+pub use registry::Registry;
+pub use sqlite::SqliteError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +65,10 @@ pub enum StoreError {
     Hot(#[from] hot::HotError),
     #[error(transparent)]
     Lake(#[from] lake::LakeError),
+    #[error(transparent)]
+    Sqlite(#[from] SqliteError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     #[error("the {0} thread has stopped")]
     ThreadStopped(&'static str),
     #[error("the hot store did not catch up with the WAL replay within {0:?}")]
@@ -103,9 +117,11 @@ pub struct Store {
     pub data_dir: PathBuf,
     pub hot: Arc<HotShared>,
     pub lake: Arc<LakeShared>,
+    pub journal: Arc<JournalShared>,
     wal_seq: Arc<AtomicU64>,
     lake_tx: Option<SyncSender<lake::LakeMsg>>,
     hot_tx: Option<SyncSender<hot::HotApply>>,
+    journal_tx: Option<SyncSender<journal::JournalApply>>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
     _lock: File,
 }
@@ -120,6 +136,11 @@ impl std::fmt::Debug for Store {
 
 /// Batches in flight between the writer and each of the hot and lake threads.
 const CHANNEL_BATCHES: usize = 64;
+
+/// Batches in flight to the journal thread. Larger: most are other tables'
+/// batches it only counts, and a journal locked by another connection for a
+/// while should not stall ingest.
+const JOURNAL_CHANNEL_BATCHES: usize = 4096;
 
 fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("quiver.lock");
@@ -177,9 +198,22 @@ impl Store {
         let lake_root = dir.join("lake");
         let lake_shared = lake::open(&lake_root, &dir.join("quarantine"))?;
         let (conn, hot_shared) = hot::open(&dir.join("hot.duckdb"))?;
+        let journal = Journal::open(&dir.join("journal.sqlite"))?;
+        let journal_shared = Arc::new(JournalShared::default());
+        let journal_seq = journal.applied_seq()?;
+        journal_shared
+            .applied_seq
+            .store(journal_seq, Ordering::Release);
+        // Created here so that readers (the query engine, the CLI) find it.
+        drop(Registry::open(dir)?);
 
         let (hot_tx, hot_rx) = sync_channel(CHANNEL_BATCHES);
         let (lake_tx, lake_rx) = sync_channel(CHANNEL_BATCHES);
+        let (journal_tx, journal_rx) = sync_channel(JOURNAL_CHANNEL_BATCHES);
+        let follower = journal::JournalFollower {
+            journal,
+            shared: journal_shared.clone(),
+        };
         let hot_writer = hot::HotWriter {
             conn,
             shared: hot_shared.clone(),
@@ -201,13 +235,14 @@ impl Store {
         let threads = vec![
             spawn("hot", Box::new(move || hot_writer.run(hot_rx)))?,
             spawn("lake", Box::new(move || lake_writer.run(lake_rx)))?,
+            spawn("journal", Box::new(move || follower.run(journal_rx)))?,
         ];
 
         let hot_seq = hot_shared.applied_seq.load(Ordering::Acquire);
         let lake_seq = lake_shared.lake_seq.load(Ordering::Acquire);
         let wal_dir = dir.join("wal");
         let mut replayed_to_hot = 0u64;
-        let max_seq = wal::replay(&wal_dir, hot_seq.min(lake_seq), |r| {
+        let max_seq = wal::replay(&wal_dir, hot_seq.min(lake_seq).min(journal_seq), |r| {
             if r.seq > hot_seq {
                 replayed_to_hot = r.seq;
                 hot_tx
@@ -217,6 +252,15 @@ impl Store {
                         batch: r.batch.clone(),
                     })
                     .map_err(|_| wal_stopped("hot"))?;
+            }
+            if r.seq > journal_seq {
+                journal_tx
+                    .send(journal::JournalApply {
+                        seq: r.seq,
+                        table: r.table,
+                        batch: r.batch.clone(),
+                    })
+                    .map_err(|_| wal_stopped("journal"))?;
             }
             if r.seq > lake_seq {
                 lake_tx
@@ -237,7 +281,7 @@ impl Store {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let last_seq = max_seq.max(hot_seq).max(lake_seq);
+        let last_seq = max_seq.max(hot_seq).max(lake_seq).max(journal_seq);
         let wal_seq = Arc::new(AtomicU64::new(last_seq));
         let sink = StoreSink {
             wal: wal::Wal::open(&wal_dir, config.wal_segment_bytes_max)?,
@@ -245,16 +289,20 @@ impl Store {
             wal_seq: wal_seq.clone(),
             hot_tx: Some(hot_tx.clone()),
             lake_tx: Some(lake_tx.clone()),
+            journal_tx: Some(journal_tx.clone()),
             hot: hot_shared.clone(),
             lake: lake_shared.clone(),
+            journal: journal_shared.clone(),
         };
         let store = Store {
             data_dir: dir.clone(),
             hot: hot_shared,
             lake: lake_shared,
+            journal: journal_shared,
             wal_seq,
             lake_tx: Some(lake_tx),
             hot_tx: Some(hot_tx),
+            journal_tx: Some(journal_tx),
             threads,
             _lock: lock,
         };
@@ -320,6 +368,19 @@ impl Store {
         true
     }
 
+    /// Waits until the journal holds every durable trade event.
+    pub fn wait_journal_caught_up(&self, timeout: Duration) -> bool {
+        let target = self.wal_seq.load(Ordering::Acquire);
+        let started = Instant::now();
+        while self.journal.applied_seq.load(Ordering::Acquire) < target {
+            if started.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     /// Stops the hot and lake threads once they have drained what they were
     /// sent (the lake rolls what is pending), then deletes WAL segments both hold.
     /// The logger using this store's sink must be closed first.
@@ -330,17 +391,14 @@ impl Store {
     fn shutdown(&mut self) -> Result<(), StoreError> {
         self.hot_tx = None;
         self.lake_tx = None;
+        self.journal_tx = None;
         let mut result = Ok(());
         for (name, handle) in self.threads.drain(..) {
             if handle.join().is_err() {
                 result = Err(StoreError::ThreadStopped(name));
             }
         }
-        let applied = self
-            .hot
-            .applied_seq
-            .load(Ordering::Acquire)
-            .min(self.lake.lake_seq.load(Ordering::Acquire));
+        let applied = held_by_all(&self.hot, &self.lake, &self.journal);
         let mut wal = wal::Wal::open(&self.data_dir.join("wal"), u64::MAX)?;
         wal.delete_through(applied)?;
         result
@@ -355,6 +413,14 @@ impl Drop for Store {
             tracing::error!(error = %e, "closing the store");
         }
     }
+}
+
+/// The last WAL sequence every consumer holds: segments up to it may go.
+fn held_by_all(hot: &HotShared, lake: &LakeShared, journal: &JournalShared) -> u64 {
+    hot.applied_seq
+        .load(Ordering::Acquire)
+        .min(lake.lake_seq.load(Ordering::Acquire))
+        .min(journal.applied_seq.load(Ordering::Acquire))
 }
 
 fn wal_stopped(name: &'static str) -> wal::WalError {
@@ -372,8 +438,10 @@ pub struct StoreSink {
     wal_seq: Arc<AtomicU64>,
     hot_tx: Option<SyncSender<hot::HotApply>>,
     lake_tx: Option<SyncSender<lake::LakeMsg>>,
+    journal_tx: Option<SyncSender<journal::JournalApply>>,
     hot: Arc<HotShared>,
     lake: Arc<LakeShared>,
+    journal: Arc<JournalShared>,
 }
 
 impl std::fmt::Debug for StoreSink {
@@ -425,16 +493,24 @@ impl BatchSink for StoreSink {
                 tracing::error!("the lake thread has stopped; batches stay in the WAL");
                 self.lake_tx = None;
             }
+            if let Some(tx) = &self.journal_tx
+                && tx
+                    .send(journal::JournalApply {
+                        seq,
+                        table,
+                        batch: batch.clone(),
+                    })
+                    .is_err()
+            {
+                tracing::error!("the journal thread has stopped; batches stay in the WAL");
+                self.journal_tx = None;
+            }
         }
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
-        let applied = self
-            .hot
-            .applied_seq
-            .load(Ordering::Acquire)
-            .min(self.lake.lake_seq.load(Ordering::Acquire));
+        let applied = held_by_all(&self.hot, &self.lake, &self.journal);
         self.wal
             .delete_through(applied)
             .map(|_| ())
@@ -444,6 +520,7 @@ impl BatchSink for StoreSink {
     fn close(&mut self) -> Result<(), SinkError> {
         self.hot_tx = None;
         self.lake_tx = None;
+        self.journal_tx = None;
         Ok(())
     }
 }

@@ -54,6 +54,7 @@ fn trade() -> Trade {
         regime: Regime::Trend,
         mae_bps: Some(-2.0),
         mfe_bps: Some(5.0),
+        features: Some(r#"{"spread_bps": 2.5}"#.into()),
     }
 }
 
