@@ -16,13 +16,16 @@
 //!                     store::StoreSink
 //!                        |-> WAL (Arrow IPC records, fsync per write) = durability point
 //!                        |-> hot thread: DuckDB appends + applied seq, one transaction
-//!                        '-> lake thread: rolls into Parquet, commits lake_seq, compacts
+//!                        |-> lake thread: rolls into Parquet, commits lake_seq, compacts
+//!                        '-> journal thread: trade events -> journal.sqlite (+ applied seq)
+//!                     store::Registry: models (content-addressed), aliases, configs, learning
 //!                        |
 //!                        v
 //!                     query::QueryEngine: catalog `quiver`
 //!                        events.*  lake files <= lake_seq  UNION  hot rows > lake_seq
 //!                        hot.*     DuckDB tables
 //!                        system.*  queue, drops, kill switch, writer, lake files
+//!                        journal.* registry.* learning.*  SQLite, filters pushed down
 //! ```
 //!
 //! # Layout
@@ -33,6 +36,8 @@
 //! - [`ingest`]: the logger, priority tiers, kill switch, the writer thread, and the
 //!   [`ingest::BatchSink`] trait it writes through.
 //! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
+//!   The SQLite journal and model registry.
+//! - [`analytics`]: trading statistics and calibration, as pure functions.
 //! - [`query`]: the DataFusion session and its table providers.
 //! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
@@ -65,6 +70,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -4,12 +4,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::model_feed::ModelFeed;
 use super::pipeline::{Pipeline, shutdown_signal};
 use crate::config::Config;
 use crate::event::{Event, Ts};
 use crate::ingest::Logger;
 use crate::sim::Simulator;
-use crate::sim::gates::GatesConfig;
+use crate::sim::gates::{BUILTIN_GATES_YAML, GatesConfig};
+use crate::store::registry::manifest_of;
+use crate::store::{Registry, Store};
+use anyhow::Context;
+use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,7 +46,13 @@ pub const EVENTS_PER_CYCLE: f64 = 19.0;
 /// Runs the simulator over the last `span` on a simulated clock paced to `rate`,
 /// logging as fast as the pipeline takes it (backing off while the queue is
 /// more than half full, so nothing is shed). Returns the events logged.
-pub async fn backfill(sim: &mut Simulator, logger: &Logger, span: Duration, rate: f64) -> u64 {
+pub async fn backfill(
+    sim: &mut Simulator,
+    logger: &Logger,
+    span: Duration,
+    rate: f64,
+    mut after_cycle: impl FnMut(&mut Simulator),
+) -> u64 {
     let cycle_us = (EVENTS_PER_CYCLE / rate * 1e6).max(1.0) as i64;
     let end = Ts::now().0;
     let mut clock = end - i64::try_from(span.as_micros()).unwrap_or(i64::MAX);
@@ -49,6 +60,7 @@ pub async fn backfill(sim: &mut Simulator, logger: &Logger, span: Duration, rate
     let mut logged = 0u64;
     while clock < end {
         sim.cycle(Ts(clock), &mut buffer);
+        after_cycle(sim);
         clock += cycle_us;
         for event in buffer.drain(..) {
             let _ = logger.log(event);
@@ -67,6 +79,43 @@ pub async fn wait_for_room(logger: &Logger) {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
+}
+
+/// The lake's files now, as a data manifest (paths relative to the data dir).
+fn lake_manifest(store: &Store) -> String {
+    let files = store
+        .lake
+        .snapshot()
+        .files
+        .iter()
+        .map(|f| {
+            f.path
+                .strip_prefix(&store.data_dir)
+                .unwrap_or(&f.path)
+                .display()
+                .to_string()
+        })
+        .collect::<Vec<_>>();
+    manifest_of(files)
+}
+
+/// Records the gates config the demo runs with, if it changed since the last
+/// recorded version.
+fn record_gates_config(data_dir: &Path, gates: Option<&Path>) -> anyhow::Result<()> {
+    let text = match gates {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => BUILTIN_GATES_YAML.to_string(),
+    };
+    let mut registry = Registry::open(data_dir)?;
+    if let Some(id) = registry.record_config("configs/gates.yaml", &text, "quiver demo started")? {
+        tracing::info!(
+            change_id = id,
+            "recorded a new version of configs/gates.yaml"
+        );
+    }
+    Ok(())
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
@@ -92,6 +141,27 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);
+    // The registry follows the bot's training; the configs it runs with are
+    // recorded (once per change) in the config history.
+    let registry = Registry::open(&pipeline.store.data_dir)?;
+    let feed = ModelFeed::start(registry)?;
+    record_gates_config(&pipeline.store.data_dir, args.gates.as_deref())?;
+    let mut initial = sim.take_model_updates();
+    let first_ts = Ts(Ts::now().0 - i64::try_from(args.backfill.as_micros()).unwrap_or(0));
+    for m in &mut initial.trained {
+        m.trained_ts = first_ts;
+    }
+    for a in &mut initial.aliases {
+        a.ts = first_ts;
+    }
+    feed.send(initial, lake_manifest(&pipeline.store));
+    let store = pipeline.store.clone();
+    let mut feed_updates = |sim: &mut Simulator| {
+        let updates = sim.take_model_updates();
+        if !updates.trained.is_empty() || !updates.aliases.is_empty() {
+            feed.send(updates, lake_manifest(&store));
+        }
+    };
     // Listening for Ctrl-C and SIGTERM starts before the backfill, so a stop
     // during it still flushes instead of killing the process.
     let stop = shutdown_signal();
@@ -101,7 +171,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     if !args.backfill.is_zero() {
         let t = Instant::now();
         tokio::select! {
-            n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate) => {
+            n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate, &mut feed_updates) => {
                 backfilled = n;
                 println!(
                     "  backfilled {} of history: {n} events in {:.1}s",
@@ -132,6 +202,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         while produced < target {
             if buffer.is_empty() {
                 sim.cycle(Ts::now(), &mut buffer);
+                feed_updates(&mut sim);
                 buffer.reverse();
             }
             let Some(event) = buffer.pop() else { break };
@@ -159,6 +230,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         }
     }
     println!("stopping: flushing and rolling the lake...");
+    feed.close().context("recording models in the registry")?;
     server.stop().await?;
     pipeline.logger.flush().await?;
     let st = pipeline.logger.stats();

@@ -3,6 +3,7 @@
 
 mod compact;
 mod demo;
+mod model_feed;
 mod output;
 mod pipeline;
 mod serve;

@@ -5,6 +5,9 @@
 //! | `events` | every event table: lake + hot store, each event exactly once, plus `date` |
 //! | `hot` | the DuckDB hot store's tables as they are, with `_seq` |
 //! | `system` | queue, drops, kill switch, writer, lake files, quarantined files |
+//! | `journal` | the trade journal (SQLite): trades, features, outcomes, shadow trades, views |
+//! | `registry` | models, alias history, config changes (SQLite) |
+//! | `learning` | training sessions, feature importance (SQLite); calibration and performance views over `events.predictions` |
 //!
 //! The default schema is `events`, so `SELECT count(*) FROM signals` works.
 //! Every query runs under a memory limit (a `FairSpillPool`), and SQL given to
@@ -13,7 +16,9 @@
 mod duck_scan;
 pub mod events;
 mod hot;
+mod learning;
 mod pool;
+mod sqlite;
 pub mod system;
 
 use std::sync::Arc;
@@ -202,7 +207,43 @@ impl QueryEngine {
         catalog
             .register_schema("system", system)
             .map_err(QueryError::Catalog)?;
+        let journal = Arc::new(MemorySchemaProvider::new());
+        let registry = Arc::new(MemorySchemaProvider::new());
+        let learning = Arc::new(MemorySchemaProvider::new());
+        for (file, pick) in [
+            ("journal.sqlite", None),
+            (
+                "registry.sqlite",
+                Some(crate::store::registry::LEARNING_RELATIONS),
+            ),
+        ] {
+            let path = store.data_dir.join(file);
+            let relations = crate::store::sqlite::list_relations(&path)
+                .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?;
+            for relation in relations {
+                let schema = match pick {
+                    None => &journal,
+                    Some(names) if names.contains(&relation.name.as_str()) => &learning,
+                    Some(_) => &registry,
+                };
+                schema
+                    .register_table(
+                        relation.name.clone(),
+                        Arc::new(sqlite::SqliteTable::new(path.clone(), relation)),
+                    )
+                    .map_err(QueryError::Catalog)?;
+            }
+        }
+        for (name, provider) in [("journal", journal), ("registry", registry)] {
+            catalog
+                .register_schema(name, provider)
+                .map_err(QueryError::Catalog)?;
+        }
+        catalog
+            .register_schema("learning", learning.clone())
+            .map_err(QueryError::Catalog)?;
         ctx.register_catalog(CATALOG, catalog);
+        learning::register_views(&ctx, &learning)?;
         Ok(Self { ctx, store })
     }
 

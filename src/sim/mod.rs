@@ -80,6 +80,50 @@ pub struct SimTotals {
     pub blocked: u64,
 }
 
+/// A model the bot trained: its artifact and what the registry should know.
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    /// SHA-256 (hex) of `artifact`: the id signals and predictions carry.
+    pub model_id: String,
+    pub artifact: Vec<u8>,
+    pub parent_id: Option<String>,
+    pub trained_ts: Ts,
+    pub samples: i64,
+    pub duration_s: f64,
+    pub auc: f64,
+    pub logloss: f64,
+    pub ece: f64,
+    /// JSON object.
+    pub params: String,
+    pub importance: Vec<(String, f64)>,
+}
+
+/// A model took an alias (`production`, `shadow`) at a time.
+#[derive(Debug, Clone)]
+pub struct AliasChange {
+    pub alias: &'static str,
+    pub model_id: String,
+    pub ts: Ts,
+    pub reason: &'static str,
+}
+
+/// What the bot's training did since it was last asked, for the registry.
+#[derive(Debug, Default)]
+pub struct ModelUpdates {
+    pub trained: Vec<TrainedModel>,
+    pub aliases: Vec<AliasChange>,
+}
+
+/// The features the demo model uses.
+const FEATURES: [&str; 6] = [
+    "win_probability",
+    "signal_strength",
+    "expected_edge_bps",
+    "spread_bps",
+    "volume_musd",
+    "volatility",
+];
+
 /// The demo bot.
 pub struct Simulator {
     rng: ChaCha8Rng,
@@ -91,6 +135,7 @@ pub struct Simulator {
     production_model: String,
     shadow_model: Option<String>,
     signals_since_training: u64,
+    updates: ModelUpdates,
     pub totals: SimTotals,
 }
 
@@ -99,7 +144,7 @@ const RETRAIN_EVERY: u64 = 400;
 
 impl Simulator {
     pub fn new(seed: u64, gates: GatesConfig) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let rng = ChaCha8Rng::seed_from_u64(seed);
         let markets = SYMBOLS
             .iter()
             .map(|(symbol, price)| Market {
@@ -109,19 +154,83 @@ impl Simulator {
                 drift_sign: 1.0,
             })
             .collect();
-        let first = model_id(&mut rng);
-        Self {
+        let mut sim = Self {
             rng,
             gates,
             markets,
             pending: BinaryHeap::new(),
             order: 0,
-            models: vec![first.clone()],
-            production_model: first,
+            models: Vec::new(),
+            production_model: String::new(),
             shadow_model: None,
             signals_since_training: 0,
+            updates: ModelUpdates::default(),
             totals: SimTotals::default(),
-        }
+        };
+        let first = sim.train(Ts(0), None);
+        sim.production_model = first.clone();
+        sim.updates.aliases.push(AliasChange {
+            alias: "production",
+            model_id: first,
+            ts: Ts(0),
+            reason: "initial model",
+        });
+        sim
+    }
+
+    /// Models trained and aliases moved since the last call. The initial
+    /// model's times are 0 (the start of the simulated clock); a caller may
+    /// set them to the first cycle's time.
+    pub fn take_model_updates(&mut self) -> ModelUpdates {
+        std::mem::take(&mut self.updates)
+    }
+
+    /// Trains a model: a small logistic model over [`FEATURES`] whose artifact
+    /// (JSON) is hashed into its id.
+    fn train(&mut self, now: Ts, parent: Option<String>) -> String {
+        let weights: Vec<f64> = FEATURES
+            .iter()
+            .map(|_| round4(self.rng.random_range(-1.0..1.0)))
+            .collect();
+        let bias = round4(self.rng.random_range(-0.2..0.2));
+        let artifact = serde_json::json!({
+            "kind": "logistic_regression",
+            "features": FEATURES,
+            "weights": weights,
+            "bias": bias,
+            "parent": parent,
+        })
+        .to_string()
+        .into_bytes();
+        let model_id = crate::store::registry::sha256_hex(&artifact);
+        let total: f64 = weights.iter().map(|w| w.abs()).sum::<f64>().max(1e-9);
+        let importance = FEATURES
+            .iter()
+            .zip(&weights)
+            .map(|(f, w)| (f.to_string(), round4(w.abs() / total)))
+            .collect();
+        let auc = round4(0.60 + self.rng.random_range(0.0..0.08));
+        let ece = round4(self.rng.random_range(0.01..0.06));
+        self.updates.trained.push(TrainedModel {
+            model_id: model_id.clone(),
+            artifact,
+            parent_id: parent,
+            trained_ts: now,
+            samples: self.rng.random_range(40_000..60_000),
+            duration_s: round2(self.rng.random_range(20.0..90.0)),
+            auc,
+            logloss: round4(0.69 - (auc - 0.5) * 0.4),
+            ece,
+            params: format!(
+                "{{\"learning_rate\":{:.3},\"l2\":{:.4},\"epochs\":{}}}",
+                self.rng.random_range(0.01..0.1),
+                self.rng.random_range(0.0001..0.01),
+                self.rng.random_range(5..20)
+            ),
+            importance,
+        });
+        self.models.push(model_id.clone());
+        model_id
     }
 
     fn id(&mut self) -> String {
@@ -455,6 +564,12 @@ impl Simulator {
             let alias = match kind {
                 ModelEventKind::Deployed => {
                     self.production_model = shadow.clone();
+                    self.updates.aliases.push(AliasChange {
+                        alias: "production",
+                        model_id: shadow.clone(),
+                        ts: now,
+                        reason: "promoted from shadow",
+                    });
                     "production"
                 }
                 _ => "shadow",
@@ -468,14 +583,19 @@ impl Simulator {
                 alias: Some(alias.into()),
             }));
         }
-        let id = model_id(&mut self.rng);
-        let auc = 0.60 + self.rng.random_range(0.0..0.08);
-        let ece = self.rng.random_range(0.01..0.06);
-        let samples = self.rng.random_range(40_000..60_000);
+        let id = self.train(now, Some(self.production_model.clone()));
+        let trained = self.updates.trained.last();
+        let (auc, ece, samples) = trained.map_or((0.0, 0.0, 0), |t| (t.auc, t.ece, t.samples));
         let metrics = format!(
             "{{\"auc\":{auc:.4},\"ece\":{ece:.4},\"samples\":{samples},\"parent\":\"{}\"}}",
             self.production_model
         );
+        self.updates.aliases.push(AliasChange {
+            alias: "shadow",
+            model_id: id.clone(),
+            ts: now,
+            reason: "newly trained",
+        });
         for (kind, alias) in [
             (ModelEventKind::Trained, None),
             (ModelEventKind::Deployed, Some("shadow".to_string())),
@@ -489,7 +609,6 @@ impl Simulator {
                 alias,
             }));
         }
-        self.models.push(id.clone());
         self.shadow_model = Some(id);
     }
 
@@ -574,12 +693,6 @@ impl Trace {
         }
         out
     }
-}
-
-fn model_id(rng: &mut ChaCha8Rng) -> String {
-    let bytes: [u8; 32] = rng.random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn side_sign(side: Side) -> f64 {

@@ -167,8 +167,9 @@ pub struct ConfigDiff {
     pub new: Option<Json>,
 }
 
-/// The structured difference between two JSON values (parsed YAML).
-pub fn diff_values(old: &Json, new: &Json) -> Vec<ConfigDiff> {
+/// The structured difference between two JSON values (parsed YAML); with no
+/// old value, the whole new document is one `added` entry.
+pub fn diff_values(old: Option<&Json>, new: &Json) -> Vec<ConfigDiff> {
     fn walk(path: &str, old: Option<&Json>, new: Option<&Json>, out: &mut Vec<ConfigDiff>) {
         let join = |k: &str| {
             if path.is_empty() {
@@ -203,7 +204,7 @@ pub fn diff_values(old: &Json, new: &Json) -> Vec<ConfigDiff> {
         }
     }
     let mut out = Vec::new();
-    walk("", Some(old), Some(new), &mut out);
+    walk("", old, Some(new), &mut out);
     out
 }
 
@@ -524,11 +525,11 @@ impl Registry {
             })
         };
         let new = parse(content)?;
-        let old = match &last {
-            Some((_, text)) => parse(text).unwrap_or(Json::Null),
-            None => Json::Null,
-        };
-        let diff = serde_json::to_string(&diff_values(&old, &new)).unwrap_or_else(|_| "[]".into());
+        // The previous version was valid when recorded; if it no longer parses
+        // (a newer YAML parser, say), the diff shows the whole document.
+        let old = last.as_ref().and_then(|(_, text)| parse(text).ok());
+        let diff =
+            serde_json::to_string(&diff_values(old.as_ref(), &new)).unwrap_or_else(|_| "[]".into());
         let previous = last.map(|(s, _)| s);
         let now = sqlite::now_us();
         let id = self.write(|tx| {

@@ -400,6 +400,57 @@ pub fn read_batches(
     Ok(())
 }
 
+/// A value bound to a query parameter, so the query layer can push filters
+/// down without naming rusqlite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&SqlValue> for rusqlite::types::Value {
+    fn from(v: &SqlValue) -> Self {
+        match v {
+            SqlValue::Int(i) => Self::Integer(*i),
+            SqlValue::Real(x) => Self::Real(*x),
+            SqlValue::Text(s) => Self::Text(s.clone()),
+        }
+    }
+}
+
+/// Quotes an identifier for SQLite (names come from the file's own schema).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Lists the relations of the SQLite file at `path`, opened read-only.
+pub fn list_relations(path: &Path) -> Result<Vec<Relation>, SqliteError> {
+    relations(&open_ro(path)?, path)
+}
+
+/// Runs a read-only query on the file at `path` (its own read-only
+/// connection) and hands each batch of `batch_rows` rows to `emit`, which
+/// returns false to stop early.
+pub fn scan(
+    path: &Path,
+    relation: &str,
+    sql: &str,
+    params: &[SqlValue],
+    schema: &SchemaRef,
+    batch_rows: usize,
+    emit: impl FnMut(RecordBatch) -> bool,
+) -> Result<(), SqliteError> {
+    let conn = open_ro(path)?;
+    let mut stmt = conn.prepare(sql).map_err(|source| SqliteError::Sql {
+        path: path.to_path_buf(),
+        step: "preparing a scan",
+        source,
+    })?;
+    let values: Vec<rusqlite::types::Value> = params.iter().map(Into::into).collect();
+    read_batches(&mut stmt, &values, schema, batch_rows, path, relation, emit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,9 @@
+//! Analytics over what the store holds: trading statistics of the journal's
+//! closed trades, and calibration of the model's predictions. Pure functions
+//! over plain values, so every figure can be checked by hand.
+
+mod calibration;
+mod stats;
+
+pub use calibration::{Calibration, ReliabilityBin};
+pub use stats::{TradeStats, group_stats};

@@ -1,0 +1,105 @@
+//! The `learning` schema's views over events: calibration of the models'
+//! predictions (per model and day, with reliability bins) and performance by
+//! regime. Their SQL is Quiver's own, planned once when the engine starts.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::prelude::SessionContext;
+
+use super::QueryError;
+
+/// (name, SQL), in dependency order.
+const VIEWS: &[(&str, &str)] = &[
+    (
+        // Each prediction with its label, once the label is known.
+        "prediction_outcomes",
+        "SELECT p.model_id, p.signal_id, p.symbol, p.ts AS predicted_ts,
+                CAST(p.ts AS DATE) AS day, p.predicted_prob, l.label, l.ts AS labeled_ts
+         FROM events.predictions p
+         JOIN events.predictions l
+           ON l.signal_id = p.signal_id AND l.model_id = p.model_id
+          AND l.kind = 'LABELED' AND l.label IS NOT NULL
+         WHERE p.kind = 'PREDICTED' AND p.predicted_prob BETWEEN 0.0 AND 1.0",
+    ),
+    (
+        // Reliability diagram: 10 equal-width bins, the last one closed at 1.0.
+        "calibration_bins",
+        "SELECT model_id, day,
+                CAST(least(floor(predicted_prob * 10), 9) AS INT) AS bin,
+                count(*) AS samples,
+                avg(predicted_prob) AS avg_predicted,
+                avg(CAST(label AS DOUBLE)) AS observed_rate,
+                avg(power(predicted_prob - label, 2)) AS brier
+         FROM learning.prediction_outcomes
+         GROUP BY model_id, day, CAST(least(floor(predicted_prob * 10), 9) AS INT)",
+    ),
+    (
+        // ECE (sample-weighted gap), MCE (largest gap) and Brier per model and day.
+        "calibration",
+        "SELECT model_id, day, sum(samples) AS samples,
+                sum(samples * abs(avg_predicted - observed_rate)) / sum(samples) AS ece,
+                max(abs(avg_predicted - observed_rate)) AS mce,
+                sum(brier * samples) / sum(samples) AS brier
+         FROM learning.calibration_bins
+         GROUP BY model_id, day",
+    ),
+    (
+        // How well each model's predictions did in each regime.
+        "performance_by_regime",
+        "SELECT o.model_id, s.regime, count(*) AS predictions,
+                avg(o.predicted_prob) AS avg_predicted,
+                avg(CAST(o.label AS DOUBLE)) AS win_rate,
+                avg(power(o.predicted_prob - o.label, 2)) AS brier
+         FROM learning.prediction_outcomes o
+         JOIN events.signals s ON s.signal_id = o.signal_id
+         GROUP BY o.model_id, s.regime",
+    ),
+    (
+        // Closed trades by the model that scored their signal, per regime.
+        "trade_performance_by_model",
+        "SELECT s.model_id, t.regime, count(*) AS trades,
+                avg(CASE WHEN t.pnl_bps > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+                avg(t.pnl_bps) AS avg_pnl_bps,
+                sum(t.pnl_bps) AS total_pnl_bps
+         FROM journal.v_closed_trades t
+         JOIN events.signals s ON s.signal_id = t.signal_id
+         GROUP BY s.model_id, t.regime",
+    ),
+    (
+        // One row per day: how well calibrated the predictions were, and the
+        // training done.
+        "daily_summary",
+        "SELECT c.day, c.models, c.labeled_predictions, c.ece, c.brier,
+                coalesce(t.sessions, 0) AS training_sessions, t.samples AS training_samples,
+                t.avg_auc, t.best_auc
+         FROM (SELECT day, count(DISTINCT model_id) AS models, sum(samples) AS labeled_predictions,
+                      sum(ece * samples) / sum(samples) AS ece,
+                      sum(brier * samples) / sum(samples) AS brier
+               FROM learning.calibration GROUP BY day) c
+         LEFT JOIN learning.v_daily_training t ON CAST(t.day AS DATE) = c.day",
+    ),
+];
+
+/// Plans each view and registers it in `schema`.
+pub fn register_views(
+    ctx: &SessionContext,
+    schema: &Arc<MemorySchemaProvider>,
+) -> Result<(), QueryError> {
+    let state = ctx.state();
+    for (name, sql) in VIEWS {
+        // Planning resolves tables from in-memory schema providers and does no
+        // I/O, so the future is ready without a runtime; blocking on it keeps
+        // the engine's constructor synchronous.
+        let plan = futures::executor::block_on(state.create_logical_plan(sql))
+            .map_err(QueryError::Catalog)?;
+        schema
+            .register_table(
+                name.to_string(),
+                Arc::new(ViewTable::new(plan, Some(sql.to_string()))),
+            )
+            .map_err(QueryError::Catalog)?;
+    }
+    Ok(())
+}
