@@ -81,9 +81,11 @@ pub async fn wait_for_room(logger: &Logger) {
     }
 }
 
-/// The lake's files now, as a data manifest (paths relative to the data dir).
+/// The data the bot has trained on so far, as a data manifest: the lake's
+/// files (paths relative to the data dir) and the last durable WAL sequence,
+/// which pins down the data not yet rolled into the lake.
 fn lake_manifest(store: &Store) -> String {
-    let files = store
+    let mut lines = store
         .lake
         .snapshot()
         .files
@@ -96,7 +98,8 @@ fn lake_manifest(store: &Store) -> String {
                 .to_string()
         })
         .collect::<Vec<_>>();
-    manifest_of(files)
+    lines.push(format!("wal_seq={}", store.stats().wal_seq));
+    manifest_of(lines)
 }
 
 /// Records the gates config the demo runs with, if it changed since the last

@@ -3,7 +3,10 @@
 
 mod compact;
 mod demo;
+mod journal;
+mod learning;
 mod model_feed;
+mod models;
 mod output;
 mod pipeline;
 mod serve;
@@ -45,6 +48,12 @@ pub enum Command {
     Simulate(simulate::Args),
     /// Merge each lake partition's files into one.
     Compact(compact::Args),
+    /// The trade journal: trades and their statistics.
+    Journal(journal::Args),
+    /// The model registry: register, list, show, alias, history.
+    Models(models::Args),
+    /// The learning tracker: daily summaries and calibration.
+    Learning(learning::Args),
 }
 
 impl Cli {
@@ -65,5 +74,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => sql::run(cli.load_config(None)?, args).await,
         Command::Simulate(args) => simulate::run(cli.load_config(None)?, args).await,
         Command::Compact(args) => compact::run(cli.load_config(None)?, args).await,
+        Command::Journal(args) => journal::run(cli.load_config(None)?, args).await,
+        Command::Models(args) => models::run(cli.load_config(None)?, args).await,
+        Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use arrow::array::RecordBatch;
 
 use super::output::{self, Format};
 use super::pipeline::Advert;
@@ -28,11 +29,7 @@ pub struct Args {
     pub server: Option<String>,
 }
 
-async fn query_server(
-    config: &Config,
-    url: &str,
-    sql: &str,
-) -> anyhow::Result<Vec<arrow::array::RecordBatch>> {
+async fn query_server(config: &Config, url: &str, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let flight = config.flight_config();
     let mut client = Client::connect(
         url,
@@ -44,9 +41,19 @@ async fn query_server(
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    if let Some(url) = &args.server {
-        let batches = query_server(&config, url, &args.sql).await?;
-        return output::print(&batches, args.format);
+    let mut results = run_queries(&config, args.server.as_deref(), &[args.sql.as_str()]).await?;
+    output::print(&results.remove(0), args.format)
+}
+
+/// Runs read-only queries against `server`, or the data dir, or (when a
+/// running `serve` or `demo` holds the data dir) that process's server.
+pub async fn run_queries(
+    config: &Config,
+    server: Option<&str>,
+    sqls: &[&str],
+) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+    if let Some(url) = server {
+        return query_server_all(config, url, sqls).await;
     }
     let store_config = config.store_config();
     // Opening recovers the dir (WAL replay) if no server holds it; if one does,
@@ -58,27 +65,45 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             let Some(advert) = Advert::read(&config.data_dir) else {
                 return Err(anyhow::Error::new(e).context("opening the data dir"));
             };
-            let batches = query_server(&config, &advert.url, &args.sql)
+            return query_server_all(config, &advert.url, sqls)
                 .await
                 .with_context(|| {
                     format!(
                         "querying the server that holds the data dir ({})",
                         advert.url
                     )
-                })?;
-            return output::print(&batches, args.format);
+                });
         }
         Err(e) => return Err(anyhow::Error::new(e).context("opening the data dir")),
     };
     drop(sink);
     let store = Arc::new(store);
     let engine = QueryEngine::new(store.clone(), None, &config.query_config())?;
-    let result = engine.query(&args.sql).await;
+    let mut results = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        match engine.query(sql).await {
+            Ok(batches) => results.push(batches),
+            Err(e) => {
+                drop(engine);
+                return Err(e.into());
+            }
+        }
+    }
     drop(engine);
-    let batches = result?;
-    output::print(&batches, args.format)?;
     if let Ok(store) = Arc::try_unwrap(store) {
         tokio::task::spawn_blocking(move || store.close()).await??;
     }
-    Ok(())
+    Ok(results)
+}
+
+async fn query_server_all(
+    config: &Config,
+    url: &str,
+    sqls: &[&str],
+) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+    let mut results = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        results.push(query_server(config, url, sql).await?);
+    }
+    Ok(results)
 }

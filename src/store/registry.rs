@@ -482,6 +482,58 @@ impl Registry {
             .map_err(self.sql_err("reading alias history"))
     }
 
+    /// Every model, newest first, without the manifest.
+    pub fn list(&self) -> Result<Vec<RecordBatch>, RegistryError> {
+        self.query(
+            "SELECT model_id, name, status, registered_ts, size_bytes, git_sha, data_snapshot,
+                    parent_id, tags, metrics
+             FROM models ORDER BY registered_ts DESC, model_id",
+            &[],
+            "models",
+        )
+    }
+
+    /// Which models held `alias`, from when to when, newest first.
+    pub fn alias_history(&self, alias: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+        self.query(
+            "SELECT alias, model_id, from_ts, to_ts, reason FROM model_aliases
+             WHERE alias = ?1 ORDER BY from_ts DESC",
+            &[Value::Text(alias.to_string())],
+            "model_aliases",
+        )
+    }
+
+    /// Every alias interval of one model.
+    pub fn aliases_of(&self, model_id: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+        self.query(
+            "SELECT alias, model_id, from_ts, to_ts, reason FROM model_aliases
+             WHERE model_id = ?1 ORDER BY from_ts",
+            &[Value::Text(model_id.to_string())],
+            "model_aliases",
+        )
+    }
+
+    /// A model's training sessions and their feature importance.
+    pub fn feature_importance_of(&self, model_id: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+        self.query(
+            "SELECT feature, importance, rank, importance_change FROM v_feature_importance_evolution
+             WHERE model_id = ?1 ORDER BY rank",
+            &[Value::Text(model_id.to_string())],
+            "v_feature_importance_evolution",
+        )
+    }
+
+    /// Training sessions started in [from, to) (µs), oldest first.
+    pub fn training_between(&self, from: i64, to: i64) -> Result<Vec<RecordBatch>, RegistryError> {
+        self.query(
+            "SELECT session_id, model_id, started_ts, duration_s, samples, auc, logloss
+             FROM training_sessions WHERE started_ts >= ?1 AND started_ts < ?2
+             ORDER BY started_ts",
+            &[Value::Integer(from), Value::Integer(to)],
+            "training_sessions",
+        )
+    }
+
     /// Runs a read query into Arrow, typed by `relation`'s schema projected to
     /// the query's columns.
     pub fn query(
