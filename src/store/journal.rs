@@ -597,11 +597,17 @@ pub struct JournalShared {
     pub errors: AtomicU64,
 }
 
-/// A durable batch for the journal thread.
-pub struct JournalApply {
-    pub seq: u64,
-    pub table: Table,
-    pub batch: RecordBatch,
+/// What the journal thread is sent.
+pub enum JournalApply {
+    /// A durable batch of any table (only trades and shadow trades are written).
+    Batch {
+        seq: u64,
+        table: Table,
+        batch: RecordBatch,
+    },
+    /// Every WAL record up to this sequence has been sent (or was deleted from
+    /// the WAL, which only happens once every consumer held it).
+    Watermark(u64),
 }
 
 /// The thread that keeps the journal up to date from trade events.
@@ -616,26 +622,33 @@ impl JournalFollower {
         // because the WAL sequence only advances past what was applied.
         self.journal.busy_wait_max = Duration::from_secs(5);
         while let Ok(msg) = rx.recv() {
-            if !matches!(msg.table, Table::Trade | Table::ShadowTrade) {
-                self.shared.applied_seq.fetch_max(msg.seq, Ordering::AcqRel);
+            let (seq, table, batch) = match msg {
+                JournalApply::Watermark(seq) => {
+                    self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+                    continue;
+                }
+                JournalApply::Batch { seq, table, batch } => (seq, table, batch),
+            };
+            if !matches!(table, Table::Trade | Table::ShadowTrade) {
+                self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
                 continue;
             }
-            let changes: Vec<JournalChange> = match msg.table.read_events(&msg.batch) {
+            let changes: Vec<JournalChange> = match table.read_events(&batch) {
                 Ok(events) => events
                     .iter()
                     .filter_map(JournalChange::from_event)
                     .collect(),
                 Err(e) => {
                     // The batch passed validation before the WAL; this is a bug.
-                    tracing::error!(error = %e, seq = msg.seq, "journal: unreadable batch");
+                    tracing::error!(error = %e, seq, "journal: unreadable batch");
                     self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    self.shared.applied_seq.fetch_max(msg.seq, Ordering::AcqRel);
+                    self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
                     continue;
                 }
             };
             loop {
                 let before = self.journal.busy_retries();
-                let result = self.journal.apply(&changes, Some(msg.seq));
+                let result = self.journal.apply(&changes, Some(seq));
                 self.shared
                     .busy_retries
                     .fetch_add(self.journal.busy_retries() - before, Ordering::Relaxed);
@@ -653,12 +666,13 @@ impl JournalFollower {
                                 .orphans
                                 .fetch_add(applied.orphans, Ordering::Relaxed);
                         }
-                        self.shared.applied_seq.fetch_max(msg.seq, Ordering::AcqRel);
+                        self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
                         break;
                     }
                     Err(SqliteError::Busy { waited, .. }) => {
+                        self.shared.busy_retries.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
-                            seq = msg.seq,
+                            seq,
                             waited_s = waited.as_secs_f64(),
                             "journal: still locked; the batch stays queued and is retried"
                         );
@@ -666,7 +680,7 @@ impl JournalFollower {
                     Err(e) => {
                         tracing::error!(
                             error = %e,
-                            seq = msg.seq,
+                            seq,
                             "journal: write failed; retrying in 1 s (the WAL keeps the batch)"
                         );
                         self.shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -674,6 +688,12 @@ impl JournalFollower {
                     }
                 }
             }
+        }
+        // A clean stop records how far the journal got, batches of other
+        // tables included, so the next open replays less of the WAL.
+        let seq = self.shared.applied_seq.load(Ordering::Acquire);
+        if let Err(e) = self.journal.apply(&[], Some(seq)) {
+            tracing::warn!(error = %e, "journal: recording the applied sequence at close");
         }
     }
 }

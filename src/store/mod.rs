@@ -255,7 +255,7 @@ impl Store {
             }
             if r.seq > journal_seq {
                 journal_tx
-                    .send(journal::JournalApply {
+                    .send(journal::JournalApply::Batch {
                         seq: r.seq,
                         table: r.table,
                         batch: r.batch.clone(),
@@ -282,6 +282,11 @@ impl Store {
             std::thread::sleep(Duration::from_millis(5));
         }
         let last_seq = max_seq.max(hot_seq).max(lake_seq).max(journal_seq);
+        // Records missing from the WAL below this were deleted, which happens
+        // only once every consumer (the journal included) held them.
+        journal_tx
+            .send(journal::JournalApply::Watermark(last_seq))
+            .map_err(|_| StoreError::ThreadStopped("journal"))?;
         let wal_seq = Arc::new(AtomicU64::new(last_seq));
         let sink = StoreSink {
             wal: wal::Wal::open(&wal_dir, config.wal_segment_bytes_max)?,
@@ -495,7 +500,7 @@ impl BatchSink for StoreSink {
             }
             if let Some(tx) = &self.journal_tx
                 && tx
-                    .send(journal::JournalApply {
+                    .send(journal::JournalApply::Batch {
                         seq,
                         table,
                         batch: batch.clone(),

@@ -8,6 +8,7 @@ mod crash;
 mod cross_engine;
 mod exactly_once;
 mod flight;
+mod journal;
 mod query;
 mod tiers;
 mod validation;
