@@ -11,13 +11,13 @@ CREATE TABLE _quiver_column_types (
 
 -- Bookkeeping: the last WAL sequence whose trade events the journal holds.
 CREATE TABLE _quiver_state (
-    key   TEXT PRIMARY KEY,
+    key   TEXT NOT NULL PRIMARY KEY,
     value INTEGER NOT NULL
 );
 
 -- One row per real trade, written at entry.
 CREATE TABLE trades (
-    trade_id    TEXT PRIMARY KEY,
+    trade_id    TEXT NOT NULL PRIMARY KEY,
     signal_id   TEXT,
     symbol      TEXT NOT NULL,
     side        TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
@@ -45,7 +45,7 @@ CREATE TABLE trade_features (
 
 -- The exit of a trade and how it went.
 CREATE TABLE trade_outcomes (
-    trade_id   TEXT PRIMARY KEY REFERENCES trades (trade_id),
+    trade_id   TEXT NOT NULL PRIMARY KEY REFERENCES trades (trade_id),
     exit_ts    INTEGER NOT NULL,
     exit_price REAL NOT NULL,
     pnl_bps    REAL NOT NULL,
@@ -59,7 +59,7 @@ CREATE INDEX trade_outcomes_by_return ON trade_outcomes (pnl_bps);
 
 -- A signal the gates blocked, followed as if it had been traded.
 CREATE TABLE shadow_trades (
-    shadow_id          TEXT PRIMARY KEY,
+    shadow_id          TEXT NOT NULL PRIMARY KEY,
     signal_id          TEXT,
     symbol             TEXT NOT NULL,
     side               TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),

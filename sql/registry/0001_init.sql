@@ -11,7 +11,7 @@ CREATE TABLE _quiver_column_types (
 -- A model artifact, named by the SHA-256 of its bytes
 -- (stored at <data>/models/sha256/<model_id>).
 CREATE TABLE models (
-    model_id      TEXT PRIMARY KEY CHECK (length(model_id) = 64),
+    model_id      TEXT NOT NULL PRIMARY KEY CHECK (length(model_id) = 64),
     name          TEXT NOT NULL,
     size_bytes    INTEGER NOT NULL CHECK (size_bytes >= 0),
     -- Commit of the training code.
@@ -62,7 +62,7 @@ CREATE INDEX config_changes_by_file ON config_changes (file, changed_ts);
 
 -- Learning tracker: one row per training run.
 CREATE TABLE training_sessions (
-    session_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL PRIMARY KEY,
     model_id   TEXT REFERENCES models (model_id),
     started_ts INTEGER NOT NULL,
     duration_s REAL NOT NULL CHECK (duration_s >= 0),

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::sql::metadata::{GetCatalogsBuilder, GetTablesBuilder};
-use arrow_flight::sql::{CommandGetCatalogs, CommandGetDbSchemas, CommandGetTables};
+use arrow_flight::sql::{
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables,
+};
 use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
 
@@ -180,6 +182,50 @@ pub fn primary_keys_schema() -> SchemaRef {
         Field::new("key_name", DataType::Utf8, true),
         Field::new("key_sequence", DataType::Int32, false),
     ]))
+}
+
+/// The primary key of one table (GetPrimaryKeys names exactly one table;
+/// catalog and schema default to Quiver's).
+pub async fn primary_keys(
+    ctx: &SessionContext,
+    cmd: &CommandGetPrimaryKeys,
+) -> Result<RecordBatch, FlightError> {
+    let schema = primary_keys_schema();
+    let catalog = cmd.catalog.as_deref().unwrap_or(crate::query::CATALOG);
+    let db_schema = cmd.db_schema.as_deref().unwrap_or("events");
+    let provider = match ctx.catalog(catalog).and_then(|c| c.schema(db_schema)) {
+        Some(s) => s.table(&cmd.table).await.ok().flatten(),
+        None => None,
+    };
+    let mut rows: Vec<(String, i32)> = Vec::new();
+    if let Some(provider) = provider
+        && let Some(constraints) = provider.constraints()
+    {
+        let table_schema = provider.schema();
+        for constraint in constraints.iter() {
+            if let datafusion::common::Constraint::PrimaryKey(indices) = constraint {
+                for (seq, i) in indices.iter().enumerate() {
+                    rows.push((table_schema.field(*i).name().clone(), seq as i32 + 1));
+                }
+            }
+        }
+    }
+    let n = rows.len();
+    let repeat = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            repeat(catalog),
+            repeat(db_schema),
+            repeat(&cmd.table),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+        ],
+    )
+    .map_err(|e| FlightError::Internal(e.to_string()))
 }
 
 /// GetImportedKeys', GetExportedKeys' and GetCrossReference's result schema.

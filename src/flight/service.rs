@@ -391,12 +391,14 @@ impl FlightSqlService for QuiverFlightSql {
 
     async fn do_get_primary_keys(
         &self,
-        _query: CommandGetPrimaryKeys,
+        query: CommandGetPrimaryKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>> {
-        // No event table has an enforced key; reporting unenforced ones would
-        // let tools trust uniqueness that nothing guarantees.
-        no_rows(metadata::primary_keys_schema())
+        // Only keys something enforces are reported (the SQLite tables'):
+        // event tables have none, and unenforced ones would let tools trust
+        // uniqueness that nothing guarantees.
+        let batch = metadata::primary_keys(self.engine().context(), &query).await?;
+        Ok(Response::new(batch_stream(batch)))
     }
 
     async fn get_flight_info_exported_keys(

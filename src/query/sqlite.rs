@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::{Column, Constraint, Constraints, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -33,11 +33,23 @@ const BATCH_ROWS: usize = 8192;
 pub struct SqliteTable {
     path: PathBuf,
     relation: Relation,
+    /// The primary key SQLite enforces, for the optimizer and for Flight SQL's
+    /// GetPrimaryKeys.
+    constraints: Constraints,
 }
 
 impl SqliteTable {
     pub fn new(path: PathBuf, relation: Relation) -> Self {
-        Self { path, relation }
+        let constraints = if relation.primary_key.is_empty() {
+            Constraints::default()
+        } else {
+            Constraints::new_unverified(vec![Constraint::PrimaryKey(relation.primary_key.clone())])
+        };
+        Self {
+            path,
+            relation,
+            constraints,
+        }
     }
 
     /// The SQL for a filter, if it can be pushed down.
@@ -175,6 +187,10 @@ fn to_sql_value(v: &ScalarValue, column: &DataType) -> Option<SqlValue> {
 impl TableProvider for SqliteTable {
     fn schema(&self) -> SchemaRef {
         self.relation.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
     }
 
     fn table_type(&self) -> TableType {
@@ -352,6 +368,7 @@ mod tests {
                 name: "t".into(),
                 is_view: false,
                 schema,
+                primary_key: vec![],
             },
         )
     }

@@ -227,6 +227,9 @@ pub struct Relation {
     pub name: String,
     pub is_view: bool,
     pub schema: SchemaRef,
+    /// Indices of the primary key's columns, in key order; empty for views
+    /// and tables without a key SQLite enforces as unique and not null.
+    pub primary_key: Vec<usize>,
 }
 
 /// Every table and view in the database except internal ones (`_*`,
@@ -257,14 +260,32 @@ pub fn relations(conn: &Connection, path: &Path) -> Result<Vec<Relation>, Sqlite
     let mut out = Vec::with_capacity(names.len());
     for (name, is_view) in names {
         let mut info = conn
-            .prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1) ORDER BY cid")
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
             .map_err(sql_err("reading table_info"))?;
-        let columns: Vec<(String, String, bool)> = info
-            .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let columns: Vec<(String, String, bool, i64)> = info
+            .query_map([&name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(sql_err("reading table_info"))?;
+        let mut key: Vec<(i64, usize, bool)> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.3 > 0)
+            .map(|(i, c)| (c.3, i, c.2))
+            .collect();
+        key.sort_unstable();
+        // SQLite lets a non-INTEGER primary key hold NULLs unless declared NOT
+        // NULL; only a key that is unique and never null is reported.
+        let rowid_alias = key.len() == 1 && columns[key[0].1].1.eq_ignore_ascii_case("INTEGER");
+        let primary_key: Vec<usize> = if !is_view && (rowid_alias || key.iter().all(|k| k.2)) {
+            key.iter().map(|k| k.1).collect()
+        } else {
+            Vec::new()
+        };
         let mut fields = Vec::with_capacity(columns.len());
-        for (column, ty, not_null) in columns {
+        for (i, (column, ty, not_null, _)) in columns.into_iter().enumerate() {
+            let not_null = not_null || primary_key.contains(&i);
             let ty = if ty.is_empty() {
                 declared
                     .query_row([&name, &column], |r| r.get::<_, String>(0))
@@ -286,6 +307,7 @@ pub fn relations(conn: &Connection, path: &Path) -> Result<Vec<Relation>, Sqlite
             name,
             is_view,
             schema: Arc::new(Schema::new(fields)),
+            primary_key,
         });
     }
     Ok(out)
@@ -459,7 +481,8 @@ mod tests {
         Migration {
             version: 1,
             sql: "CREATE TABLE _quiver_column_types (relation TEXT, column TEXT, type TEXT);
-                  CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, x REAL, at_ts INTEGER);",
+                  CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, x REAL, at_ts INTEGER);
+                  CREATE TABLE k (a TEXT NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (b, a));",
         },
         Migration {
             version: 2,
@@ -504,7 +527,10 @@ mod tests {
         let conn = open_rw(&path, MIGRATIONS).unwrap();
         let rels = relations(&conn, &path).unwrap();
         let names: Vec<&str> = rels.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["t", "v"]);
+        assert_eq!(names, ["k", "t", "v"]);
+        // Key order, not column order.
+        assert_eq!(rels[0].primary_key, [1, 0]);
+        let rels = &rels[1..];
         let t = &rels[0].schema;
         assert_eq!(t.field(1).data_type(), &DataType::Int64);
         assert!(!t.field(1).is_nullable());
@@ -512,6 +538,8 @@ mod tests {
         assert!(matches!(t.field(3).data_type(), DataType::Timestamp(..)));
         assert_eq!(rels[1].schema.field(0).data_type(), &DataType::Int64);
         assert!(rels[1].is_view);
+        // `id TEXT PRIMARY KEY` may hold NULL in SQLite: not reported as a key.
+        assert!(rels[0].primary_key.is_empty());
     }
 
     #[test]

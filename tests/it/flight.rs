@@ -409,6 +409,38 @@ async fn metadata_results_follow_the_spec_schemas() {
         0
     );
 
+    // The journal's keys are enforced by SQLite, so they are reported.
+    for (table, expected) in [
+        ("trades", vec![("trade_id", 1)]),
+        ("trade_features", vec![("trade_id", 1), ("feature", 2)]),
+        ("v_trades", vec![]),
+    ] {
+        let info = client
+            .get_primary_keys(CommandGetPrimaryKeys {
+                db_schema: Some("journal".into()),
+                table: table.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let batches = fetch(&mut client, info).await;
+        let mut got = Vec::new();
+        for b in &batches {
+            let cols = b.column(3).as_string::<i32>();
+            let seqs = b.column(5).as_primitive::<arrow::datatypes::Int32Type>();
+            for i in 0..b.num_rows() {
+                assert_eq!(b.column(1).as_string::<i32>().value(i), "journal");
+                assert_eq!(b.column(2).as_string::<i32>().value(i), table);
+                got.push((cols.value(i).to_string(), seqs.value(i)));
+            }
+        }
+        let expected: Vec<(String, i32)> = expected
+            .into_iter()
+            .map(|(c, s)| (c.to_string(), s))
+            .collect();
+        assert_eq!(got, expected, "{table}");
+    }
+
     let info = &results["sql info"][0];
     assert_eq!(info.num_rows(), 2);
     served.stop().await;
