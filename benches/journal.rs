@@ -49,7 +49,11 @@ fn entry(i: u64) -> TradeEntry {
         trade_id: format!("bench-{i:012}"),
         signal_id: Some(format!("sig-{i:012}")),
         symbol: SYMBOLS[(i % 4) as usize].into(),
-        side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if i.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
         mode: MODES[(i % 7 % 2) as usize],
         regime: REGIMES[(i % 3) as usize],
         qty: 1.0,

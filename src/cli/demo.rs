@@ -268,5 +268,8 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         "  quiver sql --data-dir {dd} \"SELECT gate, avg(CASE WHEN result = 'PASS' THEN 1.0 ELSE 0.0 END) AS pass_rate FROM gate_decisions GROUP BY gate\""
     );
     println!("  quiver sql --data-dir {dd} \"SELECT * FROM system.lake_files LIMIT 5\"");
+    println!("  quiver --data-dir {dd} journal stats --by regime");
+    println!("  quiver --data-dir {dd} models history production");
+    println!("  quiver --data-dir {dd} learning calibration production");
     Ok(())
 }

@@ -88,8 +88,14 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         }
         Command::Calibration { model, format } => {
             let registry = Registry::open_read_only(&config.data_dir)?;
-            // A resolved id is 64 hex characters, so it cannot carry SQL.
-            let id = registry.resolve(model)?;
+            // A model id is 64 hex characters (checked here or by the
+            // registry), so it cannot carry SQL. Predictions may name models
+            // that were never registered; a full id is taken as it is.
+            let id = match registry.resolve(model) {
+                Ok(id) => id,
+                Err(_) if is_model_id(model) => model.clone(),
+                Err(e) => return Err(e.into()),
+            };
             let per_day = format!(
                 "SELECT day, samples, ece, mce, brier FROM learning.calibration \
                  WHERE model_id = '{id}' ORDER BY day"
@@ -119,6 +125,10 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             output::print(&per_day, *format)
         }
     }
+}
+
+fn is_model_id(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// (probability, outcome) pairs from `predicted_prob, label` rows.

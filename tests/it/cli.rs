@@ -199,3 +199,162 @@ fn a_relative_data_dir_works_from_simulate_to_sql() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(rows[0]["n"].as_i64().unwrap() > 1_000, "{rows}");
 }
+
+/// Runs quiver on `dir`; returns (success, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = quiver()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run_in(dir.path(), &["simulate", "--events", "30000", "--quiet"]);
+    assert!(ok, "{err}");
+
+    // Trades, filtered; every row printed matches the filter.
+    let (ok, out, err) = run_in(
+        dir.path(),
+        &[
+            "journal",
+            "trades",
+            "--mode",
+            "scalp",
+            "--min-return-bps",
+            "5",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(!rows.is_empty() && rows.len() <= 50);
+    for row in rows {
+        assert_eq!(row["mode"], "scalp");
+        assert!(row["pnl_bps"].as_f64().unwrap() >= 5.0, "{row}");
+    }
+    // Stats per mode plus the overall row, whose count is the sum.
+    let (ok, out, err) = run_in(dir.path(), &["journal", "stats", "--format", "json"]);
+    assert!(ok, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stats = stats.as_array().unwrap();
+    let total: u64 = stats[..stats.len() - 1]
+        .iter()
+        .map(|r| r["trades"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stats.last().unwrap()["mode"], "(all)");
+    assert_eq!(stats.last().unwrap()["trades"].as_u64().unwrap(), total);
+    assert!(total > 0);
+
+    // Calibration of the model that scored most predictions (not registered:
+    // `simulate` does not train), then the learning summary.
+    let ids = sql(
+        dir.path(),
+        "SELECT model_id FROM learning.calibration GROUP BY model_id ORDER BY sum(samples) DESC LIMIT 1",
+    );
+    let model = ids.lines().nth(1).unwrap().trim().to_string();
+    let (ok, out, err) = run_in(dir.path(), &["learning", "calibration", &model]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ECE") && out.contains("Reliability bins"),
+        "{out}"
+    );
+    let (ok, out, err) = run_in(dir.path(), &["learning", "summary"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("labeled_predictions"), "{out}");
+
+    // Register, alias, show, history.
+    let artifact = dir.path().join("m.bin");
+    std::fs::write(&artifact, b"a model").unwrap();
+    let manifest = dir.path().join("manifest.txt");
+    let (ok, out, err) = run_in(dir.path(), &["models", "manifest"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(".parquet"), "{out}");
+    std::fs::write(&manifest, out).unwrap();
+    let register = |extra: &[&str]| {
+        let mut args = vec![
+            "models",
+            "register",
+            artifact.to_str().unwrap(),
+            "--git-sha",
+            "abc123",
+            "--data",
+            manifest.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_in(dir.path(), &args)
+    };
+    let (ok, id, err) = register(&["--alias", "production"]);
+    assert!(ok, "{err}");
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let (ok, out, err) = run_in(dir.path(), &["models", "show", "production"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"git_sha\": \"abc123\"") && out.contains("ok: the artifact"),
+        "{out}"
+    );
+    let (ok, out, err) = run_in(
+        dir.path(),
+        &["models", "history", "production", "--format", "csv"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains(id), "{out}");
+
+    // Hostile input: each a clear error naming what is wrong.
+    for (args, expect) in [
+        (vec!["journal", "trades", "--mode", "yolo"], "--mode"),
+        (
+            vec!["journal", "trades", "--since", "yesterday-ish"],
+            "is not a time",
+        ),
+        (
+            vec!["journal", "trades", "--regime", "'; DROP TABLE trades; --"],
+            "--regime",
+        ),
+        (vec!["models", "show", "ffff"], "no model"),
+        (vec!["models", "alias", "bad alias!", id], "alias"),
+        (
+            vec!["learning", "summary", "--date", "2026-13-45"],
+            "--date",
+        ),
+        (
+            vec!["learning", "calibration", "x'); DROP TABLE t; --"],
+            "no model",
+        ),
+    ] {
+        let (ok, _, err) = run_in(dir.path(), &args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    let (ok, _, err) = register(&["--params", "[1, 2]"]);
+    assert!(!ok && err.contains("params must be a JSON object"), "{err}");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &[
+            "models",
+            "register",
+            artifact.to_str().unwrap(),
+            "--git-sha",
+            "x",
+            "--data",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("lists no data files"), "{err}");
+    // The journal was not touched by any of it.
+    let (ok, out, _) = run_in(dir.path(), &["journal", "stats", "--format", "json"]);
+    assert!(ok && out.contains("(all)"));
+}
