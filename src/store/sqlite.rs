@@ -551,9 +551,9 @@ mod tests {
         conn.execute("INSERT INTO t VALUES ('a', 'many', 1.5, 0)", [])
             .unwrap();
         let rels = relations(&conn, &path).unwrap();
+        let t = rels.iter().find(|r| r.name == "t").unwrap();
         let mut stmt = conn.prepare("SELECT id, n, x, at_ts FROM t").unwrap();
-        let err =
-            read_batches(&mut stmt, &[], &rels[0].schema, 10, &path, "t", |_| true).unwrap_err();
+        let err = read_batches(&mut stmt, &[], &t.schema, 10, &path, "t", |_| true).unwrap_err();
         assert!(err.to_string().contains("t.n: unexpected Text"), "{err}");
     }
 
