@@ -218,8 +218,41 @@ fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, err) = run_in(dir.path(), &["simulate", "--events", "30000", "--quiet"]);
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &[
+            "demo",
+            "--duration",
+            "2s",
+            "--backfill",
+            "5m",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
     assert!(ok, "{err}");
+    // The demo filled the registry: trained models, alias moves, sessions.
+    let counts = sql(
+        dir.path(),
+        "SELECT (SELECT count(*) FROM registry.models) AS models,
+                (SELECT count(*) FROM registry.model_aliases WHERE alias = 'production') AS promotions,
+                (SELECT count(*) FROM learning.training_sessions) AS sessions,
+                (SELECT count(*) FROM learning.feature_importance) AS importances,
+                (SELECT count(*) FROM registry.config_changes) AS configs",
+    );
+    let values: Vec<i64> = counts
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        values[0] >= 3 && values[1] >= 2 && values[2] == values[0],
+        "{counts}"
+    );
+    assert_eq!(values[3], 6 * values[2], "{counts}");
+    assert_eq!(values[4], 1, "{counts}");
 
     // Trades, filtered; every row printed matches the filter.
     let (ok, out, err) = run_in(
@@ -256,14 +289,14 @@ fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
     assert_eq!(stats.last().unwrap()["trades"].as_u64().unwrap(), total);
     assert!(total > 0);
 
-    // Calibration of the model that scored most predictions (not registered:
-    // `simulate` does not train), then the learning summary.
+    // Calibration of the model that scored most predictions, then the
+    // learning summary.
     let ids = sql(
         dir.path(),
         "SELECT model_id FROM learning.calibration GROUP BY model_id ORDER BY sum(samples) DESC LIMIT 1",
     );
     let model = ids.lines().nth(1).unwrap().trim().to_string();
-    let (ok, out, err) = run_in(dir.path(), &["learning", "calibration", &model]);
+    let (ok, out, err) = run_in(dir.path(), &["learning", "calibration", &model[..12]]);
     assert!(ok, "{err}");
     assert!(
         out.contains("ECE") && out.contains("Reliability bins"),
@@ -272,6 +305,13 @@ fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
     let (ok, out, err) = run_in(dir.path(), &["learning", "summary"]);
     assert!(ok, "{err}");
     assert!(out.contains("labeled_predictions"), "{out}");
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (ok, out, err) = run_in(dir.path(), &["learning", "summary", "--date", &today]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Training sessions") && out.contains("train-"),
+        "{out}"
+    );
 
     // Register, alias, show, history.
     let artifact = dir.path().join("m.bin");

@@ -80,3 +80,23 @@ result_rows_max = 100000
         raise
     log.close()
     assert proc.returncode == 0, f"quiver serve exited with {proc.returncode}"
+
+
+def connect(server, **overrides):
+    import adbc_driver_flightsql.dbapi as flight_sql
+
+    kwargs = {"username": server["user"], "password": server["password"]}
+    kwargs.update(overrides)
+    return flight_sql.connect(server["url"], db_kwargs=kwargs)
+
+
+@pytest.fixture
+def conn(server):
+    with connect(server) as c:
+        yield c
+
+
+def scalar(conn, sql, params=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetch_arrow_table().column(0)[0].as_py()

@@ -10,24 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-
-
-def connect(server, **overrides):
-    kwargs = {"username": server["user"], "password": server["password"]}
-    kwargs.update(overrides)
-    return flight_sql.connect(server["url"], db_kwargs=kwargs)
-
-
-@pytest.fixture
-def conn(server):
-    with connect(server) as c:
-        yield c
-
-
-def scalar(conn, sql, params=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetch_arrow_table().column(0)[0].as_py()
+from conftest import connect, scalar
 
 
 # -- metadata ---------------------------------------------------------------
@@ -76,10 +59,10 @@ def test_execute_without_parameters(conn):
 
 def test_execute_with_parameters(conn):
     literal = scalar(
-        conn, "SELECT count(*) FROM trades WHERE symbol = 'BTC-USD' AND kind = 'CLOSE'"
+        conn, "SELECT count(*) FROM trades WHERE symbol = 'BTC-USD' AND kind = 'OPEN'"
     )
     bound = scalar(
-        conn, "SELECT count(*) FROM trades WHERE symbol = ? AND kind = ?", ("BTC-USD", "CLOSE")
+        conn, "SELECT count(*) FROM trades WHERE symbol = ? AND kind = ?", ("BTC-USD", "OPEN")
     )
     assert literal > 0
     assert bound == literal

@@ -4,8 +4,7 @@ writes to the registry beside the running server."""
 import os
 import subprocess
 
-from conftest import quiver_env
-from test_flight import scalar
+from conftest import quiver_env, scalar
 
 
 def quiver(server, *args):
