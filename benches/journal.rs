@@ -44,9 +44,16 @@ fn features() -> Vec<(String, f64)> {
     .collect()
 }
 
+/// A UUID-shaped id in no particular order, as real trade ids are (sequential
+/// ids would make every B-tree lookup hit the same pages).
+fn trade_id(i: u64) -> String {
+    let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29) ^ 0x5bd1_e995;
+    format!("{:016x}-{:016x}", h, i)
+}
+
 fn entry(i: u64) -> TradeEntry {
     TradeEntry {
-        trade_id: format!("bench-{i:012}"),
+        trade_id: trade_id(i),
         signal_id: Some(format!("sig-{i:012}")),
         symbol: SYMBOLS[(i % 4) as usize].into(),
         side: if i.is_multiple_of(2) {
@@ -67,7 +74,7 @@ fn exit(i: u64) -> TradeExit {
     // A deterministic spread of returns around zero.
     let pnl = ((i * 7919) % 200) as f64 / 4.0 - 24.0;
     TradeExit {
-        trade_id: format!("bench-{i:012}"),
+        trade_id: trade_id(i),
         exit_ts: Ts(1_700_000_000_000_000 + i as i64 * 1_000_000 + 60_000_000),
         exit_price: 100.1,
         pnl_bps: pnl,

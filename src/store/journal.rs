@@ -309,20 +309,13 @@ impl Journal {
             self.busy_wait_max,
             |w| report_busy(&retries, &path, w),
             |tx| {
-                let exists: Option<i64> = tx
-                    .query_row(
-                        "SELECT 1 FROM trades WHERE trade_id = ?1",
-                        [trade_id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if exists.is_none() {
+                let Some(key) = trade_key(tx, trade_id)? else {
                     return Ok(Applied {
                         changes: 0,
                         orphans: 1,
                     });
-                }
-                insert_features(tx, trade_id, features)?;
+                };
+                insert_features(tx, key, features)?;
                 Ok(Applied {
                     changes: 1,
                     orphans: 0,
@@ -439,7 +432,7 @@ impl Journal {
         let (clause, values) = filter.where_clause();
         let sql = format!(
             "SELECT mode, regime, symbol, exit_ts, pnl_bps FROM v_closed_trades{clause} \
-             ORDER BY exit_ts, trade_id"
+             ORDER BY exit_ts"
         );
         let mut stmt = self
             .conn
@@ -475,16 +468,23 @@ fn report_busy(retries: &AtomicU64, path: &Path, waited: Duration) {
     );
 }
 
+/// The integer key of a trade, if the journal holds it.
+fn trade_key(tx: &rusqlite::Transaction<'_>, trade_id: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT trade_key FROM trades WHERE trade_id = ?1")?
+        .query_row([trade_id], |r| r.get(0))
+        .optional()
+}
+
 fn insert_features(
     tx: &rusqlite::Transaction<'_>,
-    trade_id: &str,
+    key: i64,
     features: &[(String, f64)],
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO trade_features (trade_id, feature, value) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO trade_features (trade_key, feature, value) VALUES (?1, ?2, ?3)",
     )?;
     for (name, value) in features {
-        stmt.execute(params![trade_id, name, value.is_finite().then_some(*value)])?;
+        stmt.execute(params![key, name, value.is_finite().then_some(*value)])?;
     }
     Ok(())
 }
@@ -515,19 +515,24 @@ fn apply_one(
                 e.fees_bps,
                 now
             ])?;
-            insert_features(tx, &e.trade_id, features)?;
+            if n > 0 {
+                // Features come with the entry; a replayed entry adds none.
+                insert_features(tx, tx.last_insert_rowid(), features)?;
+            }
             Ok((n > 0, false))
         }
         JournalChange::Exit(x) => {
+            let Some(key) = trade_key(tx, &x.trade_id)? else {
+                return Ok((false, true));
+            };
             let n = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO trade_outcomes (trade_id, exit_ts, exit_price, pnl_bps,
+                    "INSERT OR IGNORE INTO trade_outcomes (trade_key, exit_ts, exit_price, pnl_bps,
                          fees_bps, duration_s, mae_bps, mfe_bps)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-                     WHERE EXISTS (SELECT 1 FROM trades WHERE trade_id = ?1)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
-                    x.trade_id,
+                    key,
                     x.exit_ts.0,
                     x.exit_price,
                     x.pnl_bps,
@@ -537,15 +542,10 @@ fn apply_one(
                     x.mfe_bps
                 ])?;
             if n > 0 {
-                tx.prepare_cached("UPDATE trades SET status = 'CLOSED' WHERE trade_id = ?1")?
-                    .execute([&x.trade_id])?;
-                return Ok((true, false));
+                tx.prepare_cached("UPDATE trades SET status = 'CLOSED' WHERE trade_key = ?1")?
+                    .execute([key])?;
             }
-            let known: Option<i64> = tx
-                .prepare_cached("SELECT 1 FROM trades WHERE trade_id = ?1")?
-                .query_row([&x.trade_id], |r| r.get(0))
-                .optional()?;
-            Ok((false, known.is_none()))
+            Ok((n > 0, false))
         }
         JournalChange::Shadow(s) => {
             let n = tx

@@ -55,6 +55,10 @@ fn crash_child() {
             );
             n += 1;
         }
+        // One trade per flush, so kills also land in journal writes.
+        let trade =
+            crate::journal::open_trade(&format!("tr-{round}-{n}"), quiver::event::Ts::now());
+        assert!(logger.log(trade).is_accepted());
         logger.flush_blocking().unwrap();
         println!("ACK {n}");
         let _ = &store;
@@ -154,5 +158,20 @@ async fn kill_nine_at_random_points() {
     }
     let rolls = h.scalar("SELECT count(*) FROM system.lake_files").await;
     assert!(rolls > 0, "no lake file was ever committed");
+    // The journal holds every durable trade event exactly once.
+    assert!(h.store.wait_journal_caught_up(Duration::from_secs(60)));
+    let trades = h.scalar("SELECT count(*) FROM events.trades").await;
+    assert!(trades > 0);
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM journal.trades").await,
+        trades
+    );
+    assert_eq!(
+        h.scalar(
+            "SELECT count(*) FROM journal.trades j JOIN events.trades e ON e.trade_id = j.trade_id"
+        )
+        .await,
+        trades
+    );
     h.close();
 }

@@ -411,8 +411,8 @@ async fn metadata_results_follow_the_spec_schemas() {
 
     // The journal's keys are enforced by SQLite, so they are reported.
     for (table, expected) in [
-        ("trades", vec![("trade_id", 1)]),
-        ("trade_features", vec![("trade_id", 1), ("feature", 2)]),
+        ("trades", vec![("trade_key", 1)]),
+        ("trade_features", vec![("trade_key", 1), ("feature", 2)]),
         ("v_trades", vec![]),
     ] {
         let info = client

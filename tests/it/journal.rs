@@ -15,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::common::*;
 
-fn open_trade(id: &str, ts: Ts) -> Event {
+pub fn open_trade(id: &str, ts: Ts) -> Event {
     Event::Trade(Trade {
         header: EventHeader {
             ts,
@@ -285,7 +285,7 @@ fn sigkill_during_journal_writes_keeps_every_committed_trade() {
     assert_eq!(j.integrity_check().unwrap(), "ok");
     let mut stmt = j
         .connection()
-        .prepare("SELECT count(*) FROM trade_outcomes WHERE trade_id = ?1")
+        .prepare("SELECT count(*) FROM v_closed_trades WHERE trade_id = ?1")
         .unwrap();
     for id in &committed {
         let n: i64 = stmt.query_row([id], |r| r.get(0)).unwrap();
@@ -296,7 +296,7 @@ fn sigkill_during_journal_writes_keeps_every_committed_trade() {
         .connection()
         .query_row(
             "SELECT count(*) FROM trades t
-             WHERE (SELECT count(*) FROM trade_features f WHERE f.trade_id = t.trade_id) <> 8",
+             WHERE (SELECT count(*) FROM trade_features f WHERE f.trade_key = t.trade_key) <> 8",
             [],
             |r| r.get(0),
         )
