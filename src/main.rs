@@ -25,6 +25,16 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(quiver::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `quiver ... | head` closing the pipe early is the reader's choice,
+        // not a failure worth a message.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -158,11 +158,11 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         a.ts = first_ts;
     }
     feed.send(initial, lake_manifest(&pipeline.store));
-    let store = pipeline.store.clone();
+    let store = &pipeline.store;
     let mut feed_updates = |sim: &mut Simulator| {
         let updates = sim.take_model_updates();
         if !updates.trained.is_empty() || !updates.aliases.is_empty() {
-            feed.send(updates, lake_manifest(&store));
+            feed.send(updates, lake_manifest(store));
         }
     };
     // Listening for Ctrl-C and SIGTERM starts before the backfill, so a stop
