@@ -231,6 +231,8 @@ fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
         ],
     );
     assert!(ok, "{err}");
+    // Closed cleanly: nothing held the store past the end.
+    assert!(!err.contains("still in use"), "{err}");
     // The demo filled the registry: trained models, alias moves, sessions.
     let counts = sql(
         dir.path(),
