@@ -74,10 +74,28 @@ async fn trade_events_reach_the_journal_exactly_once() {
     for (table, events_sql) in expect {
         let from_events = h.scalar(events_sql).await;
         assert!(from_events > 10, "{table}: too few events to test with");
-        let in_journal = h
-            .scalar(&format!("SELECT count(*) FROM journal.{table}"))
-            .await;
-        assert_eq!(in_journal, from_events, "{table}");
+        // Polled briefly: a loaded machine once showed the journal 10 rows
+        // short right after catching up (see the issue 4 note); a lasting
+        // difference fails with the journal thread's counters.
+        let query = format!("SELECT count(*) FROM journal.{table}");
+        let mut in_journal = h.scalar(&query).await;
+        let started = std::time::Instant::now();
+        while in_journal != from_events && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            in_journal = h.scalar(&query).await;
+        }
+        let j = &h.store.journal;
+        assert_eq!(
+            in_journal,
+            from_events,
+            "{table}: journal applied_seq {}, changes {}, orphans {}, errors {}, busy retries {}; wal {:?}",
+            j.applied_seq.load(std::sync::atomic::Ordering::Relaxed),
+            j.changes.load(std::sync::atomic::Ordering::Relaxed),
+            j.orphans.load(std::sync::atomic::Ordering::Relaxed),
+            j.errors.load(std::sync::atomic::Ordering::Relaxed),
+            j.busy_retries.load(std::sync::atomic::Ordering::Relaxed),
+            h.store.stats().wal_seq,
+        );
         counts.push(in_journal);
     }
     let resolved = h
