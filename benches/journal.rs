@@ -30,18 +30,11 @@ const REGIMES: [Regime; 3] = [Regime::Trend, Regime::Range, Regime::Panic];
 const SYMBOLS: [&str; 4] = ["BTC-USD", "ETH-USD", "SOL-USD", "AVAX-USD"];
 
 fn features() -> Vec<(String, f64)> {
-    [
-        "win_probability",
-        "signal_strength",
-        "expected_edge_bps",
-        "spread_bps",
-        "volume_musd",
-        "volatility",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, f)| (f.to_string(), 0.1 * i as f64))
-    .collect()
+    quiver::sim::FEATURES
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.to_string(), 0.1 * i as f64))
+        .collect()
 }
 
 /// A UUID-shaped id in no particular order, as real trade ids are (sequential

@@ -18,6 +18,7 @@ use super::sql::run_queries;
 use crate::analytics::Calibration;
 use crate::config::Config;
 use crate::store::Registry;
+use crate::store::registry::is_model_id;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -125,10 +126,6 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             output::print(&per_day, *format)
         }
     }
-}
-
-fn is_model_id(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// (probability, outcome) pairs from `predicted_prob, label` rows.

@@ -114,8 +114,8 @@ pub struct ModelUpdates {
     pub aliases: Vec<AliasChange>,
 }
 
-/// The features the demo model uses.
-const FEATURES: [&str; 6] = [
+/// The features the demo model uses (and the demo's trades carry at entry).
+pub const FEATURES: [&str; 6] = [
     "win_probability",
     "signal_strength",
     "expected_edge_bps",

@@ -119,8 +119,14 @@ pub fn data_snapshot(manifest: &str) -> String {
     sha256_hex(lines.join("\n").as_bytes())
 }
 
+/// Whether `id` has the form of a model id: 64 lowercase hex characters (a
+/// SHA-256), which also means it cannot carry SQL or a path.
+pub fn is_model_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn check_model_id(id: &str) -> Result<(), RegistryError> {
-    if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if is_model_id(id) {
         Ok(())
     } else {
         Err(RegistryError::BadModelId(id.to_string()))
