@@ -46,6 +46,7 @@ pub struct Config {
     pub lake: LakeSection,
     pub query: QuerySection,
     pub flight: FlightSection,
+    pub metrics: MetricsSection,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             lake: LakeSection::default(),
             query: QuerySection::default(),
             flight: FlightSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -173,6 +175,29 @@ impl Default for QuerySection {
     fn default() -> Self {
         Self {
             memory_bytes_max: QueryConfig::default().memory_bytes_max,
+        }
+    }
+}
+
+/// Metric definitions and SQL analyses, reloaded while the server runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Metric formulas, thresholds and alert rules (missing: no metrics).
+    pub file: PathBuf,
+    /// `*.sql` analyses, one view each (missing: no analyses).
+    pub analysis_dir: PathBuf,
+    /// How often a running server looks for edits of both.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("configs/metrics.yaml"),
+            analysis_dir: PathBuf::from("sql/analysis"),
+            reload_interval: Duration::from_secs(1),
         }
     }
 }
@@ -449,6 +474,13 @@ impl Config {
             ingest_rows_max: f.ingest_rows_max,
             message_bytes_max: f.message_bytes_max,
             ..FlightConfig::default()
+        }
+    }
+
+    pub fn definition_paths(&self) -> crate::metrics::DefinitionPaths {
+        crate::metrics::DefinitionPaths {
+            metrics_file: self.metrics.file.clone(),
+            analysis_dir: self.metrics.analysis_dir.clone(),
         }
     }
 

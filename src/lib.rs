@@ -71,6 +71,7 @@
 //! ```
 
 pub mod analytics;
+pub mod metrics;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -5,10 +5,12 @@ mod compact;
 mod demo;
 mod journal;
 mod learning;
+mod metrics;
 mod model_feed;
 mod models;
 mod output;
 mod pipeline;
+mod reload;
 mod serve;
 mod simulate;
 mod sql;
@@ -54,6 +56,8 @@ pub enum Command {
     Models(models::Args),
     /// The learning tracker: daily summaries and calibration.
     Learning(learning::Args),
+    /// Metrics from metrics.yaml: check, list, show, compute (with alerts).
+    Metrics(metrics::Args),
 }
 
 impl Cli {
@@ -77,5 +81,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Journal(args) => journal::run(cli.load_config(None)?, args).await,
         Command::Models(args) => models::run(cli.load_config(None)?, args).await,
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,
+        Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
     }
 }

@@ -65,6 +65,8 @@ pub struct Pipeline {
     pub store: Arc<Store>,
     pub logger: Logger,
     pub engine: QueryEngine,
+    /// Reloads metrics.yaml and sql/analysis/ on every edit.
+    reloader: JoinHandle<()>,
 }
 
 impl Pipeline {
@@ -76,10 +78,31 @@ impl Pipeline {
         let store = Arc::new(store);
         let logger = Logger::start(config.logger_config(), sink)?;
         let engine = QueryEngine::new(store.clone(), Some(logger.clone()), &config.query_config())?;
+        let reloader = match super::reload::start(
+            engine.clone(),
+            config.definition_paths(),
+            store.data_dir.clone(),
+            config.metrics.reload_interval,
+        )
+        .await
+        {
+            Ok(reloader) => reloader,
+            Err(e) => {
+                let pipeline = Self {
+                    store,
+                    logger,
+                    engine,
+                    reloader: tokio::spawn(async {}),
+                };
+                pipeline.close().await?;
+                return Err(e.context("loading metrics.yaml and sql/analysis/"));
+            }
+        };
         Ok(Self {
             store,
             logger,
             engine,
+            reloader,
         })
     }
 
@@ -124,7 +147,10 @@ impl Pipeline {
             store,
             logger,
             engine,
+            reloader,
         } = self;
+        reloader.abort();
+        let _ = reloader.await;
         drop(engine);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             logger.close().context("closing the logger")?;

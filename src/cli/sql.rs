@@ -29,17 +29,6 @@ pub struct Args {
     pub server: Option<String>,
 }
 
-async fn query_server(config: &Config, url: &str, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let flight = config.flight_config();
-    let mut client = Client::connect(
-        url,
-        flight.credentials.as_ref(),
-        config.flight.tls_cert.as_deref(),
-    )
-    .await?;
-    Ok(client.query(sql).await?)
-}
-
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let mut results = run_queries(&config, args.server.as_deref(), &[args.sql.as_str()]).await?;
     output::print(&results.remove(0), args.format)
@@ -52,58 +41,133 @@ pub async fn run_queries(
     server: Option<&str>,
     sqls: &[&str],
 ) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
-    if let Some(url) = server {
-        return query_server_all(config, url, sqls).await;
-    }
-    let store_config = config.store_config();
-    // Opening recovers the dir (WAL replay) if no server holds it; if one does,
-    // the query goes through that server.
-    let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await?;
-    let (store, sink) = match opened {
-        Ok(opened) => opened,
-        Err(e @ StoreError::DataDirInUse { .. }) => {
-            let Some(advert) = Advert::read(&config.data_dir) else {
-                return Err(anyhow::Error::new(e).context("opening the data dir"));
-            };
-            return query_server_all(config, &advert.url, sqls)
-                .await
-                .with_context(|| {
-                    format!(
-                        "querying the server that holds the data dir ({})",
-                        advert.url
-                    )
-                });
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("opening the data dir")),
-    };
-    drop(sink);
-    let store = Arc::new(store);
-    let engine = QueryEngine::new(store.clone(), None, &config.query_config())?;
+    let mut session = Session::open(config, server, Definitions::BestEffort).await?;
     let mut results = Vec::with_capacity(sqls.len());
     for sql in sqls {
-        match engine.query(sql).await {
+        match session.query(sql).await {
             Ok(batches) => results.push(batches),
             Err(e) => {
-                drop(engine);
-                return Err(e.into());
+                session.close().await?;
+                return Err(e);
             }
         }
     }
-    drop(engine);
-    if let Ok(store) = Arc::try_unwrap(store) {
-        tokio::task::spawn_blocking(move || store.close()).await??;
-    }
+    session.close().await?;
     Ok(results)
 }
 
-async fn query_server_all(
-    config: &Config,
-    url: &str,
-    sqls: &[&str],
-) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
-    let mut results = Vec::with_capacity(sqls.len());
-    for sql in sqls {
-        results.push(query_server(config, url, sql).await?);
+/// What a local session does with `metrics.yaml` and `sql/analysis/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Definitions {
+    /// Load them; if they do not compile, warn and go on without them.
+    BestEffort,
+    /// Load them; if they do not compile, fail.
+    Required,
+}
+
+/// Where queries go: a query engine over the data dir, or a server.
+pub enum Session {
+    Local { store: Arc<Store>, engine: QueryEngine },
+    Remote { client: Client, url: String },
+}
+
+impl Session {
+    /// Opens the data dir, or connects to `server`, or (when a running
+    /// `serve` or `demo` holds the data dir) to that process's server.
+    pub async fn open(
+        config: &Config,
+        server: Option<&str>,
+        definitions: Definitions,
+    ) -> anyhow::Result<Session> {
+        if let Some(url) = server {
+            return Session::connect(config, url).await;
+        }
+        let store_config = config.store_config();
+        // Opening recovers the dir (WAL replay) if no server holds it; if one
+        // does, queries go through that server.
+        let opened = tokio::task::spawn_blocking(move || Store::open(store_config)).await?;
+        let (store, sink) = match opened {
+            Ok(opened) => opened,
+            Err(e @ StoreError::DataDirInUse { .. }) => {
+                let Some(advert) = Advert::read(&config.data_dir) else {
+                    return Err(anyhow::Error::new(e).context("opening the data dir"));
+                };
+                return Session::connect(config, &advert.url).await.with_context(|| {
+                    format!(
+                        "connecting to the server that holds the data dir ({})",
+                        advert.url
+                    )
+                });
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("opening the data dir")),
+        };
+        drop(sink);
+        let store = Arc::new(store);
+        let engine = QueryEngine::new(store.clone(), None, &config.query_config())?;
+        let paths = config.definition_paths();
+        let installed = tokio::task::spawn_blocking({
+            let engine = engine.clone();
+            move || {
+                let definitions = crate::metrics::Definitions::load(&paths)?;
+                engine.install_definitions(definitions)
+            }
+        })
+        .await?;
+        if let Err(e) = installed {
+            match definitions {
+                Definitions::Required => {
+                    let session = Session::Local { store, engine };
+                    session.close().await?;
+                    return Err(anyhow::Error::new(e).context("loading the metric definitions"));
+                }
+                Definitions::BestEffort => {
+                    tracing::warn!("metrics and analyses not loaded: {e}");
+                }
+            }
+        }
+        Ok(Session::Local { store, engine })
     }
-    Ok(results)
+
+    async fn connect(config: &Config, url: &str) -> anyhow::Result<Session> {
+        let flight = config.flight_config();
+        let client = Client::connect(
+            url,
+            flight.credentials.as_ref(),
+            config.flight.tls_cert.as_deref(),
+        )
+        .await?;
+        Ok(Session::Remote {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    /// The server's URL, if queries go to one.
+    pub fn server_url(&self) -> Option<&str> {
+        match self {
+            Session::Local { .. } => None,
+            Session::Remote { url, .. } => Some(url),
+        }
+    }
+
+    pub async fn query(&mut self, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+        match self {
+            Session::Local { engine, .. } => Ok(engine.query(sql).await?),
+            Session::Remote { client, url } => client
+                .query(sql)
+                .await
+                .with_context(|| format!("querying {url}")),
+        }
+    }
+
+    /// Closes the store if this session opened it.
+    pub async fn close(self) -> anyhow::Result<()> {
+        if let Session::Local { store, engine } = self {
+            drop(engine);
+            if let Ok(store) = Arc::try_unwrap(store) {
+                tokio::task::spawn_blocking(move || store.close()).await??;
+            }
+        }
+        Ok(())
+    }
 }

@@ -8,11 +8,14 @@
 //! | `journal` | the trade journal (SQLite): trades, features, outcomes, shadow trades, views |
 //! | `registry` | models, alias history, config changes (SQLite) |
 //! | `learning` | training sessions, feature importance (SQLite); calibration and performance views over `events.predictions` |
+//! | `metrics` | one view per metric of `metrics.yaml`; `metric_values` and `alerts` (lake) |
+//! | `analysis` | one view per `sql/analysis/*.sql` |
 //!
 //! The default schema is `events`, so `SELECT count(*) FROM signals` works.
 //! Every query runs under a memory limit (a `FairSpillPool`), and SQL given to
 //! [`QueryEngine::sql`] is read-only: no DDL, DML or statements.
 
+pub mod definitions;
 mod duck_scan;
 pub mod events;
 mod hot;
@@ -142,6 +145,7 @@ fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> 
 pub struct QueryEngine {
     ctx: SessionContext,
     store: Arc<Store>,
+    definitions: Arc<definitions::DefinitionSchemas>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -166,6 +170,7 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_target_partitions(config.target_partitions.max(1));
         let ctx = SessionContext::new_with_config_rt(session, runtime);
+        ctx.register_udaf(crate::metrics::max_drawdown_udaf());
 
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let events = Arc::new(MemorySchemaProvider::new());
@@ -242,9 +247,38 @@ impl QueryEngine {
         catalog
             .register_schema("learning", learning.clone())
             .map_err(QueryError::Catalog)?;
+        let definitions = Arc::new(
+            definitions::DefinitionSchemas::new(&store.data_dir.join("lake"))
+                .map_err(QueryError::Catalog)?,
+        );
+        catalog
+            .register_schema("metrics", definitions.metrics.clone())
+            .map_err(QueryError::Catalog)?;
+        catalog
+            .register_schema("analysis", definitions.analysis.clone())
+            .map_err(QueryError::Catalog)?;
         ctx.register_catalog(CATALOG, catalog);
         learning::register_views(&ctx, &learning)?;
-        Ok(Self { ctx, store })
+        Ok(Self {
+            ctx,
+            store,
+            definitions,
+        })
+    }
+
+    /// Compiles metric definitions and analyses and, if all of them compile,
+    /// makes them the `metrics` and `analysis` schemas. On error the previous
+    /// definitions stay live.
+    pub fn install_definitions(
+        &self,
+        definitions: crate::metrics::Definitions,
+    ) -> Result<Arc<definitions::Loaded>, crate::metrics::MetricsError> {
+        self.definitions.install(&self.ctx, CATALOG, definitions)
+    }
+
+    /// The live definitions and compiled metrics.
+    pub fn definitions(&self) -> Arc<definitions::Loaded> {
+        self.definitions.loaded()
     }
 
     pub fn context(&self) -> &SessionContext {

@@ -1,0 +1,12 @@
+-- How often does each mode win? Closed trades per mode: win rate, average,
+-- median and total P&L in bps.
+SELECT mode,
+       count(*) AS trades,
+       avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+       avg(pnl_bps) AS avg_pnl_bps,
+       median(pnl_bps) AS median_pnl_bps,
+       sum(pnl_bps) AS total_pnl_bps
+FROM events.trades
+WHERE kind = 'CLOSE'
+GROUP BY mode
+ORDER BY mode

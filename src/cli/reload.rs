@@ -1,0 +1,130 @@
+//! Hot reload of `metrics.yaml` and `sql/analysis/` while a server runs.
+//!
+//! Every `reload_interval` the files are read and compared with what is live.
+//! A changed set that compiles replaces the `metrics` and `analysis` schemas
+//! and each changed file is recorded in the registry's config history; one
+//! that does not is refused with its error, and the previous definitions stay
+//! live. Polling (rather than file-system events) sees edits made by any
+//! editor, on any file system, including a directory that appears later.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::metrics::{DefinitionPaths, Definitions};
+use crate::query::QueryEngine;
+use crate::store::Registry;
+
+/// The text of every definition file, by path; what a reload compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Snapshot {
+    files: Vec<(PathBuf, String)>,
+}
+
+fn snapshot(paths: &DefinitionPaths) -> Snapshot {
+    let mut files = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(&paths.metrics_file) {
+        files.push((paths.metrics_file.clone(), text));
+    }
+    if let Ok(entries) = std::fs::read_dir(&paths.analysis_dir) {
+        let mut sql: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        sql.sort();
+        for path in sql {
+            // An unreadable file still counts as a change; loading reports it.
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            files.push((path, text));
+        }
+    }
+    Snapshot { files }
+}
+
+/// Loads and installs the definitions; on success records each file in the
+/// registry's config history (which keeps a file's content once per change).
+fn load_and_record(
+    engine: &QueryEngine,
+    paths: &DefinitionPaths,
+    data_dir: &Path,
+    files: &Snapshot,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let definitions = Definitions::load(paths)?;
+    let loaded = engine.install_definitions(definitions)?;
+    // The definitions are live now; failing to record them is worth a
+    // warning, not a refusal.
+    let recorded = Registry::open(data_dir).and_then(|mut registry| {
+        for (path, text) in &files.files {
+            registry.record_config(&path.display().to_string(), text, reason)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = recorded {
+        tracing::warn!("definitions are live but not recorded in the config history: {e}");
+    }
+    Ok(format!(
+        "{} metrics, {} alert rules, {} analyses",
+        loaded.metrics.len(),
+        loaded.definitions.metrics.alerts.len(),
+        loaded.definitions.analyses.len()
+    ))
+}
+
+/// Loads the definitions once (an error fails the start) and returns the
+/// task that reloads them on every edit.
+pub async fn start(
+    engine: QueryEngine,
+    paths: DefinitionPaths,
+    data_dir: PathBuf,
+    interval: Duration,
+) -> anyhow::Result<JoinHandle<()>> {
+    let first = snapshot(&paths);
+    let summary = tokio::task::spawn_blocking({
+        let (engine, paths, data_dir, first) =
+            (engine.clone(), paths.clone(), data_dir.clone(), first.clone());
+        move || load_and_record(&engine, &paths, &data_dir, &first, "loaded at start")
+    })
+    .await??;
+    tracing::info!(
+        metrics = %paths.metrics_file.display(),
+        analyses = %paths.analysis_dir.display(),
+        "definitions loaded: {summary}"
+    );
+    Ok(tokio::spawn(async move {
+        let mut live = first;
+        // The last snapshot refused, so a broken edit is reported once.
+        let mut refused: Option<Snapshot> = None;
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let paths2 = paths.clone();
+            let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&paths2)).await else {
+                continue;
+            };
+            if now == live || refused.as_ref() == Some(&now) {
+                continue;
+            }
+            let result = tokio::task::spawn_blocking({
+                let (engine, paths, data_dir, now) =
+                    (engine.clone(), paths.clone(), data_dir.clone(), now.clone());
+                move || load_and_record(&engine, &paths, &data_dir, &now, "hot reload")
+            })
+            .await;
+            match result {
+                Ok(Ok(summary)) => {
+                    tracing::info!("definitions reloaded: {summary}");
+                    live = now;
+                    refused = None;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("definitions edit refused; the previous ones stay live: {e:#}");
+                    refused = Some(now);
+                }
+                Err(e) => tracing::error!("definitions reload failed: {e}"),
+            }
+        }
+    }))
+}
