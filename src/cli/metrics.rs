@@ -289,8 +289,15 @@ async fn compute(config: &Config, server: Option<&str>, days: &[NaiveDate]) -> a
                 alerts.len(),
                 values_path.display()
             );
-            for alert in &alerts {
+            const ALERTS_SHOWN: usize = 20;
+            for alert in alerts.iter().take(ALERTS_SHOWN) {
                 println!("  {:<8} {}: {}", alert.severity.to_uppercase(), alert.rule, alert.message);
+            }
+            if alerts.len() > ALERTS_SHOWN {
+                println!(
+                    "  ... and {} more: SELECT * FROM metrics.alerts WHERE date = DATE '{day}'",
+                    alerts.len() - ALERTS_SHOWN
+                );
             }
         });
     }

@@ -239,6 +239,12 @@ pub fn evaluate_alerts(
             });
         }
     }
+    // Most severe first; within a severity, rule order.
+    alerts.sort_by_key(|a| match a.severity.as_str() {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    });
     alerts
 }
 

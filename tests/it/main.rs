@@ -9,6 +9,7 @@ mod cross_engine;
 mod exactly_once;
 mod flight;
 mod journal;
+mod metrics;
 mod query;
 mod tiers;
 mod validation;
