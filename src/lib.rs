@@ -71,12 +71,12 @@
 //! ```
 
 pub mod analytics;
-pub mod metrics;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod flight;
 pub mod ingest;
+pub mod metrics;
 pub mod query;
 pub mod sim;
 pub mod store;

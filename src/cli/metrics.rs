@@ -117,8 +117,8 @@ async fn compile_scratch(config: &Config) -> anyhow::Result<Arc<Loaded>> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Loaded>> {
         let definitions = Definitions::load(&paths)?;
         let scratch = tempfile::tempdir().context("creating a scratch data dir")?;
-        let (store, sink) = Store::open(StoreConfig::new(scratch.path()))
-        .context("opening a scratch data dir")?;
+        let (store, sink) =
+            Store::open(StoreConfig::new(scratch.path())).context("opening a scratch data dir")?;
         drop(sink);
         let store = Arc::new(store);
         let engine = QueryEngine::new(store.clone(), None, &query)?;
@@ -138,9 +138,16 @@ fn list_batch(loaded: &Loaded) -> anyhow::Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(metrics.iter().map(f)))
     };
     let schema = Schema::new(
-        ["metric", "unit", "source", "dimensions", "thresholds", "description"]
-            .map(|n| Field::new(n, DataType::Utf8, false))
-            .to_vec(),
+        [
+            "metric",
+            "unit",
+            "source",
+            "dimensions",
+            "thresholds",
+            "description",
+        ]
+        .map(|n| Field::new(n, DataType::Utf8, false))
+        .to_vec(),
     );
     Ok(RecordBatch::try_new(
         Arc::new(schema),
@@ -148,7 +155,11 @@ fn list_batch(loaded: &Loaded) -> anyhow::Result<RecordBatch> {
             column(&|m| m.name.clone()),
             column(&|m| m.unit.clone()),
             column(&|m| match &m.source {
-                MetricSource::Table { schema, table, time } => match time {
+                MetricSource::Table {
+                    schema,
+                    table,
+                    time,
+                } => match time {
                     None => format!("{schema}.{table} (snapshot)"),
                     Some(_) => format!("{schema}.{table}"),
                 },
@@ -186,9 +197,16 @@ fn show(loaded: &Loaded, name: &str) -> anyhow::Result<()> {
         println!("            {}", def.description);
         println!("unit        {}", def.unit);
         match &def.source {
-            MetricSource::Table { schema, table, time } => {
+            MetricSource::Table {
+                schema,
+                table,
+                time,
+            } => {
                 println!("source      {schema}.{table}");
-                println!("time        {}", time.as_deref().unwrap_or("none (a snapshot of now)"));
+                println!(
+                    "time        {}",
+                    time.as_deref().unwrap_or("none (a snapshot of now)")
+                );
             }
             MetricSource::Derived { inputs } => println!("inputs      {}", inputs.join(", ")),
         }
@@ -196,20 +214,34 @@ fn show(loaded: &Loaded, name: &str) -> anyhow::Result<()> {
             println!("filter      {filter}");
         }
         println!("formula     {}", def.formula);
-        println!("dimensions  day{}", def.dimensions.iter().map(|d| format!(", {d}")).collect::<String>());
+        println!(
+            "dimensions  day{}",
+            def.dimensions
+                .iter()
+                .map(|d| format!(", {d}"))
+                .collect::<String>()
+        );
         let thresholds = thresholds_text(def);
         if !thresholds.is_empty() {
             println!("thresholds  {thresholds}");
         }
         if !def.targets.is_empty() {
-            let targets: Vec<String> = def.targets.iter().map(|(m, v)| format!("{m} {v}")).collect();
+            let targets: Vec<String> = def
+                .targets
+                .iter()
+                .map(|(m, v)| format!("{m} {v}"))
+                .collect();
             println!("targets     {}", targets.join(", "));
         }
         println!("\n-- metrics.{} compiles to:\n{};", def.name, metric.sql);
         return Ok(());
     }
     if let Some(analysis) = loaded.definitions.analyses.iter().find(|a| a.name == name) {
-        println!("-- analysis.{} ({})", analysis.name, analysis.path.display());
+        println!(
+            "-- analysis.{} ({})",
+            analysis.name,
+            analysis.path.display()
+        );
         println!("{}", analysis.sql.trim_end());
         return Ok(());
     }
@@ -275,8 +307,13 @@ async fn compute(config: &Config, server: Option<&str>, days: &[NaiveDate]) -> a
             &values::metric_values_batch(&day_values, now_us)?,
         )
         .map_err(anyhow::Error::msg)?;
-        values::write_day(&lake_root, ALERTS, day, &values::alerts_batch(&alerts, now_us)?)
-            .map_err(anyhow::Error::msg)?;
+        values::write_day(
+            &lake_root,
+            ALERTS,
+            day,
+            &values::alerts_batch(&alerts, now_us)?,
+        )
+        .map_err(anyhow::Error::msg)?;
         let count = |status: &str| day_values.iter().filter(|v| v.status == status).count();
         bar.suspend(|| {
             println!(

@@ -82,8 +82,12 @@ pub async fn start(
 ) -> anyhow::Result<JoinHandle<()>> {
     let first = snapshot(&paths);
     let summary = tokio::task::spawn_blocking({
-        let (engine, paths, data_dir, first) =
-            (engine.clone(), paths.clone(), data_dir.clone(), first.clone());
+        let (engine, paths, data_dir, first) = (
+            engine.clone(),
+            paths.clone(),
+            data_dir.clone(),
+            first.clone(),
+        );
         move || load_and_record(&engine, &paths, &data_dir, &first, "loaded at start")
     })
     .await??;

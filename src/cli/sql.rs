@@ -67,8 +67,14 @@ pub enum Definitions {
 
 /// Where queries go: a query engine over the data dir, or a server.
 pub enum Session {
-    Local { store: Arc<Store>, engine: QueryEngine },
-    Remote { client: Client, url: String },
+    Local {
+        store: Arc<Store>,
+        engine: QueryEngine,
+    },
+    Remote {
+        client: Client,
+        url: String,
+    },
 }
 
 impl Session {
@@ -92,12 +98,14 @@ impl Session {
                 let Some(advert) = Advert::read(&config.data_dir) else {
                     return Err(anyhow::Error::new(e).context("opening the data dir"));
                 };
-                return Session::connect(config, &advert.url).await.with_context(|| {
-                    format!(
-                        "connecting to the server that holds the data dir ({})",
-                        advert.url
-                    )
-                });
+                return Session::connect(config, &advert.url)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "connecting to the server that holds the data dir ({})",
+                            advert.url
+                        )
+                    });
             }
             Err(e) => return Err(anyhow::Error::new(e).context("opening the data dir")),
         };

@@ -58,7 +58,8 @@ fn load_file(path: &Path) -> Result<Analysis, MetricsError> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid_name {
         return Err(err(
-            "name the file with lower case letters, digits and _ (it becomes the view's name)".into(),
+            "name the file with lower case letters, digits and _ (it becomes the view's name)"
+                .into(),
         ));
     }
     let size = std::fs::metadata(path)
@@ -98,7 +99,11 @@ pub fn parse(path: &Path, name: &str, sql: &str) -> Result<Analysis, MetricsErro
     }
     match statements.front() {
         Some(DfStatement::Statement(s)) if matches!(s.as_ref(), Statement::Query(_)) => {}
-        _ => return Err(err("an analysis is one SELECT (or WITH ... SELECT), nothing else".into())),
+        _ => {
+            return Err(err(
+                "an analysis is one SELECT (or WITH ... SELECT), nothing else".into(),
+            ));
+        }
     }
     Ok(Analysis {
         name: name.to_string(),
@@ -130,7 +135,10 @@ mod tests {
             ("-- x\nSELECT 1; SELECT 2", "2 statements"),
             ("-- x\nDROP TABLE signals", "one SELECT"),
             ("-- x\nCOPY signals TO '/tmp/x.parquet'", "one SELECT"),
-            ("-- x\nCREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", "one SELECT"),
+            (
+                "-- x\nCREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "one SELECT",
+            ),
             ("-- x\nSELECT (", "does not parse"),
         ] {
             let e = check(sql).unwrap_err().to_string();

@@ -28,7 +28,9 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::utils::{expr_as_column_expr, find_aggregate_exprs};
 use datafusion::logical_expr::{Expr, LogicalPlan, cast, ident, lit, when};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, FunctionArguments, Value, visit_expressions};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArguments, Value, visit_expressions,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -45,14 +47,63 @@ pub const EXPR_NODES_MAX: usize = 1000;
 /// Functions a formula or filter may call: aggregates, then scalars.
 pub const FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "mean", "min", "max", "median", "stddev", "stddev_samp",
-    "stddev_pop", "var", "var_samp", "var_pop", "variance", "percentile_cont", "quantile_cont",
-    "approx_percentile_cont", "approx_median", "approx_distinct", "bool_and", "bool_or", "corr",
-    "covar", "covar_samp", "covar_pop", "first_value", "last_value", "max_drawdown",
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "median",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "var",
+    "var_samp",
+    "var_pop",
+    "variance",
+    "percentile_cont",
+    "quantile_cont",
+    "approx_percentile_cont",
+    "approx_median",
+    "approx_distinct",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "covar",
+    "covar_samp",
+    "covar_pop",
+    "first_value",
+    "last_value",
+    "max_drawdown",
     // scalars
-    "abs", "coalesce", "nullif", "greatest", "least", "round", "trunc", "floor", "ceil", "sqrt",
-    "cbrt", "power", "pow", "exp", "ln", "log", "log2", "log10", "signum", "isnan", "nanvl",
-    "date_trunc", "date_part", "current_date", "now", "lower", "upper", "length",
+    "abs",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "round",
+    "trunc",
+    "floor",
+    "ceil",
+    "sqrt",
+    "cbrt",
+    "power",
+    "pow",
+    "exp",
+    "ln",
+    "log",
+    "log2",
+    "log10",
+    "signum",
+    "isnan",
+    "nanvl",
+    "date_trunc",
+    "date_part",
+    "current_date",
+    "now",
+    "lower",
+    "upper",
+    "length",
 ];
 
 /// Where an expression appears: decides whether it must, or must not,
@@ -201,7 +252,10 @@ fn compile_metric(
                         .schema()
                         .field_with_unqualified_name(column)
                         .map_err(|_| {
-                            err("time", format!("`{schema}.{table}` has no column `{column}`"))
+                            err(
+                                "time",
+                                format!("`{schema}.{table}` has no column `{column}`"),
+                            )
                         })?;
                     match field.data_type() {
                         DataType::Date32 => ident(column),
@@ -256,7 +310,11 @@ fn compile_metric(
             // Aliases leave the columns unqualified above the aggregate, so
             // the rendered SQL names no table outside its own scope.
             let mut group = vec![day.alias("day")];
-            group.extend(def.dimensions.iter().map(|d| ident(d.as_str()).alias(d.as_str())));
+            group.extend(
+                def.dimensions
+                    .iter()
+                    .map(|d| ident(d.as_str()).alias(d.as_str())),
+            );
             let grouped = df
                 .aggregate(group, aggregates.clone())
                 .map_err(df_err("formula"))?;
@@ -345,13 +403,14 @@ fn compile_metric(
         .select(columns)
         .map_err(df_err("formula"))?
         .into_unoptimized_plan();
-    let sql = plan_sql(&plan).map_err(|e| err("formula", format!("rendering SQL: {}", root(&e))))?;
+    let sql =
+        plan_sql(&plan).map_err(|e| err("formula", format!("rendering SQL: {}", root(&e))))?;
     // The SQL is what `metrics show` prints and what a client may run; it
     // must mean the same plan. The unparser cannot render every form (e.g.
     // `percentile_cont(p) WITHIN GROUP (ORDER BY x)`), so check it plans back
     // to the same columns.
-    let replanned = futures::executor::block_on(ctx.state().create_logical_plan(&sql))
-        .map_err(|e| {
+    let replanned =
+        futures::executor::block_on(ctx.state().create_logical_plan(&sql)).map_err(|e| {
             err(
                 "formula",
                 format!(
@@ -362,7 +421,11 @@ fn compile_metric(
             )
         })?;
     let names = |p: &LogicalPlan| -> Vec<String> {
-        p.schema().fields().iter().map(|f| f.name().clone()).collect()
+        p.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     };
     if names(&replanned) != names(&plan) {
         return Err(err(
@@ -457,7 +520,8 @@ fn plan_analysis(ctx: &SessionContext, analysis: &Analysis) -> Result<LogicalPla
     let err = |e: DataFusionError| MetricsError::analysis(&analysis.path, &analysis.name, root(&e));
     let state = ctx.state();
     // Planning reads in-memory schema providers only: ready at once.
-    let plan = futures::executor::block_on(state.create_logical_plan(&analysis.sql)).map_err(err)?;
+    let plan =
+        futures::executor::block_on(state.create_logical_plan(&analysis.sql)).map_err(err)?;
     datafusion::prelude::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -479,7 +543,10 @@ mod tests {
             ("(SELECT max(x) FROM t)", "subqueries"),
             ("x IN (SELECT 1)", "subqueries"),
             ("EXISTS (SELECT 1)", "subqueries"),
-            ("read_parquet('/etc/passwd')", "function `read_parquet` is not allowed"),
+            (
+                "read_parquet('/etc/passwd')",
+                "function `read_parquet` is not allowed",
+            ),
             ("sum(x) OVER (ORDER BY ts)", "window functions"),
             ("pg_catalog.sum(x)", "qualified"),
             ("avg(x) + $1", "parameters"),
@@ -491,9 +558,17 @@ mod tests {
             assert!(message.contains(expected), "{formula}: {message}");
         }
         let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(check_expr(&deep).unwrap_err().contains("nested more than 32"));
+        assert!(
+            check_expr(&deep)
+                .unwrap_err()
+                .contains("nested more than 32")
+        );
         let long = vec!["x"; 2000].join(" + ");
-        assert!(check_expr(&long).unwrap_err().contains("more than 1000 terms"));
+        assert!(
+            check_expr(&long)
+                .unwrap_err()
+                .contains("more than 1000 terms")
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub const METRICS_MAX: usize = 1000;
 /// Names the `metrics` schema keeps for its own tables.
 pub const RESERVED_NAMES: &[&str] = &["metric_values", "alerts"];
 /// Schemas a metric may read from.
-pub const SOURCE_SCHEMAS: &[&str] = &["events", "journal", "registry", "learning", "system", "analysis"];
+pub const SOURCE_SCHEMAS: &[&str] = &[
+    "events", "journal", "registry", "learning", "system", "analysis",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,7 +268,10 @@ impl MetricsFile {
                 path,
                 None,
                 "version",
-                format!("version {} is not supported; this build reads version 1", spec.version),
+                format!(
+                    "version {} is not supported; this build reads version 1",
+                    spec.version
+                ),
             ));
         }
         if spec.metrics.len() > METRICS_MAX {
@@ -364,12 +369,18 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
         ));
     }
     if RESERVED_NAMES.contains(&spec.name.as_str()) {
-        return Err(err("name", "this name is reserved for Quiver's own table".into()));
+        return Err(err(
+            "name",
+            "this name is reserved for Quiver's own table".into(),
+        ));
     }
     if spec.unit.trim().is_empty() || spec.unit.len() > 32 {
         return Err(err("unit", "give a unit of at most 32 characters".into()));
     }
-    for (key, text) in [("formula", Some(&spec.formula)), ("filter", spec.filter.as_ref())] {
+    for (key, text) in [
+        ("formula", Some(&spec.formula)),
+        ("filter", spec.filter.as_ref()),
+    ] {
         if let Some(text) = text {
             if text.len() > EXPR_BYTES_MAX {
                 return Err(err(
@@ -456,7 +467,10 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
                 ));
             }
             if spec.time.is_some() {
-                return Err(err("time", "a derived metric takes its days from its inputs".into()));
+                return Err(err(
+                    "time",
+                    "a derived metric takes its days from its inputs".into(),
+                ));
             }
             for input in &inputs {
                 if !is_name(input) {
@@ -472,8 +486,13 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
             if t.warning.is_none() && t.critical.is_none() {
                 return Err(err("thresholds", "give warning, critical or both".into()));
             }
-            if t.warning.is_some_and(|v| !v.is_finite()) || t.critical.is_some_and(|v| !v.is_finite()) {
-                return Err(err("thresholds", "thresholds must be finite numbers".into()));
+            if t.warning.is_some_and(|v| !v.is_finite())
+                || t.critical.is_some_and(|v| !v.is_finite())
+            {
+                return Err(err(
+                    "thresholds",
+                    "thresholds must be finite numbers".into(),
+                ));
             }
             if let (Some(w), Some(c)) = (t.warning, t.critical) {
                 let ordered = match t.direction {
@@ -509,10 +528,16 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
         }
         for (mode, value) in &spec.targets {
             if mode.parse::<crate::event::Mode>().is_err() {
-                return Err(err("targets", format!("`{mode}` is not a mode (scalp, runner)")));
+                return Err(err(
+                    "targets",
+                    format!("`{mode}` is not a mode (scalp, runner)"),
+                ));
             }
             if !value.is_finite() {
-                return Err(err("targets", format!("target for {mode} must be a finite number")));
+                return Err(err(
+                    "targets",
+                    format!("target for {mode} must be a finite number"),
+                ));
             }
         }
     }
@@ -553,8 +578,10 @@ fn order_by_inputs(path: &Path, metrics: Vec<MetricDef>) -> Result<Vec<MetricDef
             2 => return Ok(()),
             1 => {
                 let start = trail.iter().position(|&t| t == i).unwrap_or(0);
-                let mut cycle: Vec<&str> =
-                    trail[start..].iter().map(|&t| metrics[t].name.as_str()).collect();
+                let mut cycle: Vec<&str> = trail[start..]
+                    .iter()
+                    .map(|&t| metrics[t].name.as_str())
+                    .collect();
                 cycle.push(&metrics[i].name);
                 return Err(MetricsError::key(
                     path,
@@ -606,7 +633,9 @@ fn order_by_inputs(path: &Path, metrics: Vec<MetricDef>) -> Result<Vec<MetricDef
     }
     let mut trail = Vec::new();
     for i in 0..metrics.len() {
-        visit(i, &metrics, &index, &mut state, &mut order, &mut trail, path)?;
+        visit(
+            i, &metrics, &index, &mut state, &mut order, &mut trail, path,
+        )?;
     }
     let mut slots: Vec<Option<MetricDef>> = metrics.into_iter().map(Some).collect();
     Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
@@ -666,7 +695,11 @@ alerts:
             "    source: events.trades\n    formula: avg(x)\n    thresholds: { direction: below, warning: 1, critical: 2 }\n",
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("warning 1 must come before critical 2"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("warning 1 must come before critical 2"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -687,14 +720,16 @@ metrics:
         let e = parse("version: 1\nmetrics:\n  - { name: a, unit: x, inputs: [a], formula: a }\n")
             .unwrap_err();
         assert!(e.to_string().contains("cycle: a -> a"), "{e}");
-        let e = parse("version: 1\nmetrics:\n  - { name: a, unit: x, inputs: [zz], formula: zz }\n")
-            .unwrap_err();
+        let e =
+            parse("version: 1\nmetrics:\n  - { name: a, unit: x, inputs: [zz], formula: zz }\n")
+                .unwrap_err();
         assert!(e.to_string().contains("no metric is named `zz`"), "{e}");
     }
 
     #[test]
     fn alias_bombs_and_huge_files_are_refused() {
-        let mut bomb = String::from("version: 1\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        let mut bomb =
+            String::from("version: 1\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         for i in 1..10 {
             let prev = i - 1;
             bomb.push_str(&format!(
@@ -709,9 +744,14 @@ metrics:
         assert!(e.to_string().contains("at most"), "{e}");
 
         let formula = format!("avg({})", "1+".repeat(600_000));
-        let e = parse(&metric(&format!("    source: events.trades\n    formula: \"{formula}\"\n")))
-            .unwrap_err();
-        assert!(e.to_string().contains("key `formula`") && e.to_string().contains("at most 4096"), "{e}");
+        let e = parse(&metric(&format!(
+            "    source: events.trades\n    formula: \"{formula}\"\n"
+        )))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("key `formula`") && e.to_string().contains("at most 4096"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -71,8 +71,11 @@ impl Accumulator for Drawdown {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values: Vec<ScalarValue> =
-            self.points.iter().map(|p| ScalarValue::Float64(Some(p.1))).collect();
+        let values: Vec<ScalarValue> = self
+            .points
+            .iter()
+            .map(|p| ScalarValue::Float64(Some(p.1)))
+            .collect();
         let times: Vec<ScalarValue> = self
             .points
             .iter()
@@ -122,7 +125,8 @@ mod tests {
         let mut a = Drawdown::default();
         a.update_batch(&batch(&[20.0, 10.0], &[3, 1])).unwrap();
         let mut b = Drawdown::default();
-        b.update_batch(&batch(&[5.0, -15.0, -5.0], &[5, 4, 2])).unwrap();
+        b.update_batch(&batch(&[5.0, -15.0, -5.0], &[5, 4, 2]))
+            .unwrap();
         let state: Vec<ArrayRef> = b
             .state()
             .unwrap()
@@ -136,8 +140,12 @@ mod tests {
     #[test]
     fn a_losing_start_counts_and_no_rows_is_null() {
         let mut a = Drawdown::default();
-        a.update_batch(&batch(&[-3.0, -4.0, 10.0], &[1, 2, 3])).unwrap();
+        a.update_batch(&batch(&[-3.0, -4.0, 10.0], &[1, 2, 3]))
+            .unwrap();
         assert_eq!(a.evaluate().unwrap(), ScalarValue::Float64(Some(7.0)));
-        assert_eq!(Drawdown::default().evaluate().unwrap(), ScalarValue::Float64(None));
+        assert_eq!(
+            Drawdown::default().evaluate().unwrap(),
+            ScalarValue::Float64(None)
+        );
     }
 }

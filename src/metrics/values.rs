@@ -90,17 +90,25 @@ pub fn read_metric_rows(batches: &[RecordBatch]) -> Result<Vec<MetricValue>, Str
                 .map_err(|_| format!("the metric's result has no column `{name}`"))
         };
         let text = |name: &str| -> Result<Vec<String>, String> {
-            let array = arrow::compute::cast(column(name)?, &DataType::Utf8)
-                .map_err(|e| e.to_string())?;
+            let array =
+                arrow::compute::cast(column(name)?, &DataType::Utf8).map_err(|e| e.to_string())?;
             let array = array.as_string::<i32>();
             Ok((0..array.len())
-                .map(|i| array.is_valid(i).then(|| array.value(i).to_string()).unwrap_or_default())
+                .map(|i| {
+                    if array.is_valid(i) {
+                        array.value(i).to_string()
+                    } else {
+                        String::new()
+                    }
+                })
                 .collect())
         };
         let float = |name: &str| -> Result<Float64Array, String> {
             let array = arrow::compute::cast(column(name)?, &DataType::Float64)
                 .map_err(|e| e.to_string())?;
-            Ok(array.as_primitive::<arrow::datatypes::Float64Type>().clone())
+            Ok(array
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .clone())
         };
         let metrics = text("metric")?;
         let units = text("unit")?;
@@ -133,7 +141,10 @@ pub fn read_metric_rows(batches: &[RecordBatch]) -> Result<Vec<MetricValue>, Str
 }
 
 /// The rows as a `metric_values` batch.
-pub fn metric_values_batch(values: &[MetricValue], computed_at_us: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn metric_values_batch(
+    values: &[MetricValue],
+    computed_at_us: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut metric = StringBuilder::new();
     let mut dimensions = StringBuilder::new();
     let mut value = Float64Builder::new();
@@ -148,7 +159,8 @@ pub fn metric_values_batch(values: &[MetricValue], computed_at_us: i64) -> Resul
         status.append_value(&v.status);
         target.append_option(v.target);
     }
-    let computed_at = TimestampMicrosecondArray::from(vec![computed_at_us; values.len()]).with_timezone("UTC");
+    let computed_at =
+        TimestampMicrosecondArray::from(vec![computed_at_us; values.len()]).with_timezone("UTC");
     RecordBatch::try_new(
         metric_values_schema(),
         vec![
@@ -219,8 +231,11 @@ pub fn evaluate_alerts(
                 _ => t.warning,
             });
             let dims = v.dimensions_json();
-            let value_text = v.value.map_or_else(|| "NULL".to_string(), |x| format!("{x:.4}"));
-            let threshold_text = threshold.map_or_else(String::new, |t| format!(" (threshold {t})"));
+            let value_text = v
+                .value
+                .map_or_else(|| "NULL".to_string(), |x| format!("{x:.4}"));
+            let threshold_text =
+                threshold.map_or_else(String::new, |t| format!(" (threshold {t})"));
             let what = if rule.message.is_empty() {
                 format!("{} is {}", rule.metric, status.as_str())
             } else {
@@ -234,7 +249,10 @@ pub fn evaluate_alerts(
                 status: status.as_str().to_string(),
                 value: v.value,
                 threshold,
-                message: format!("{what}: {} = {value_text} {}{threshold_text} on {date} {dims}", rule.metric, v.unit),
+                message: format!(
+                    "{what}: {} = {value_text} {}{threshold_text} on {date} {dims}",
+                    rule.metric, v.unit
+                ),
                 dimensions: dims,
             });
         }
@@ -248,9 +266,17 @@ pub fn evaluate_alerts(
     alerts
 }
 
-pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn alerts_batch(
+    alerts: &[Alert],
+    fired_at_us: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let strings = |f: &dyn Fn(&Alert) -> &str| -> ArrayRef {
-        Arc::new(alerts.iter().map(|a| Some(f(a))).collect::<arrow::array::StringArray>())
+        Arc::new(
+            alerts
+                .iter()
+                .map(|a| Some(f(a)))
+                .collect::<arrow::array::StringArray>(),
+        )
     };
     let floats = |f: &dyn Fn(&Alert) -> Option<f64>| -> ArrayRef {
         Arc::new(alerts.iter().map(f).collect::<Float64Array>())
@@ -285,7 +311,9 @@ pub fn write_day(
     batch: &RecordBatch,
 ) -> Result<PathBuf, String> {
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| e.to_string())?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
+        ))
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let path = lake_root
@@ -329,15 +357,46 @@ mod tests {
             schedule,
             message: String::new(),
         };
-        let values = [value("ok", 0.6), value("warning", 0.44), value("critical", 0.3)];
+        let values = [
+            value("ok", 0.6),
+            value("warning", 0.44),
+            value("critical", 0.3),
+        ];
         let monday = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
         let sunday = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        let fired = evaluate_alerts(&[rule(Status::Warning, Schedule::Daily)], &[], monday, &values);
+        let fired = evaluate_alerts(
+            &[rule(Status::Warning, Schedule::Daily)],
+            &[],
+            monday,
+            &values,
+        );
         assert_eq!(fired.len(), 2);
-        let fired = evaluate_alerts(&[rule(Status::Critical, Schedule::Daily)], &[], monday, &values);
+        let fired = evaluate_alerts(
+            &[rule(Status::Critical, Schedule::Daily)],
+            &[],
+            monday,
+            &values,
+        );
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].dimensions, r#"{"mode":"scalp"}"#);
-        assert!(evaluate_alerts(&[rule(Status::Warning, Schedule::Weekly)], &[], monday, &values).is_empty());
-        assert_eq!(evaluate_alerts(&[rule(Status::Warning, Schedule::Weekly)], &[], sunday, &values).len(), 2);
+        assert!(
+            evaluate_alerts(
+                &[rule(Status::Warning, Schedule::Weekly)],
+                &[],
+                monday,
+                &values
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            evaluate_alerts(
+                &[rule(Status::Warning, Schedule::Weekly)],
+                &[],
+                sunday,
+                &values
+            )
+            .len(),
+            2
+        );
     }
 }

@@ -86,7 +86,11 @@ pub struct DefinitionSchemas {
     loaded: RwLock<Arc<Loaded>>,
 }
 
-fn lake_table(lake_root: &Path, table: &str, schema: arrow::datatypes::SchemaRef) -> Result<Arc<dyn TableProvider>> {
+fn lake_table(
+    lake_root: &Path,
+    table: &str,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<Arc<dyn TableProvider>> {
     let dir = lake_root.join(table);
     std::fs::create_dir_all(&dir).map_err(|e| DataFusionError::External(Box::new(e)))?;
     let dir = dir
@@ -105,8 +109,14 @@ fn lake_table(lake_root: &Path, table: &str, schema: arrow::datatypes::SchemaRef
 impl DefinitionSchemas {
     pub fn new(lake_root: &Path) -> Result<Self> {
         let mut fixed = Tables::new();
-        fixed.insert(METRIC_VALUES.into(), lake_table(lake_root, METRIC_VALUES, metric_values_schema())?);
-        fixed.insert(ALERTS.into(), lake_table(lake_root, ALERTS, alerts_schema())?);
+        fixed.insert(
+            METRIC_VALUES.into(),
+            lake_table(lake_root, METRIC_VALUES, metric_values_schema())?,
+        );
+        fixed.insert(
+            ALERTS.into(),
+            lake_table(lake_root, ALERTS, alerts_schema())?,
+        );
         let metrics = Arc::new(SwapSchema::default());
         metrics.replace(fixed.clone());
         Ok(Self {
@@ -141,7 +151,9 @@ impl DefinitionSchemas {
                 .name("quiver-definitions".into())
                 .stack_size(STACK_BYTES)
                 .spawn_scoped(scope, || self.install_here(live, catalog_name, definitions))
-                .map_err(|e| MetricsError::file(&path, format!("starting the compiler thread: {e}")))?
+                .map_err(|e| {
+                    MetricsError::file(&path, format!("starting the compiler thread: {e}"))
+                })?
                 .join()
                 .map_err(|_| MetricsError::file(&path, "the compiler thread panicked".into()))?
         })
@@ -159,7 +171,10 @@ impl DefinitionSchemas {
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let internal = |e: DataFusionError| {
-            MetricsError::file(&definitions.metrics.path, format!("staging the catalog: {}", e.find_root()))
+            MetricsError::file(
+                &definitions.metrics.path,
+                format!("staging the catalog: {}", e.find_root()),
+            )
         };
         if let Some(live_catalog) = live.catalog(catalog_name) {
             for name in live_catalog.schema_names() {
@@ -195,8 +210,10 @@ impl DefinitionSchemas {
         )?;
         let mut metric_tables = self.fixed.clone();
         for metric in &compiled {
-            let view: Arc<dyn TableProvider> =
-                Arc::new(ViewTable::new(metric.plan.clone(), Some(metric.sql.clone())));
+            let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(
+                metric.plan.clone(),
+                Some(metric.sql.clone()),
+            ));
             metric_tables.insert(metric.def.name.clone(), view);
         }
         self.analysis.replace(analysis_tables);

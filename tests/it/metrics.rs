@@ -52,7 +52,15 @@ fn header(symbol: &str, ts: Ts) -> EventHeader {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn close(id: &str, signal: &str, minute: u32, mode: Mode, regime: Regime, pnl: f64, hold: f64) -> Event {
+fn close(
+    id: &str,
+    signal: &str,
+    minute: u32,
+    mode: Mode,
+    regime: Regime,
+    pnl: f64,
+    hold: f64,
+) -> Event {
     Event::Trade(Trade {
         header: header("BTC-USD", at(10, minute, 0)),
         trade_id: id.into(),
@@ -108,7 +116,11 @@ fn decision(
         signal_id: signal.into(),
         trace_id: format!("tr-{signal}"),
         gate,
-        result: if pass { GateResult::Pass } else { GateResult::Fail },
+        result: if pass {
+            GateResult::Pass
+        } else {
+            GateResult::Fail
+        },
         value,
         threshold,
         direction,
@@ -252,13 +264,18 @@ fn rows_of(batches: &[RecordBatch]) -> Vec<Vec<String>> {
                     .zip(batch.columns())
                     .map(|(f, column)| {
                         // Floats as Rust prints them: 10 rather than 10.0.
-                        if let Some(floats) = column.as_primitive_opt::<arrow::datatypes::Float64Type>()
+                        if let Some(floats) =
+                            column.as_primitive_opt::<arrow::datatypes::Float64Type>()
                             && floats.is_valid(row)
                         {
                             return format!("{}", floats.value(row));
                         }
                         let text = f.value(row).to_string();
-                        if text.is_empty() { "(empty)".into() } else { text }
+                        if text.is_empty() {
+                            "(empty)".into()
+                        } else {
+                            text
+                        }
                     })
                     .collect(),
             );
@@ -354,7 +371,7 @@ async fn hostile_definitions_are_refused_and_the_live_ones_stay() {
     let mut bomb = String::from("version: 1\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let p = format!("*a{}", i - 1);
-        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![p.as_str(); 10].join(", ")));
+        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", [p.as_str(); 10].join(", ")));
     }
     bomb.push_str("metrics: []\n");
     let cases: Vec<(String, &str)> = vec![
@@ -427,7 +444,10 @@ async fn hostile_definitions_are_refused_and_the_live_ones_stay() {
         ("-- x\nSELECT 1; SELECT 2", "2 statements"),
         ("-- x\nCOPY (SELECT 1) TO '/tmp/x.csv'", "one SELECT"),
         ("SELECT 1", "comment"),
-        ("-- x\nSELECT * FROM read_parquet('/etc/passwd')", "read_parquet"),
+        (
+            "-- x\nSELECT * FROM read_parquet('/etc/passwd')",
+            "read_parquet",
+        ),
         ("-- x\nSELECT * FROM '/etc/passwd'", "/etc/passwd"),
         ("-- x\nSELECT nope FROM events.trades", "nope"),
     ]
@@ -447,7 +467,10 @@ async fn hostile_definitions_are_refused_and_the_live_ones_stay() {
             "analysis {i}: expected {expected:?} in {message}"
         );
         assert_eq!(h.engine.definitions().metrics.len(), live);
-        assert_eq!(h.scalar("SELECT count(*) FROM analysis.trace_totals").await, 2);
+        assert_eq!(
+            h.scalar("SELECT count(*) FROM analysis.trace_totals").await,
+            2
+        );
     }
     h.close();
 }
@@ -467,7 +490,9 @@ async fn every_metric_sql_answers_like_its_view() {
         let view = h
             .query(&format!("SELECT * FROM metrics.{name} ORDER BY 2, 3"))
             .await;
-        let sql = h.query(&format!("SELECT * FROM ({}) ORDER BY 2, 3", metric.sql)).await;
+        let sql = h
+            .query(&format!("SELECT * FROM ({}) ORDER BY 2, 3", metric.sql))
+            .await;
         assert_eq!(rows_of(&view), rows_of(&sql), "{name}");
     }
     // Snapshot metrics' plans hold the system tables, which hold the store.
@@ -490,9 +515,18 @@ pub fn duckdb_queries(lake: &Path, queries: &[(&str, String)]) -> serde_json::Va
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -514,9 +548,12 @@ async fn quiver_rows(h: &Harness, metric: &str, key: &str) -> Vec<(String, f64)>
     let batches = h.query(&sql).await;
     let mut out = Vec::new();
     for batch in &batches {
-        let keys = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let keys =
+            arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
         let keys = keys.as_string::<i32>();
-        let values = batch.column(1).as_primitive::<arrow::datatypes::Float64Type>();
+        let values = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>();
         for i in 0..batch.num_rows() {
             out.push((keys.value(i).to_string(), values.value(i)));
         }
@@ -593,7 +630,11 @@ async fn a_dozen_metrics_equal_hand_written_duckdb_over_the_lake() {
         // DataFusion's percentile_cont quantizes the interpolation weight to
         // 6 decimals (percentile_cont.rs, INTERPOLATION_PRECISION); DuckDB does
         // not. Exact aggregates must agree to rounding.
-        let tolerance = if metric.contains("latency") { 1e-6 } else { 1e-9 };
+        let tolerance = if metric.contains("latency") {
+            1e-6
+        } else {
+            1e-9
+        };
         for ((k, a), (_, b)) in ours.iter().zip(&theirs) {
             assert!(
                 (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1.0),
@@ -616,7 +657,12 @@ fn quiver_cmd() -> Command {
 }
 
 fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = quiver_cmd().arg("--data-dir").arg(data).args(args).output().unwrap();
+    let out = quiver_cmd()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -645,19 +691,33 @@ async fn compute_materializes_a_day_once_and_fires_its_alerts() {
     let (ok, _, err) = run(&data, &["metrics", "compute", "--date", DAY]);
     assert!(ok, "{err}");
     assert_eq!(csv(&data, count), first);
-    let n: i64 = first.lines().nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let n: i64 = first
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(n > 40, "{first}");
 
     // Values as the views give them, with their dimensions and status.
     assert_eq!(
-        csv(&data, "SELECT dimensions, value, status, target FROM metrics.metric_values WHERE metric = 'win_rate' ORDER BY dimensions"),
+        csv(
+            &data,
+            "SELECT dimensions, value, status, target FROM metrics.metric_values WHERE metric = 'win_rate' ORDER BY dimensions"
+        ),
         "dimensions,value,status,target\n\"{\"\"mode\"\":\"\"runner\"\"}\",0.5,ok,0.45\n\"{\"\"mode\"\":\"\"scalp\"\"}\",0.6,ok,0.55\n"
     );
     // Alerts on a Monday: negative_expectancy (runner -10 <= 0), bad_blocks
     // (meta_label 0.5 warning, spread_gate 0 critical); the weekly rule waits
     // for Sunday; snapshot metrics (queue, drops) belong to today only.
     assert_eq!(
-        csv(&data, "SELECT rule, severity, status, dimensions FROM metrics.alerts ORDER BY rule, dimensions"),
+        csv(
+            &data,
+            "SELECT rule, severity, status, dimensions FROM metrics.alerts ORDER BY rule, dimensions"
+        ),
         "rule,severity,status,dimensions\n\
          bad_blocks,warning,warning,\"{\"\"blocked_by\"\":\"\"meta_label\"\"}\"\n\
          bad_blocks,warning,critical,\"{\"\"blocked_by\"\":\"\"spread_gate\"\"}\"\n\
@@ -667,25 +727,56 @@ async fn compute_materializes_a_day_once_and_fires_its_alerts() {
 
     // A range: days without data are computed as empty, the fixture's day
     // unchanged.
-    let (ok, out, err) = run(&data, &["metrics", "compute", "--from", "2026-11-01", "--to", "2026-11-03"]);
+    let (ok, out, err) = run(
+        &data,
+        &[
+            "metrics",
+            "compute",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-03",
+        ],
+    );
     assert!(ok, "{err}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("2026-11-0")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("2026-11-0")).count(),
+        3,
+        "{out}"
+    );
     assert_eq!(csv(&data, count), first);
 
     // The lake files are plain hive-partitioned Parquet.
     let duck = duckdb_queries(
         &data.join("lake"),
-        &[("n", "SELECT 'n', count(*) FROM metric_values WHERE date = DATE '2026-11-02'".into())],
+        &[(
+            "n",
+            "SELECT 'n', count(*) FROM metric_values WHERE date = DATE '2026-11-02'".into(),
+        )],
     );
     assert_eq!(duck["n"][0][1].as_i64(), Some(n));
 
     // Errors: a reversed range, a broken metrics file (nothing written).
-    let (ok, _, err) = run(&data, &["metrics", "compute", "--from", "2026-11-03", "--to", "2026-11-01"]);
+    let (ok, _, err) = run(
+        &data,
+        &[
+            "metrics",
+            "compute",
+            "--from",
+            "2026-11-03",
+            "--to",
+            "2026-11-01",
+        ],
+    );
     assert!(!ok && err.contains("is after"), "{err}");
     let broken = dir.path().join("broken.yaml");
     std::fs::write(&broken, "version: 1\nmetrics:\n  - { name: x, unit: u, source: events.trades, formula: \"(SELECT 1)\" }\n").unwrap();
     let config = dir.path().join("quiver.toml");
-    std::fs::write(&config, format!("[metrics]\nfile = {:?}\n", broken.display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[metrics]\nfile = {:?}\n", broken.display().to_string()),
+    )
+    .unwrap();
     let out = quiver_cmd()
         .arg("--config")
         .arg(&config)
@@ -696,7 +787,10 @@ async fn compute_materializes_a_day_once_and_fires_its_alerts() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("broken.yaml: metric `x`, key `formula`: subqueries"), "{err}");
+    assert!(
+        err.contains("broken.yaml: metric `x`, key `formula`: subqueries"),
+        "{err}"
+    );
     assert!(!data.join("lake/metric_values/date=2026-11-05").exists());
 }
 
@@ -710,15 +804,27 @@ fn check_list_and_show_work_without_a_data_dir() {
     let (ok, out, _) = run(&data, &["metrics", "list", "--format", "csv"]);
     assert!(ok);
     assert!(out.lines().count() > 50, "{out}");
-    assert!(out.contains("expectancy_bps,bps,\"= win_rate, avg_win_bps, avg_loss_bps\",mode"), "{out}");
+    assert!(
+        out.contains("expectancy_bps,bps,\"= win_rate, avg_win_bps, avg_loss_bps\",mode"),
+        "{out}"
+    );
     let (ok, out, _) = run(&data, &["metrics", "show", "profit_factor"]);
     assert!(ok);
-    assert!(out.contains("FROM\n") && out.contains("events.trades"), "{out}");
+    assert!(
+        out.contains("FROM\n") && out.contains("events.trades"),
+        "{out}"
+    );
     let (ok, out, _) = run(&data, &["metrics", "show", "trace_bottlenecks"]);
     assert!(ok && out.contains("-- analysis.trace_bottlenecks"), "{out}");
     let (ok, _, err) = run(&data, &["metrics", "show", "nope"]);
-    assert!(!ok && err.contains("no metric or analysis is named `nope`"), "{err}");
-    assert!(!data.exists(), "check, list and show must not create the data dir");
+    assert!(
+        !ok && err.contains("no metric or analysis is named `nope`"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "check, list and show must not create the data dir"
+    );
 }
 
 /// `serve` picks up edits of metrics.yaml and sql/analysis/ while it runs,
@@ -730,10 +836,16 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
     let data = dir.path().join("data");
     let defs = dir.path().join("defs");
     let metric = |name: &str| {
-        format!("  - {{ name: {name}, unit: trades, source: events.trades, formula: \"count(*)\" }}\n")
+        format!(
+            "  - {{ name: {name}, unit: trades, source: events.trades, formula: \"count(*)\" }}\n"
+        )
     };
     let paths = definitions_in(&defs, &format!("version: 1\nmetrics:\n{}", metric("m1")));
-    std::fs::write(paths.analysis_dir.join("a1.sql"), "-- one\nSELECT 1 AS one\n").unwrap();
+    std::fs::write(
+        paths.analysis_dir.join("a1.sql"),
+        "-- one\nSELECT 1 AS one\n",
+    )
+    .unwrap();
     let config = dir.path().join("quiver.toml");
     std::fs::write(
         &config,
@@ -761,9 +873,12 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let tables = |schema: &str| {
-        csv(&data, &format!(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' ORDER BY table_name"
-        ))
+        csv(
+            &data,
+            &format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' ORDER BY table_name"
+            ),
+        )
     };
     let wait_for = |schema: &str, expected: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -772,16 +887,27 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
             if now == expected {
                 return;
             }
-            assert!(Instant::now() < deadline, "{schema}: still {now:?}, want {expected:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{schema}: still {now:?}, want {expected:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
     wait_for("metrics", "table_name\nalerts\nm1\nmetric_values\n");
     wait_for("analysis", "table_name\na1\n");
 
-    std::fs::write(&paths.metrics_file, format!("version: 1\nmetrics:\n{}{}", metric("m1"), metric("m2"))).unwrap();
+    std::fs::write(
+        &paths.metrics_file,
+        format!("version: 1\nmetrics:\n{}{}", metric("m1"), metric("m2")),
+    )
+    .unwrap();
     wait_for("metrics", "table_name\nalerts\nm1\nm2\nmetric_values\n");
-    std::fs::write(paths.analysis_dir.join("a2.sql"), "-- two\nSELECT 2 AS two\n").unwrap();
+    std::fs::write(
+        paths.analysis_dir.join("a2.sql"),
+        "-- two\nSELECT 2 AS two\n",
+    )
+    .unwrap();
     wait_for("analysis", "table_name\na1\na2\n");
 
     // A broken edit: refused, logged, m1 and m2 stay.
@@ -791,15 +917,31 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(dir.path().join("serve.log")).unwrap().contains("refused") {
-        assert!(Instant::now() < deadline, "the broken edit was not reported");
+    while !std::fs::read_to_string(dir.path().join("serve.log"))
+        .unwrap()
+        .contains("refused")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken edit was not reported"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let logged = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
-    assert!(logged.contains("metric `m3`, key `formula`: subqueries"), "{logged}");
-    assert_eq!(tables("metrics"), "table_name\nalerts\nm1\nm2\nmetric_values\n");
+    assert!(
+        logged.contains("metric `m3`, key `formula`: subqueries"),
+        "{logged}"
+    );
+    assert_eq!(
+        tables("metrics"),
+        "table_name\nalerts\nm1\nm2\nmetric_values\n"
+    );
     // A broken analysis likewise.
-    std::fs::write(paths.analysis_dir.join("a3.sql"), "-- three\nDROP TABLE events.trades\n").unwrap();
+    std::fs::write(
+        paths.analysis_dir.join("a3.sql"),
+        "-- three\nDROP TABLE events.trades\n",
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(tables("analysis"), "table_name\na1\na2\n");
     std::fs::remove_file(paths.analysis_dir.join("a3.sql")).unwrap();
@@ -807,12 +949,24 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
     // The config history: the start and the accepted edit of metrics.yaml,
     // never the refused one.
     let file = paths.metrics_file.display().to_string();
-    let history = csv(&data, &format!(
-        "SELECT reason, content LIKE '%m3%' AS refused FROM registry.config_changes WHERE file = '{file}' ORDER BY change_id"
-    ));
-    assert_eq!(history, "reason,refused\nloaded at start,false\nhot reload,false\n", "{history}");
+    let history = csv(
+        &data,
+        &format!(
+            "SELECT reason, content LIKE '%m3%' AS refused FROM registry.config_changes WHERE file = '{file}' ORDER BY change_id"
+        ),
+    );
+    assert_eq!(
+        history, "reason,refused\nloaded at start,false\nhot reload,false\n",
+        "{history}"
+    );
 
-    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
     let status = serve.wait().unwrap();
-    assert!(status.success(), "{}", std::fs::read_to_string(dir.path().join("serve.log")).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("serve.log")).unwrap()
+    );
 }
