@@ -71,7 +71,7 @@ result_rows_max = 100000
         proc.kill()
         with open(log_path) as f:
             pytest.fail("quiver serve did not start:\n" + f.read())
-    yield {"url": url, "user": USER, "password": PASSWORD, "data": data}
+    yield {"url": url, "user": USER, "password": PASSWORD, "data": data, "config": config}
     proc.terminate()
     try:
         proc.wait(timeout=30)

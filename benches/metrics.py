@@ -1,0 +1,178 @@
+"""`metrics compute` benchmark (run on demand with a release build; see benches/README.md).
+
+One day of simulated bot data (10M events by default, all on today's date),
+then in this one script:
+
+1. `quiver metrics compute --date D`: the whole job (open the data dir,
+   every metric of configs/metrics.yaml for the day, metric_values and alerts
+   written), wall-clock seconds, median of --runs.
+2. The same generated SQL (what `quiver metrics show NAME` prints) run by
+   DuckDB in-process over the same Parquet files, with the same day filter:
+   every metric DuckDB can run, and beside it Quiver's time for exactly those
+   metrics through its Flight SQL server (ADBC), so the ratio compares the
+   same work.
+
+    python benches/metrics.py [--quiver target/release/quiver] [--events 10000000] [--data DIR]
+"""
+
+import argparse
+import datetime
+import glob
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+
+warnings.filterwarnings("ignore", message="Cannot disable autocommit")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLES = ["signals", "gate_decisions", "trades", "shadow_trades", "trace_steps",
+          "model_events", "market_context", "predictions"]
+
+# The `learning` views metrics read (src/query/learning.rs), for DuckDB.
+LEARNING = {
+    "prediction_outcomes": """
+        SELECT p.model_id, p.signal_id, p.symbol, p.ts AS predicted_ts,
+               CAST(p.ts AS DATE) AS day, p.predicted_prob, l.label, l.ts AS labeled_ts
+        FROM events.predictions p
+        JOIN events.predictions l
+          ON l.signal_id = p.signal_id AND l.model_id = p.model_id
+         AND l.kind = 'LABELED' AND l.label IS NOT NULL
+        WHERE p.kind = 'PREDICTED' AND p.predicted_prob BETWEEN 0.0 AND 1.0""",
+    "calibration_bins": """
+        SELECT model_id, day, CAST(least(floor(predicted_prob * 10), 9) AS INT) AS bin,
+               count(*) AS samples, avg(predicted_prob) AS avg_predicted,
+               avg(CAST(label AS DOUBLE)) AS observed_rate,
+               avg(power(predicted_prob - label, 2)) AS brier
+        FROM learning.prediction_outcomes
+        GROUP BY model_id, day, CAST(least(floor(predicted_prob * 10), 9) AS INT)""",
+    "calibration": """
+        SELECT model_id, day, sum(samples) AS samples,
+               sum(samples * abs(avg_predicted - observed_rate)) / sum(samples) AS ece,
+               max(abs(avg_predicted - observed_rate)) AS mce,
+               sum(brier * samples) / sum(samples) AS brier
+        FROM learning.calibration_bins GROUP BY model_id, day""",
+}
+
+
+def env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+
+
+def quiver(binary, data, *args, check=True):
+    return subprocess.run([binary, "--data-dir", data, *args], env=env(), cwd=REPO,
+                          capture_output=True, text=True, check=check)
+
+
+def start_server(binary, data):
+    log_path = data + ".serve.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([binary, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
+                            env=env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(1200):
+        with open(log_path) as f:
+            m = re.search(r"Flight SQL on (grpc://\S+)", f.read())
+        if m:
+            return proc, m.group(1)
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("quiver serve did not start")
+
+
+def metric_sql(binary, data, name):
+    out = quiver(binary, data, "metrics", "show", name).stdout
+    return out.split("compiles to:\n", 1)[1].strip().rstrip(";")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quiver", default=os.path.join(REPO, "target/release/quiver"))
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--data", help="reuse (or create) this data dir")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    data = args.data or tempfile.mkdtemp(prefix="quiver-metrics-bench-")
+    lake = os.path.join(data, "lake")
+
+    if not glob.glob(f"{lake}/trades/*/*/*.parquet"):
+        started = time.perf_counter()
+        quiver(args.quiver, data, "simulate", "--events", str(args.events), "--quiet")
+        quiver(args.quiver, data, "compact")
+        print(f"simulated {args.events:,} events in {time.perf_counter() - started:.0f} s -> {data}")
+
+    duck = duckdb.connect()
+    for schema in ("events", "learning", "analysis"):
+        duck.execute(f"CREATE SCHEMA {schema}")
+    for table in TABLES:
+        duck.execute(f"CREATE VIEW events.{table} AS SELECT * FROM read_parquet("
+                     f"'{lake}/{table}/*/*/*.parquet', hive_partitioning = true)")
+    for name, sql in LEARNING.items():
+        duck.execute(f"CREATE VIEW learning.{name} AS {sql}")
+    for path in sorted(glob.glob(os.path.join(REPO, "sql/analysis/*.sql"))):
+        name = os.path.basename(path)[:-4]
+        try:
+            duck.execute(f"CREATE VIEW analysis.{name} AS {open(path).read()}")
+        except duckdb.Error as e:
+            print(f"DuckDB cannot create analysis.{name}: {str(e).splitlines()[0]}")
+    day, events = duck.execute(
+        "SELECT CAST(date AS VARCHAR), count(*) FROM events.trace_steps GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+    ).fetchone()
+    total = sum(duck.execute(f"SELECT count(*) FROM events.{t} WHERE date = DATE '{day}'").fetchone()[0]
+                for t in TABLES)
+    print(f"day {day}: {total:,} events")
+
+    # 1. The whole job.
+    job = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        out = quiver(args.quiver, data, "metrics", "compute", "--date", day)
+        job.append(time.perf_counter() - started)
+    summary = [line for line in out.stdout.splitlines() if line.startswith(day)]
+    print(f"quiver metrics compute --date {day}: median {statistics.median(job):.2f} s "
+          f"(runs {', '.join(f'{t:.2f}' for t in job)}): {summary[0] if summary else out.stdout}")
+
+    # 2. The same generated SQL, metric by metric: DuckDB and Quiver (via Flight SQL).
+    listing = quiver(args.quiver, data, "metrics", "list", "--format", "csv").stdout.splitlines()[1:]
+    names = [line.split(",", 1)[0] for line in listing if "(snapshot)" not in line]
+    sqls = {name: metric_sql(args.quiver, data, name) for name in names}
+    server, url = start_server(args.quiver, data)
+    try:
+        conn = flight_sql.connect(url)
+        duck_times, quiver_times, refused = {}, {}, {}
+        for name, sql in sqls.items():
+            query = f"SELECT * FROM ({sql}) WHERE day = DATE '{day}'"
+            try:
+                started = time.perf_counter()
+                duck.execute(query).fetch_arrow_table()
+                duck_times[name] = time.perf_counter() - started
+            except duckdb.Error as e:
+                refused[name] = str(e).splitlines()[0][:100]
+                continue
+            cur = conn.cursor()
+            started = time.perf_counter()
+            cur.execute(f"SELECT * FROM metrics.{name} WHERE day = DATE '{day}'")
+            cur.fetch_arrow_table()
+            quiver_times[name] = time.perf_counter() - started
+            cur.close()
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait()
+    q, d = sum(quiver_times.values()), sum(duck_times.values())
+    print(f"{len(duck_times)} of {len(sqls)} daily metrics run by both: "
+          f"quiver {q:.2f} s, duckdb {d:.2f} s, ratio {q / d:.2f}")
+    for name, why in refused.items():
+        print(f"  DuckDB cannot run {name}: {why}")
+    slowest = sorted(quiver_times, key=lambda n: quiver_times[n] / max(duck_times[n], 1e-6), reverse=True)[:5]
+    for name in slowest:
+        print(f"  {name}: quiver {quiver_times[name]:.3f} s, duckdb {duck_times[name]:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
