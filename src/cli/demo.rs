@@ -271,5 +271,9 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     println!("  quiver --data-dir {dd} journal stats --by regime");
     println!("  quiver --data-dir {dd} models history production");
     println!("  quiver --data-dir {dd} learning calibration production");
+    println!("  quiver --data-dir {dd} metrics compute");
+    println!(
+        "  quiver sql --data-dir {dd} \"SELECT * FROM analysis.gate_block_quality ORDER BY gate, mode\""
+    );
     Ok(())
 }

@@ -56,6 +56,10 @@ pub enum Command {
         /// Compute through this Flight SQL server.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        /// Metric queries in flight at once on the data dir (through a
+        /// server: one at a time).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
 }
 
@@ -90,6 +94,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             from,
             to,
             server,
+            jobs,
         } => {
             let days = match (date, from, to) {
                 (Some(d), _, _) => vec![*d],
@@ -105,7 +110,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 }
                 _ => vec![Utc::now().date_naive()],
             };
-            compute(&config, server.as_deref(), &days).await
+            compute(&config, server.as_deref(), &days, usize::from(*jobs)).await
         }
     }
 }
@@ -248,10 +253,20 @@ fn show(loaded: &Loaded, name: &str) -> anyhow::Result<()> {
     bail!("no metric or analysis is named `{name}` (see `quiver metrics list`)")
 }
 
-async fn compute(config: &Config, server: Option<&str>, days: &[NaiveDate]) -> anyhow::Result<()> {
+async fn compute(
+    config: &Config,
+    server: Option<&str>,
+    days: &[NaiveDate],
+    jobs: usize,
+) -> anyhow::Result<()> {
     let definitions = Definitions::load(&config.definition_paths())?;
     let metrics = &definitions.metrics.metrics;
+    let opened = std::time::Instant::now();
     let mut session = Session::open(config, server, Load::Required).await?;
+    tracing::debug!(
+        elapsed_ms = opened.elapsed().as_secs_f64() * 1e3,
+        "session open"
+    );
     if let Some(url) = session.server_url() {
         eprintln!("computing through the server at {url}");
     }
@@ -264,29 +279,44 @@ async fn compute(config: &Config, server: Option<&str>, days: &[NaiveDate]) -> a
     );
     let mut failed_days = Vec::new();
     for &day in days {
+        bar.set_message(day.to_string());
+        // A snapshot describes the present: it belongs to today only.
+        let todo: Vec<&crate::metrics::MetricDef> = metrics
+            .iter()
+            .filter(|def| !def.is_snapshot() || day == today)
+            .collect();
+        bar.inc((metrics.len() - todo.len()) as u64);
+        let sqls: Vec<String> = todo
+            .iter()
+            .map(|def| {
+                // The name is validated ([a-z][a-z0-9_]*) and the day is a date.
+                format!(
+                    "SELECT * FROM metrics.\"{}\" WHERE day = DATE '{}'",
+                    def.name,
+                    day.format("%Y-%m-%d")
+                )
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let mut results = session.query_all(sqls.clone(), jobs, || bar.inc(1)).await;
+        // Queries in flight together share the memory pool; one that ran out
+        // (a percentile holds its values) gets a second go on its own.
+        for (sql, result) in sqls.iter().zip(results.iter_mut()) {
+            if result.is_err() {
+                *result = session.query(sql).await;
+            }
+        }
+        tracing::debug!(%day, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "metrics computed");
         let mut day_values: Vec<MetricValue> = Vec::new();
         let mut errors = Vec::new();
-        for def in metrics {
-            bar.set_message(format!("{day} {}", def.name));
-            // A snapshot describes the present: it belongs to today only.
-            if def.is_snapshot() && day != today {
-                bar.inc(1);
-                continue;
-            }
-            // The name is validated ([a-z][a-z0-9_]*) and the day is a date.
-            let sql = format!(
-                "SELECT * FROM metrics.\"{}\" WHERE day = DATE '{}'",
-                def.name,
-                day.format("%Y-%m-%d")
-            );
-            match session.query(&sql).await {
+        for (def, result) in todo.iter().zip(results) {
+            match result {
                 Ok(batches) => match read_metric_rows(&batches) {
                     Ok(rows) => day_values.extend(rows),
                     Err(e) => errors.push(format!("{}: {e}", def.name)),
                 },
                 Err(e) => errors.push(format!("{}: {e:#}", def.name)),
             }
-            bar.inc(1);
         }
         if !errors.is_empty() {
             bar.suspend(|| {

@@ -168,6 +168,47 @@ impl Session {
         }
     }
 
+    /// Runs `sqls`, up to `concurrency` at a time on a local engine (one at a
+    /// time through a server, which has its own limit on running queries),
+    /// calling `done` as each finishes. Results come back in order.
+    pub async fn query_all(
+        &mut self,
+        sqls: Vec<String>,
+        concurrency: usize,
+        done: impl Fn(),
+    ) -> Vec<anyhow::Result<Vec<RecordBatch>>> {
+        use futures::StreamExt;
+        match self {
+            Session::Local { engine, .. } => {
+                let tasks = sqls.into_iter().map(|sql| {
+                    let engine = engine.clone();
+                    // A task each, so the queries' own work spreads over the
+                    // runtime's threads.
+                    tokio::spawn(async move { engine.query(&sql).await })
+                });
+                futures::stream::iter(tasks)
+                    .buffered(concurrency.max(1))
+                    .map(|joined| {
+                        done();
+                        match joined {
+                            Ok(result) => result.map_err(anyhow::Error::from),
+                            Err(e) => Err(anyhow::Error::from(e)),
+                        }
+                    })
+                    .collect()
+                    .await
+            }
+            Session::Remote { .. } => {
+                let mut results = Vec::with_capacity(sqls.len());
+                for sql in &sqls {
+                    results.push(self.query(sql).await);
+                    done();
+                }
+                results
+            }
+        }
+    }
+
     /// Closes the store if this session opened it.
     pub async fn close(self) -> anyhow::Result<()> {
         if let Session::Local { store, engine } = self {

@@ -16,6 +16,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -77,7 +78,17 @@ impl EventsTable {
             Arc::new(Field::new("symbol", DataType::Utf8, false)),
         ];
         let table_schema = TableSchema::new(lake::file_schema(self.table), partition_fields);
-        let source = Arc::new(ParquetSource::new(table_schema));
+        // Lake files never change once written: their footers are read once
+        // per process (the runtime's metadata cache), not once per query.
+        let store = state
+            .runtime_env()
+            .object_store(ObjectStoreUrl::local_filesystem())?;
+        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let source = Arc::new(
+            ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(
+                CachedParquetFileReaderFactory::new(store, metadata_cache),
+            )),
+        );
         let target = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<PartitionedFile>> =
             vec![Vec::new(); target.min(files.len()).max(1)];
@@ -233,7 +244,18 @@ impl TableProvider for EventsTable {
         if !files.is_empty() {
             inputs.push(self.lake_plan(files, columns, state)?);
         }
-        inputs.push(self.hot_plan(snapshot.lake_seq, columns)?);
+        // Rows newer than the lake snapshot exist only once the hot store
+        // has applied past it; otherwise skip the DuckDB query (a few ms per
+        // scan). A batch applied after this check is simply not yet visible:
+        // it is above the snapshot's sequence, so it is in neither side.
+        let hot_is_newer = self
+            .hot
+            .applied_seq
+            .load(std::sync::atomic::Ordering::Acquire)
+            > snapshot.lake_seq;
+        if hot_is_newer || inputs.is_empty() {
+            inputs.push(self.hot_plan(snapshot.lake_seq, columns)?);
+        }
         let union = UnionExec::try_new(inputs)?;
         if !wanted.is_empty() {
             return Ok(union);

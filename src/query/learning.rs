@@ -15,8 +15,10 @@ const VIEWS: &[(&str, &str)] = &[
     (
         // Each prediction with its label, once the label is known.
         "prediction_outcomes",
+        // `day` is the partition column (the UTC date of `ts`), so a filter
+        // on it prunes lake files.
         "SELECT p.model_id, p.signal_id, p.symbol, p.ts AS predicted_ts,
-                CAST(p.ts AS DATE) AS day, p.predicted_prob, l.label, l.ts AS labeled_ts
+                p.date AS day, p.predicted_prob, l.label, l.ts AS labeled_ts
          FROM events.predictions p
          JOIN events.predictions l
            ON l.signal_id = p.signal_id AND l.model_id = p.model_id
