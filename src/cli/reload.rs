@@ -55,14 +55,17 @@ fn load_and_record(
     let loaded = engine.install_definitions(definitions)?;
     // The definitions are live now; failing to record them is worth a
     // warning, not a refusal.
-    let recorded = Registry::open(data_dir).and_then(|mut registry| {
-        for (path, text) in &files.files {
-            registry.record_config(&path.display().to_string(), text, reason)?;
+    match Registry::open(data_dir) {
+        Ok(mut registry) => {
+            for (path, text) in &files.files {
+                if let Err(e) = registry.record_config(&path.display().to_string(), text, reason) {
+                    tracing::warn!(file = %path.display(), "live but not recorded in the config history: {e}");
+                }
+            }
         }
-        Ok(())
-    });
-    if let Err(e) = recorded {
-        tracing::warn!("definitions are live but not recorded in the config history: {e}");
+        Err(e) => {
+            tracing::warn!("definitions are live but not recorded in the config history: {e}")
+        }
     }
     Ok(format!(
         "{} metrics, {} alert rules, {} analyses",

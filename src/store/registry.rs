@@ -214,6 +214,33 @@ pub fn diff_values(old: Option<&Json>, new: &Json) -> Vec<ConfigDiff> {
     out
 }
 
+/// The line-by-line difference between two versions of a text file (an
+/// analysis's SQL): each added or removed line, numbered in its version.
+pub fn diff_lines(old: Option<&str>, new: &str) -> Vec<ConfigDiff> {
+    let old = old.unwrap_or("");
+    similar::TextDiff::from_lines(old, new)
+        .iter_all_changes()
+        .filter_map(|change| {
+            let text = Json::String(change.value().trim_end_matches('\n').to_string());
+            match change.tag() {
+                similar::ChangeTag::Equal => None,
+                similar::ChangeTag::Delete => Some(ConfigDiff {
+                    path: format!("line {}", change.old_index().map_or(0, |i| i + 1)),
+                    op: "removed",
+                    old: Some(text),
+                    new: None,
+                }),
+                similar::ChangeTag::Insert => Some(ConfigDiff {
+                    path: format!("line {}", change.new_index().map_or(0, |i| i + 1)),
+                    op: "added",
+                    old: None,
+                    new: Some(text),
+                }),
+            }
+        })
+        .collect()
+}
+
 /// A connection to the registry, and the artifact directory.
 pub struct Registry {
     conn: Connection,
@@ -555,9 +582,10 @@ impl Registry {
     }
 
     /// Records a config file's content if it differs from the last recorded
-    /// version, with a structured diff. Returns the change id, or None when
-    /// nothing changed. `content` must be valid YAML (only accepted configs
-    /// are recorded).
+    /// version, with a diff: structured for YAML (`*.yaml`, `*.yml`, which
+    /// must parse: only accepted configs are recorded), line by line for any
+    /// other text (SQL analyses). Returns the change id, or None when nothing
+    /// changed.
     pub fn record_config(
         &mut self,
         file: &str,
@@ -585,12 +613,18 @@ impl Registry {
                 message: e.to_string(),
             })
         };
-        let new = parse(content)?;
-        // The previous version was valid when recorded; if it no longer parses
-        // (a newer YAML parser, say), the diff shows the whole document.
-        let old = last.as_ref().and_then(|(_, text)| parse(text).ok());
-        let diff =
-            serde_json::to_string(&diff_values(old.as_ref(), &new)).unwrap_or_else(|_| "[]".into());
+        let is_yaml = file.ends_with(".yaml") || file.ends_with(".yml");
+        let changes = if is_yaml {
+            let new = parse(content)?;
+            // The previous version was valid when recorded; if it no longer
+            // parses (a newer YAML parser, say), the diff shows the whole
+            // document.
+            let old = last.as_ref().and_then(|(_, text)| parse(text).ok());
+            diff_values(old.as_ref(), &new)
+        } else {
+            diff_lines(last.as_ref().map(|(_, text)| text.as_str()), content)
+        };
+        let diff = serde_json::to_string(&changes).unwrap_or_else(|_| "[]".into());
         let previous = last.map(|(s, _)| s);
         let now = sqlite::now_us();
         let id = self.write(|tx| {
@@ -887,6 +921,39 @@ mod tests {
             ])
         );
         assert!(reg.record_config("gates.yaml", "a: [", "broken").is_err());
+    }
+
+    #[test]
+    fn sql_files_are_recorded_with_a_line_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(dir.path()).unwrap();
+        let v1 = "-- what\nSELECT a\nFROM t\n";
+        let v2 = "-- what\nSELECT b\nFROM t\n";
+        reg.record_config("sql/analysis/x.sql", v1, "start")
+            .unwrap();
+        reg.record_config("sql/analysis/x.sql", v2, "edit")
+            .unwrap()
+            .unwrap();
+        assert!(
+            reg.record_config("sql/analysis/x.sql", v2, "same")
+                .unwrap()
+                .is_none()
+        );
+        let diff: String = reg
+            .conn
+            .query_row(
+                "SELECT diff FROM config_changes WHERE reason = 'edit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Json>(&diff).unwrap(),
+            serde_json::json!([
+                {"path": "line 2", "op": "removed", "old": "SELECT a", "new": null},
+                {"path": "line 2", "op": "added", "old": null, "new": "SELECT b"},
+            ])
+        );
     }
 
     #[test]
