@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, Volatility, create_udaf};
 
 fn ts_type() -> DataType {
@@ -37,34 +37,55 @@ struct Drawdown {
     points: Vec<(i64, f64)>,
 }
 
+fn wrong_type(what: &str, array: &ArrayRef) -> DataFusionError {
+    DataFusionError::Internal(format!(
+        "max_drawdown: {what} is {}, not the declared type",
+        array.data_type()
+    ))
+}
+
 impl Drawdown {
-    fn push(&mut self, values: &ArrayRef, times: &ArrayRef) {
-        let values = values.as_primitive::<Float64Type>();
-        let times = times.as_primitive::<TimestampMicrosecondType>();
-        for i in 0..values.len() {
-            if values.is_valid(i) && times.is_valid(i) {
-                self.points.push((times.value(i), values.value(i)));
+    fn push(&mut self, values: &ArrayRef, times: &ArrayRef) -> Result<()> {
+        let v = values
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| wrong_type("the value", values))?;
+        let t = times
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| wrong_type("the time", times))?;
+        for i in 0..v.len() {
+            if v.is_valid(i) && t.is_valid(i) {
+                self.points.push((t.value(i), v.value(i)));
             }
         }
+        Ok(())
     }
 }
 
 impl Accumulator for Drawdown {
     fn update_batch(&mut self, columns: &[ArrayRef]) -> Result<()> {
-        if let [values, times] = columns {
-            self.push(values, times);
+        match columns {
+            [values, times] => self.push(values, times),
+            _ => Err(DataFusionError::Internal(
+                "max_drawdown takes (value, time)".into(),
+            )),
         }
-        Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        if let [values, times] = states {
-            let values = values.as_list::<i32>();
-            let times = times.as_list::<i32>();
-            for i in 0..values.len() {
-                if values.is_valid(i) && times.is_valid(i) {
-                    self.push(&values.value(i), &times.value(i));
-                }
+        let [values, times] = states else {
+            return Err(DataFusionError::Internal(
+                "max_drawdown: state is (values, times)".into(),
+            ));
+        };
+        let v = values
+            .as_list_opt::<i32>()
+            .ok_or_else(|| wrong_type("the state", values))?;
+        let t = times
+            .as_list_opt::<i32>()
+            .ok_or_else(|| wrong_type("the state", times))?;
+        for i in 0..v.len() {
+            if v.is_valid(i) && t.is_valid(i) {
+                self.push(&v.value(i), &t.value(i))?;
             }
         }
         Ok(())

@@ -5,7 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn quiver() -> Command {
+/// The binary, without the tests' own QUIVER_* variables; it runs in the
+/// package root (cargo's working directory for tests), where `configs/` is.
+pub fn quiver() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
     // The config's environment layer would reject unknown QUIVER_* keys.
     for (key, _) in std::env::vars() {
@@ -201,7 +203,7 @@ fn a_relative_data_dir_works_from_simulate_to_sql() {
 }
 
 /// Runs quiver on `dir`; returns (success, stdout, stderr).
-fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+pub fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = quiver()
         .arg("--data-dir")
         .arg(dir)

@@ -645,30 +645,7 @@ async fn a_dozen_metrics_equal_hand_written_duckdb_over_the_lake() {
     h.close();
 }
 
-fn quiver_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("QUIVER_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = quiver_cmd()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::cli::{quiver as quiver_cmd, run_in as run};
 
 fn csv(data: &Path, sql: &str) -> String {
     let (ok, out, err) = run(data, &["sql", "--format", "csv", sql]);
