@@ -1,9 +1,11 @@
 //! Analytics over what the store holds: trading statistics of the journal's
-//! closed trades, and calibration of the model's predictions. Pure functions
-//! over plain values, so every figure can be checked by hand.
+//! closed trades, calibration of the model's predictions, and decision-trace
+//! reports. Pure functions over plain values, so every figure can be checked
+//! by hand.
 
 mod calibration;
 mod stats;
+pub mod trace;
 
 pub use calibration::{Calibration, ReliabilityBin};
 pub use stats::{TradeStats, group_stats};

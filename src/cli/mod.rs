@@ -14,6 +14,7 @@ mod reload;
 mod serve;
 mod simulate;
 mod sql;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Learning(learning::Args),
     /// Metrics from metrics.yaml: check, list, show, compute (with alerts).
     Metrics(metrics::Args),
+    /// A decision trace's timeline and bottlenecks, or per-step latency stats.
+    Trace(trace::Args),
 }
 
 impl Cli {
@@ -82,5 +85,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => models::run(cli.load_config(None)?, args).await,
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,
         Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
+        Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
     }
 }

@@ -947,3 +947,90 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
         std::fs::read_to_string(dir.path().join("serve.log")).unwrap()
     );
 }
+
+/// `quiver trace` on the fixture: timelines, bottlenecks and percentiles as
+/// worked out by hand (tr1: a=1 b=2 c=7 ms; tr2: a=1 b=1 c=2 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_shows_timelines_bottlenecks_and_step_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fixture_harness(&data).await.close();
+
+    let (ok, out, err) = run(&data, &["trace", "tr1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(
+            "trace tr1  signal sig-tr1  ETH-USD  2026-11-02T08:00:00Z  total 10.00 ms in 3 steps\n"
+        ),
+        "{out}"
+    );
+    // Offsets from the first step's start; shares of 10 ms; the day's p95s.
+    assert!(
+        out.contains(
+            "      0.00  a                           1.00   10.0%  ok                 1.00\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "      1.00  b                           2.00   20.0%  ok                 1.95\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("      3.00  c                           7.00   70.0%  ok                 6.75  <- bottleneck\n"), "{out}");
+    assert!(
+        out.contains("bottlenecks (over 20% of the total): c 7.00 ms (70.0%)\n"),
+        "{out}"
+    );
+    assert!(out.contains("recommendation: c takes 70.0% of this decision (7.00 of 10.00 ms); that is above its p95 of 6.75 ms"), "{out}");
+
+    let (ok, out, _) = run(&data, &["trace", "tr2"]);
+    assert!(ok);
+    assert!(out.contains("bottlenecks (over 20% of the total): a 1.00 ms (25.0%), b 1.00 ms (25.0%), c 2.00 ms (50.0%)\n"), "{out}");
+    assert!(out.contains("that is within its p95 of 6.75 ms"), "{out}");
+
+    let (ok, out, err) = run(
+        &data,
+        &[
+            "trace",
+            "--stats",
+            "--since",
+            DAY,
+            "--format",
+            "csv",
+            "--slowest",
+            "1",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("step,steps,avg_ms,p50_ms,p95_ms,p99_ms,max_ms\nc,2,4.5,4.5,6.75,6.95,7.0\n"),
+        "{out}"
+    );
+    assert!(out.contains("\ntr1,sig-tr1,ETH-USD,"), "{out}");
+    // Nothing since the day after.
+    let (ok, out, _) = run(
+        &data,
+        &[
+            "trace",
+            "--stats",
+            "--since",
+            "2026-11-03",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(ok && !out.contains("tr1"), "{out}");
+
+    for (args, expected) in [
+        (&["trace", "x' OR '1'='1"][..], "is not a trace id"),
+        (&["trace", "nope"][..], "no trace nope"),
+        (
+            &["trace", "--stats", "--since", "yesterday"][..],
+            "is not a time",
+        ),
+    ] {
+        let (ok, _, err) = run(&data, args);
+        assert!(!ok && err.contains(expected), "{args:?}: {err}");
+    }
+}
