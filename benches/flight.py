@@ -40,11 +40,11 @@ SMALL = ("SELECT mode, count(*) AS n, avg(pnl_bps) AS avg_pnl_bps FROM trades "
          "WHERE kind = 'CLOSE' GROUP BY mode")
 
 
-def start_server(binary, data, command=("serve",)):
+def start_server(binary, data, command=("serve",), cwd=None):
     log_path = os.path.join(data + ".log")
     log = open(log_path, "w")
     proc = subprocess.Popen([binary, "--data-dir", data, *command, "--listen", "127.0.0.1:0"],
-                            env=env(), stdout=log, stderr=subprocess.STDOUT)
+                            env=env(), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
         with open(log_path) as f:
             m = re.search(r"Flight SQL on (grpc://\S+)", f.read())

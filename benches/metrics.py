@@ -16,10 +16,8 @@ then in this one script:
 """
 
 import argparse
-import datetime
 import glob
 import os
-import re
 import statistics
 import subprocess
 import tempfile
@@ -28,6 +26,8 @@ import warnings
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import duckdb
+
+from flight import env, start_server  # benches/flight.py, beside this script
 
 warnings.filterwarnings("ignore", message="Cannot disable autocommit")
 
@@ -61,28 +61,9 @@ LEARNING = {
 }
 
 
-def env():
-    return {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
-
-
 def quiver(binary, data, *args, check=True):
     return subprocess.run([binary, "--data-dir", data, *args], env=env(), cwd=REPO,
                           capture_output=True, text=True, check=check)
-
-
-def start_server(binary, data):
-    log_path = data + ".serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([binary, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
-                            env=env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(1200):
-        with open(log_path) as f:
-            m = re.search(r"Flight SQL on (grpc://\S+)", f.read())
-        if m:
-            return proc, m.group(1)
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("quiver serve did not start")
 
 
 def metric_sql(binary, data, name):
@@ -168,7 +149,7 @@ def main():
     print(f"median ratio {statistics.median(ratios):.2f}; {summary[0] if summary else out.stdout}")
 
     # 2. The same generated SQL, metric by metric: DuckDB and Quiver (via Flight SQL).
-    server, url = start_server(args.quiver, data)
+    server, url = start_server(args.quiver, data, cwd=REPO)
     try:
         conn = flight_sql.connect(url)
         duck_times, quiver_times = {}, {}

@@ -259,10 +259,16 @@ async fn compute(
     days: &[NaiveDate],
     jobs: usize,
 ) -> anyhow::Result<()> {
-    let definitions = Definitions::load(&config.definition_paths())?;
-    let metrics = &definitions.metrics.metrics;
     let opened = std::time::Instant::now();
     let mut session = Session::open(config, server, Load::Required).await?;
+    // On the data dir, the definitions the engine compiled; through a server,
+    // the local file names the metrics and holds the alert rules (the
+    // server's own views answer).
+    let definitions = match &session {
+        Session::Local { engine, .. } => engine.definitions().definitions.clone(),
+        Session::Remote { .. } => Definitions::load(&config.definition_paths())?,
+    };
+    let metrics = &definitions.metrics.metrics;
     tracing::debug!(
         elapsed_ms = opened.elapsed().as_secs_f64() * 1e3,
         "session open"
@@ -330,19 +336,16 @@ async fn compute(
         }
         let alerts = evaluate_alerts(&definitions.metrics.alerts, metrics, day, &day_values);
         let now_us = Utc::now().timestamp_micros();
-        let values_path = values::write_day(
-            &lake_root,
-            METRIC_VALUES,
-            day,
-            &values::metric_values_batch(&day_values, now_us)?,
-        )
-        .map_err(anyhow::Error::msg)?;
-        values::write_day(
-            &lake_root,
-            ALERTS,
-            day,
-            &values::alerts_batch(&alerts, now_us)?,
-        )
+        // Parquet encoding and fsyncs: off the async runtime.
+        let values_batch = values::metric_values_batch(&day_values, now_us)?;
+        let alerts_batch = values::alerts_batch(&alerts, now_us)?;
+        let root = lake_root.clone();
+        let values_path = tokio::task::spawn_blocking(move || {
+            let path = values::write_day(&root, METRIC_VALUES, day, &values_batch)?;
+            values::write_day(&root, ALERTS, day, &alerts_batch)?;
+            Ok::<_, String>(path)
+        })
+        .await?
         .map_err(anyhow::Error::msg)?;
         let count = |status: &str| day_values.iter().filter(|v| v.status == status).count();
         bar.suspend(|| {

@@ -18,7 +18,8 @@ pub fn quiver() -> Command {
     cmd
 }
 
-fn sql(dir: &std::path::Path, query: &str) -> String {
+/// One query through the binary, as CSV; the query must succeed.
+pub fn sql(dir: &std::path::Path, query: &str) -> String {
     let out = quiver()
         .arg("--data-dir")
         .arg(dir)

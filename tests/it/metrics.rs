@@ -645,13 +645,7 @@ async fn a_dozen_metrics_equal_hand_written_duckdb_over_the_lake() {
     h.close();
 }
 
-use crate::cli::{quiver as quiver_cmd, run_in as run};
-
-fn csv(data: &Path, sql: &str) -> String {
-    let (ok, out, err) = run(data, &["sql", "--format", "csv", sql]);
-    assert!(ok, "{sql}: {err}");
-    out
-}
+use crate::cli::{quiver as quiver_cmd, run_in as run, sql as csv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_materializes_a_day_once_and_fires_its_alerts() {
