@@ -187,7 +187,10 @@ pub struct MetricsSection {
     pub file: PathBuf,
     /// `*.sql` analyses, one view each (missing: no analyses).
     pub analysis_dir: PathBuf,
-    /// How often a running server looks for edits of both.
+    /// The gates file whose `explain` templates the gate explainer uses
+    /// (missing: the built-in one).
+    pub gates_file: PathBuf,
+    /// How often a running server looks for edits of all three.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
 }
@@ -197,6 +200,7 @@ impl Default for MetricsSection {
         Self {
             file: PathBuf::from("configs/metrics.yaml"),
             analysis_dir: PathBuf::from("sql/analysis"),
+            gates_file: PathBuf::from("configs/gates.yaml"),
             reload_interval: Duration::from_secs(1),
         }
     }
@@ -481,6 +485,7 @@ impl Config {
         crate::metrics::DefinitionPaths {
             metrics_file: self.metrics.file.clone(),
             analysis_dir: self.metrics.analysis_dir.clone(),
+            gates_file: self.metrics.gates_file.clone(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! by hand.
 
 mod calibration;
+pub mod explain;
 mod stats;
 pub mod trace;
 

@@ -121,13 +121,17 @@ fn record_gates_config(data_dir: &Path, gates: Option<&Path>) -> anyhow::Result<
     Ok(())
 }
 
-pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rate.is_finite() && args.rate > 0.0,
         "--rate must be a positive number of events per second"
     );
     let gates = match &args.gates {
-        Some(path) => GatesConfig::load(path)?,
+        Some(path) => {
+            // The explainer reads the templates of the gates the bot runs.
+            config.metrics.gates_file = path.clone();
+            GatesConfig::load(path)?
+        }
         None => GatesConfig::builtin()?,
     };
     let pipeline = Pipeline::open(&config).await?;

@@ -3,6 +3,7 @@
 
 mod compact;
 mod demo;
+mod explain;
 mod journal;
 mod learning;
 mod metrics;
@@ -11,6 +12,7 @@ mod models;
 mod output;
 mod pipeline;
 mod reload;
+mod rows;
 mod serve;
 mod simulate;
 mod sql;
@@ -59,6 +61,9 @@ pub enum Command {
     Learning(learning::Args),
     /// Metrics from metrics.yaml: check, list, show, compute (with alerts).
     Metrics(metrics::Args),
+    /// Why a gate passed or rejected a signal: reason, margin, outcome,
+    /// verdict, suggestion and market context.
+    Explain(explain::Args),
     /// A decision trace's timeline and bottlenecks, or per-step latency stats.
     Trace(trace::Args),
 }
@@ -85,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => models::run(cli.load_config(None)?, args).await,
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,
         Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
+        Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
     }
 }

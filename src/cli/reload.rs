@@ -1,4 +1,5 @@
-//! Hot reload of `metrics.yaml` and `sql/analysis/` while a server runs.
+//! Hot reload of `metrics.yaml`, `sql/analysis/` and the explainer's
+//! `gates.yaml` while a server runs.
 //!
 //! Every `reload_interval` the files are read and compared with what is live.
 //! A changed set that compiles replaces the `metrics` and `analysis` schemas
@@ -24,8 +25,10 @@ struct Snapshot {
 
 fn snapshot(paths: &DefinitionPaths) -> Snapshot {
     let mut files = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(&paths.metrics_file) {
-        files.push((paths.metrics_file.clone(), text));
+    for file in [&paths.metrics_file, &paths.gates_file] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            files.push((file.clone(), text));
+        }
     }
     if let Ok(entries) = std::fs::read_dir(&paths.analysis_dir) {
         let mut sql: Vec<PathBuf> = entries

@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int32Type};
+use anyhow::bail;
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, Int32Type};
 
 use super::journal::parse_time;
 use super::output::{self, Format};
+use super::rows::{check_id, column, floats, strings};
 use super::sql::run_queries;
 use crate::analytics::trace::{BOTTLENECK_SHARE, Step, TraceReport};
 use crate::config::Config;
@@ -39,35 +39,6 @@ pub struct Args {
     pub server: Option<String>,
 }
 
-/// Trace ids are UUIDs by convention; anything of this shape is accepted,
-/// nothing that could carry SQL.
-fn is_trace_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a Arc<dyn Array>> {
-    batch
-        .column_by_name(name)
-        .with_context(|| format!("the result has no column {name}"))
-}
-
-fn strings(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<String>> {
-    let array = arrow::compute::cast(column(batch, name)?, &DataType::Utf8)?;
-    let array = array.as_string::<i32>();
-    Ok((0..array.len())
-        .map(|i| array.value(i).to_string())
-        .collect())
-}
-
-fn floats(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<f64>> {
-    let array = arrow::compute::cast(column(batch, name)?, &DataType::Float64)?;
-    let array = array.as_primitive::<Float64Type>();
-    Ok((0..array.len()).map(|i| array.value(i)).collect())
-}
-
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let server = args.server.as_deref();
     if args.stats {
@@ -76,9 +47,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let Some(trace_id) = args.trace_id.as_deref() else {
         bail!("give a TRACE_ID or --stats");
     };
-    if !is_trace_id(trace_id) {
-        bail!("{trace_id:?} is not a trace id (letters, digits, - _ . : only)");
-    }
+    check_id("trace id", trace_id)?;
     // The id is checked above, so it cannot carry SQL. The p95s are over
     // the trace's own day, so the comparison stays cheap and current.
     let steps_sql = format!(

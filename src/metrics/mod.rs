@@ -113,6 +113,9 @@ pub struct DefinitionPaths {
     pub metrics_file: PathBuf,
     /// `*.sql` analyses; a missing directory means no analyses.
     pub analysis_dir: PathBuf,
+    /// `gates.yaml`, whose `explain` templates `explain_gate` fills; a
+    /// missing file means the built-in one.
+    pub gates_file: PathBuf,
 }
 
 /// Every definition, read and validated (not yet compiled: that needs the
@@ -121,6 +124,8 @@ pub struct DefinitionPaths {
 pub struct Definitions {
     pub metrics: MetricsFile,
     pub analyses: Vec<Analysis>,
+    /// The gates file read (`None`: the built-in one).
+    pub gates: Option<crate::sim::gates::GatesConfig>,
 }
 
 impl Definitions {
@@ -139,6 +144,18 @@ impl Definitions {
         } else {
             Vec::new()
         };
-        Ok(Definitions { metrics, analyses })
+        let gates = if paths.gates_file.exists() {
+            Some(
+                crate::sim::gates::GatesConfig::load(&paths.gates_file)
+                    .map_err(|e| MetricsError::file(&paths.gates_file, e.message))?,
+            )
+        } else {
+            None
+        };
+        Ok(Definitions {
+            metrics,
+            analyses,
+            gates,
+        })
     }
 }

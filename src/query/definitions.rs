@@ -24,6 +24,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
+use super::explain::{builtin_explain_gate, explain_gate_udf};
 use crate::metrics::values::{ALERTS, METRIC_VALUES, alerts_schema, metric_values_schema};
 use crate::metrics::{CompiledMetric, Definitions, MetricsError, compile_metrics, plan_analyses};
 
@@ -169,6 +170,12 @@ impl DefinitionSchemas {
         for udaf in live.state().aggregate_functions().values() {
             staging.register_udaf(udaf.as_ref().clone());
         }
+        let explain_gate = match &definitions.gates {
+            Some(gates) => explain_gate_udf(Arc::new(gates.clone())),
+            None => builtin_explain_gate()
+                .map_err(|e| MetricsError::file(&definitions.metrics.path, e.to_string()))?,
+        };
+        staging.register_udf(explain_gate.clone());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let internal = |e: DataFusionError| {
             MetricsError::file(
@@ -216,6 +223,7 @@ impl DefinitionSchemas {
             ));
             metric_tables.insert(metric.def.name.clone(), view);
         }
+        live.register_udf(explain_gate);
         self.analysis.replace(analysis_tables);
         self.metrics.replace(metric_tables);
         let loaded = Arc::new(Loaded {

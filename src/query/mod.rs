@@ -18,6 +18,7 @@
 pub mod definitions;
 mod duck_scan;
 pub mod events;
+pub mod explain;
 mod hot;
 mod learning;
 mod pool;
@@ -171,6 +172,12 @@ impl QueryEngine {
             .with_target_partitions(config.target_partitions.max(1));
         let ctx = SessionContext::new_with_config_rt(session, runtime);
         ctx.register_udaf(crate::metrics::max_drawdown_udaf());
+        // The built-in templates until definitions (with their gates file)
+        // are installed.
+        ctx.register_udf(
+            explain::builtin_explain_gate()
+                .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?,
+        );
 
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let events = Arc::new(MemorySchemaProvider::new());

@@ -41,7 +41,7 @@ struct RawGate {
     explain: Templates,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PerMode<T> {
     pub scalp: T,
@@ -66,7 +66,7 @@ struct RawChange {
 }
 
 /// Explanation templates of one gate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Templates {
     pub pass: String,
@@ -75,7 +75,7 @@ pub struct Templates {
 }
 
 /// One change of a gate's thresholds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ThresholdChange {
     pub at: chrono::DateTime<chrono::Utc>,
     pub thresholds: PerMode<f64>,
@@ -83,7 +83,7 @@ pub struct ThresholdChange {
 }
 
 /// One validated gate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GateDef {
     pub gate: Gate,
     pub description: String,
@@ -109,7 +109,7 @@ impl GateDef {
 }
 
 /// All six gates, in pipeline order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatesConfig {
     pub gates: Vec<GateDef>,
 }
@@ -182,6 +182,21 @@ impl GatesConfig {
                     reason: change.reason.clone(),
                 });
             }
+            const UNITS: [&str; 5] = ["probability", "bps", "ratio", "flag", "usd"];
+            if !UNITS.contains(&g.unit.as_str()) {
+                return Err(at(
+                    "unit",
+                    format!("{:?} is not one of {}", g.unit, UNITS.join(", ")),
+                ));
+            }
+            for (key, template) in [
+                ("pass", &g.explain.pass),
+                ("fail", &g.explain.fail),
+                ("suggestion", &g.explain.suggestion),
+            ] {
+                crate::analytics::explain::check_template(template)
+                    .map_err(|e| at(&format!("explain.{key}"), e))?;
+            }
             if history.windows(2).any(|w| w[0].at > w[1].at) {
                 return Err(at("history", "must be oldest first".into()));
             }
@@ -238,6 +253,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("meta_label is missing"), "{err}");
+        let text = BUILTIN_GATES_YAML.replace(
+            "suggestion: \"needs spread <= {threshold} bps, now {value}\"",
+            "suggestion: \"needs spread <= {threshold} bps, now {value} {__import__}\"",
+        );
+        let err = GatesConfig::parse(&text, "g.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("gates.spread_gate.explain.suggestion: unknown placeholder {__import__}"),
+            "{err}"
+        );
         let err = GatesConfig::parse("[", "g.yaml").unwrap_err().to_string();
         assert!(err.starts_with("g.yaml:"), "{err}");
     }

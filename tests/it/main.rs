@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod cross_engine;
 mod exactly_once;
+mod explain;
 mod flight;
 mod journal;
 mod metrics;

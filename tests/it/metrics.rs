@@ -25,10 +25,11 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn shipped_paths() -> DefinitionPaths {
+pub fn shipped_paths() -> DefinitionPaths {
     DefinitionPaths {
         metrics_file: repo("configs/metrics.yaml"),
         analysis_dir: repo("sql/analysis"),
+        gates_file: repo("configs/gates.yaml"),
     }
 }
 
@@ -248,7 +249,7 @@ struct Db {
     engine: QueryEngine,
 }
 
-fn rows_of(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
@@ -349,6 +350,7 @@ fn definitions_in(dir: &Path, metrics: &str) -> DefinitionPaths {
     DefinitionPaths {
         metrics_file: dir.join("metrics.yaml"),
         analysis_dir: dir.join("analysis"),
+        gates_file: dir.join("gates.yaml"),
     }
 }
 

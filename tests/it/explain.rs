@@ -1,0 +1,618 @@
+//! The gate explainer: each of the six gates PASS and FAIL, with and without
+//! a resolved outcome, against text, margins and verdicts worked out by hand
+//! (in the comments), through `analysis.gate_explanations` and through
+//! `quiver explain`; the market context as-of join; hostile ids.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use quiver::event::*;
+use quiver::metrics::Definitions;
+
+use crate::cli::run_in;
+use crate::common::*;
+use crate::metrics::{rows_of, shipped_paths};
+
+fn at(hour: u32, minute: u32, second: u32) -> Ts {
+    Ts(NaiveDate::from_ymd_opt(2026, 11, 3)
+        .unwrap()
+        .and_hms_opt(hour, minute, second)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros())
+}
+
+fn header(ts: Ts) -> EventHeader {
+    EventHeader {
+        ts,
+        ..EventHeader::new("SOL-USD", Level::Info)
+    }
+}
+
+/// A decision at 09:00:00, id `{signal}-{gate}`, recorded with `threshold`.
+fn decision(signal: &str, gate: Gate, pass: bool, value: f64, threshold: f64, mode: Mode) -> Event {
+    let regime = if gate == Gate::RegimeGate && !pass {
+        Regime::Range
+    } else {
+        Regime::Trend
+    };
+    Event::GateDecision(GateDecision {
+        header: header(at(9, 0, 0)),
+        decision_id: format!("{signal}-{gate}"),
+        signal_id: signal.into(),
+        trace_id: format!("tr-{signal}"),
+        gate,
+        result: if pass {
+            GateResult::Pass
+        } else {
+            GateResult::Fail
+        },
+        value,
+        threshold,
+        direction: if gate == Gate::SpreadGate {
+            Direction::Max
+        } else {
+            Direction::Min
+        },
+        mode,
+        regime,
+        inputs: "{}".into(),
+    })
+}
+
+fn shadow(signal: &str, gate: Gate, outcome: Option<f64>) -> Event {
+    Event::ShadowTrade(ShadowTrade {
+        header: header(at(if outcome.is_some() { 10 } else { 9 }, 0, 0)),
+        shadow_id: format!("sh-{signal}"),
+        signal_id: signal.into(),
+        kind: if outcome.is_some() {
+            ShadowKind::Resolved
+        } else {
+            ShadowKind::Blocked
+        },
+        blocked_by: gate,
+        side: Side::Buy,
+        hypothetical_entry: 100.0,
+        outcome_pnl_bps: outcome,
+        mode: Mode::Scalp,
+        regime: Regime::Trend,
+    })
+}
+
+fn trade(signal: &str, kind: TradeKind, ts: Ts, pnl: Option<f64>) -> Event {
+    Event::Trade(Trade {
+        header: header(ts),
+        trade_id: format!("t-{signal}"),
+        signal_id: signal.into(),
+        kind,
+        side: Side::Buy,
+        qty: 1.0,
+        price: 100.0,
+        fees_bps: 5.0,
+        pnl_bps: pnl,
+        duration_s: pnl.map(|_| 60.0),
+        mode: Mode::Scalp,
+        regime: Regime::Trend,
+        mae_bps: None,
+        mfe_bps: None,
+        features: None,
+    })
+}
+
+fn market(ts: Ts, regime: Regime, spread: f64) -> Event {
+    Event::MarketContext(MarketContext {
+        header: header(ts),
+        price: 101.5,
+        spread_bps: spread,
+        volume: 1.25,
+        volatility: 0.42,
+        regime,
+    })
+}
+
+/// The gates, their FAIL values (with the thresholds recorded) and the
+/// resolved shadow P&L of the `f-{gate}-r` signals.
+const FAILS: [(Gate, f64, f64, Mode, f64); 6] = [
+    (Gate::MetaLabel, 0.42, 0.45, Mode::Scalp, -8.0),
+    (Gate::CostGate, 1.8, 3.0, Mode::Scalp, 15.0),
+    (Gate::ConfidenceGate, 0.63, 0.7, Mode::Runner, 0.0),
+    (Gate::RegimeGate, 0.0, 1.0, Mode::Runner, -20.0),
+    (Gate::SpreadGate, 7.2, 5.0, Mode::Scalp, 3.25),
+    (Gate::VolumeGate, 0.36, 0.8, Mode::Scalp, -4.5),
+];
+
+/// The PASS values of the `win` and `open` signals.
+const PASSES: [(Gate, f64, f64); 6] = [
+    (Gate::MetaLabel, 0.60, 0.55),
+    (Gate::CostGate, 4.5, 3.0),
+    (Gate::ConfidenceGate, 0.75, 0.6),
+    (Gate::RegimeGate, 1.0, 1.0),
+    (Gate::SpreadGate, 2.5, 5.0),
+    (Gate::VolumeGate, 1.2, 0.8),
+];
+
+fn fixture() -> Vec<Event> {
+    let mut events = Vec::new();
+    // Each gate fails alone: `f-{gate}-r` resolved, `f-{gate}-p` pending.
+    for (gate, value, threshold, mode, pnl) in FAILS {
+        let resolved = format!("f-{gate}-r");
+        let pending = format!("f-{gate}-p");
+        events.push(decision(&resolved, gate, false, value, threshold, mode));
+        events.push(decision(&pending, gate, false, value, threshold, mode));
+        events.push(shadow(&resolved, gate, None));
+        events.push(shadow(&resolved, gate, Some(pnl)));
+        events.push(shadow(&pending, gate, None));
+    }
+    // `win` passed every gate and closed at +12.5; `open` is still open.
+    for (gate, value, threshold) in PASSES {
+        events.push(decision("win", gate, true, value, threshold, Mode::Scalp));
+        events.push(decision("open", gate, true, value, threshold, Mode::Scalp));
+    }
+    events.push(trade("win", TradeKind::Open, at(9, 0, 0), None));
+    events.push(trade("win", TradeKind::Close, at(9, 1, 0), Some(12.5)));
+    events.push(trade("open", TradeKind::Open, at(9, 0, 0), None));
+    // meta_label passed a signal the spread gate then blocked.
+    events.push(decision(
+        "f-spread_gate-r",
+        Gate::MetaLabel,
+        true,
+        0.58,
+        0.55,
+        Mode::Scalp,
+    ));
+    // The market: 08:59:00 is in force at 09:00:00; 09:00:30 is after it
+    // and must not be taken; 09:00:45 is in force for the close at 09:01.
+    events.push(market(at(8, 59, 0), Regime::Trend, 2.5));
+    events.push(market(at(9, 0, 30), Regime::Panic, 30.0));
+    events.push(market(at(9, 0, 45), Regime::Range, 3.5));
+    events
+}
+
+/// decision_id, reason, margin, margin_pct, outcome_pnl_bps, verdict,
+/// outcome, suggestion: worked out by hand from the values above and the
+/// templates of configs/gates.yaml.
+const EXPECTED: &[[&str; 8]] = &[
+    // confidence (runner): 0.63 - 0.7 = -0.07, -10%; a 0 bps outcome is a
+    // good block (nothing was lost by blocking).
+    [
+        "f-confidence_gate-p-confidence_gate",
+        "confidence_gate REJECTED: signal strength 0.63 below 0.7",
+        "-0.07",
+        "-10",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "needs signal strength >= 0.7, now 0.63",
+    ],
+    [
+        "f-confidence_gate-r-confidence_gate",
+        "confidence_gate REJECTED: signal strength 0.63 below 0.7",
+        "-0.07",
+        "-10",
+        "0",
+        "good_block",
+        "good block: the trade would have broken even",
+        "needs signal strength >= 0.7, now 0.63",
+    ],
+    // cost: 1.8 - 3 = -1.2, -1.2 / 3 = -40%.
+    [
+        "f-cost_gate-p-cost_gate",
+        "cost_gate REJECTED: expected edge 1.8 bps below the 3 bps minimum",
+        "-1.2",
+        "-40",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "needs expected edge >= 3 bps after costs, now 1.8 bps",
+    ],
+    [
+        "f-cost_gate-r-cost_gate",
+        "cost_gate REJECTED: expected edge 1.8 bps below the 3 bps minimum",
+        "-1.2",
+        "-40",
+        "15",
+        "bad_block",
+        "bad block: the trade would have made +15 bps",
+        "needs expected edge >= 3 bps after costs, now 1.8 bps",
+    ],
+    // meta_label: 0.42 - 0.45 = -0.03 (-3 pp), -0.03 / 0.45 = -6.67%.
+    [
+        "f-meta_label-p-meta_label",
+        "meta_label REJECTED: win probability 42.0% below threshold 45.0%",
+        "-0.03",
+        "-6.67",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "needs win probability >= 45.0%, now 42.0%",
+    ],
+    [
+        "f-meta_label-r-meta_label",
+        "meta_label REJECTED: win probability 42.0% below threshold 45.0%",
+        "-0.03",
+        "-6.67",
+        "-8",
+        "good_block",
+        "good block: the trade would have lost 8 bps",
+        "needs win probability >= 45.0%, now 42.0%",
+    ],
+    // regime (runner in RANGE): a yes/no gate, 0 - 1 = -1, no percentage.
+    [
+        "f-regime_gate-p-regime_gate",
+        "regime_gate REJECTED: runner does not trade in RANGE",
+        "-1",
+        "NULL",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "wait for TREND (runner does not trade in RANGE)",
+    ],
+    [
+        "f-regime_gate-r-regime_gate",
+        "regime_gate REJECTED: runner does not trade in RANGE",
+        "-1",
+        "NULL",
+        "-20",
+        "good_block",
+        "good block: the trade would have lost 20 bps",
+        "wait for TREND (runner does not trade in RANGE)",
+    ],
+    [
+        "f-spread_gate-p-spread_gate",
+        "spread_gate REJECTED: spread 7.2 bps above the 5 bps maximum",
+        "-2.2",
+        "-44",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "needs spread <= 5 bps, now 7.2",
+    ],
+    // meta_label passed (0.58 - 0.55 = +3 pp, +5.45%) but spread blocked.
+    [
+        "f-spread_gate-r-meta_label",
+        "meta_label PASSED: win probability 58.0% >= threshold 55.0% (margin +5.5%)",
+        "0.03",
+        "5.45",
+        "3.25",
+        "good_pass",
+        "good pass: another gate blocked the signal; the trade would have made +3.25 bps",
+        "NULL",
+    ],
+    // spread is a maximum: 5 - 7.2 = -2.2, -44%.
+    [
+        "f-spread_gate-r-spread_gate",
+        "spread_gate REJECTED: spread 7.2 bps above the 5 bps maximum",
+        "-2.2",
+        "-44",
+        "3.25",
+        "bad_block",
+        "bad block: the trade would have made +3.25 bps",
+        "needs spread <= 5 bps, now 7.2",
+    ],
+    // volume: 0.36 - 0.8 = -0.44, -55%.
+    [
+        "f-volume_gate-p-volume_gate",
+        "volume_gate REJECTED: volume 0.36M below the 0.8M minimum",
+        "-0.44",
+        "-55",
+        "NULL",
+        "pending",
+        "pending: the shadow trade has not resolved yet",
+        "needs 1-minute volume >= 0.8M, now 0.36M",
+    ],
+    [
+        "f-volume_gate-r-volume_gate",
+        "volume_gate REJECTED: volume 0.36M below the 0.8M minimum",
+        "-0.44",
+        "-55",
+        "-4.5",
+        "good_block",
+        "good block: the trade would have lost 4.5 bps",
+        "needs 1-minute volume >= 0.8M, now 0.36M",
+    ],
+    // The open trade: every gate passed, nothing to judge by yet.
+    [
+        "open-confidence_gate",
+        "confidence_gate PASSED: signal strength 0.75 >= 0.6",
+        "0.15",
+        "25",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    [
+        "open-cost_gate",
+        "cost_gate PASSED: expected edge 4.5 bps >= 3 bps",
+        "1.5",
+        "50",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    [
+        "open-meta_label",
+        "meta_label PASSED: win probability 60.0% >= threshold 55.0% (margin +9.1%)",
+        "0.05",
+        "9.09",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    [
+        "open-regime_gate",
+        "regime_gate PASSED: scalp may trade in TREND",
+        "0",
+        "NULL",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    [
+        "open-spread_gate",
+        "spread_gate PASSED: spread 2.5 bps <= 5 bps",
+        "2.5",
+        "50",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    [
+        "open-volume_gate",
+        "volume_gate PASSED: volume 1.2M >= 0.8M",
+        "0.4",
+        "50",
+        "NULL",
+        "pending",
+        "pending: the signal has no closed or resolved trade yet",
+        "NULL",
+    ],
+    // The winner closed at +12.5: every pass was a good one.
+    [
+        "win-confidence_gate",
+        "confidence_gate PASSED: signal strength 0.75 >= 0.6",
+        "0.15",
+        "25",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+    [
+        "win-cost_gate",
+        "cost_gate PASSED: expected edge 4.5 bps >= 3 bps",
+        "1.5",
+        "50",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+    [
+        "win-meta_label",
+        "meta_label PASSED: win probability 60.0% >= threshold 55.0% (margin +9.1%)",
+        "0.05",
+        "9.09",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+    [
+        "win-regime_gate",
+        "regime_gate PASSED: scalp may trade in TREND",
+        "0",
+        "NULL",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+    [
+        "win-spread_gate",
+        "spread_gate PASSED: spread 2.5 bps <= 5 bps",
+        "2.5",
+        "50",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+    [
+        "win-volume_gate",
+        "volume_gate PASSED: volume 1.2M >= 0.8M",
+        "0.4",
+        "50",
+        "12.5",
+        "good_pass",
+        "good pass: the trade made +12.5 bps",
+        "NULL",
+    ],
+];
+
+/// Equal as numbers within 0.005 (margins are worked to 2 decimals), or as
+/// text.
+fn same(actual: &str, expected: &str) -> bool {
+    match (actual.parse::<f64>(), expected.parse::<f64>()) {
+        (Ok(a), Ok(e)) => (a - e).abs() < 0.005,
+        _ => actual == expected,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let h = Harness::open(small_store_config(&data), fast_logger_config());
+    for event in fixture() {
+        assert!(h.logger.log(event).is_accepted());
+    }
+    h.logger.flush().await.unwrap();
+    assert!(h.engine.wait_visible(Duration::from_secs(30)).await);
+    h.engine
+        .install_definitions(Definitions::load(&shipped_paths()).unwrap())
+        .unwrap();
+
+    let rows = rows_of(
+        &h.query(
+            "SELECT decision_id, reason, margin, margin_pct, outcome_pnl_bps, verdict, outcome, \
+                    suggestion \
+             FROM analysis.gate_explanations ORDER BY decision_id",
+        )
+        .await,
+    );
+    assert_eq!(rows.len(), EXPECTED.len(), "{rows:#?}");
+    for (row, expected) in rows.iter().zip(EXPECTED) {
+        for (column, (actual, want)) in row.iter().zip(expected).enumerate() {
+            assert!(
+                same(actual, want),
+                "{} column {column}: {actual:?}, expected {want:?}",
+                expected[0]
+            );
+        }
+    }
+    // Each gate is covered PASS and FAIL, resolved and pending.
+    for gate in Gate::ALL {
+        for (result, verdicts) in [
+            ("REJECTED", ["pending", "block"]),
+            ("PASSED", ["pending", "good_pass"]),
+        ] {
+            for verdict in verdicts {
+                assert!(
+                    EXPECTED
+                        .iter()
+                        .any(|e| e[1].starts_with(&format!("{gate} {result}"))
+                            && e[5].contains(verdict)),
+                    "{gate} {result} {verdict}"
+                );
+            }
+        }
+    }
+
+    // The as-of join: the snapshot at or before each event, never after.
+    let context = rows_of(
+        &h.query(
+            "SELECT source, id, kind, CAST(context_ts AS VARCHAR), context_age_s, market_regime, \
+                    spread_bps, volume, volatility, price \
+             FROM analysis.market_context_asof \
+             WHERE id IN ('win-spread_gate', 't-win') ORDER BY id, kind",
+        )
+        .await,
+    );
+    assert_eq!(
+        context,
+        vec![
+            vec![
+                "trades",
+                "t-win",
+                "CLOSE",
+                "2026-11-03T09:00:45Z",
+                "15",
+                "RANGE",
+                "3.5",
+                "1.25",
+                "0.42",
+                "101.5"
+            ],
+            vec![
+                "trades",
+                "t-win",
+                "OPEN",
+                "2026-11-03T08:59:00Z",
+                "60",
+                "TREND",
+                "2.5",
+                "1.25",
+                "0.42",
+                "101.5"
+            ],
+            vec![
+                "gate_decisions",
+                "win-spread_gate",
+                "spread_gate",
+                "2026-11-03T08:59:00Z",
+                "60",
+                "TREND",
+                "2.5",
+                "1.25",
+                "0.42",
+                "101.5"
+            ],
+        ]
+    );
+    h.close();
+
+    // The CLI: one decision, in words.
+    let (ok, out, err) = run_in(&data, &["explain", "f-spread_gate-r-spread_gate"]);
+    assert!(ok, "{err}");
+    let expected = "signal f-spread_gate-r  SOL-USD  2026-11-03T09:00:00Z  scalp in TREND\n\
+        \n\
+        decision f-spread_gate-r-spread_gate\n  \
+        spread_gate REJECTED: spread 7.2 bps above the 5 bps maximum\n  \
+        margin -2.2 bps (-44.0% of the threshold)\n  \
+        bad block: the trade would have made +3.25 bps\n  \
+        suggestion: needs spread <= 5 bps, now 7.2\n\
+        \n\
+        market: TREND spread 2.5 bps, volatility 0.42, volume 1.25M, price 101.5 \
+        (snapshot at 2026-11-03T08:59:00Z, 60.000 s before)\n";
+    assert_eq!(out, expected);
+
+    // Every gate of one signal, in pipeline order, and a summary.
+    let (ok, out, err) = run_in(&data, &["explain", "--signal", "f-spread_gate-r"]);
+    assert!(ok, "{err}");
+    let meta = out.find("meta_label PASSED").unwrap();
+    let spread = out.find("spread_gate REJECTED").unwrap();
+    assert!(meta < spread, "{out}");
+    assert!(
+        out.contains("  margin +3 pp (+5.5% of the threshold)\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "summary: blocked by spread_gate; 1 of 2 gates failed: spread_gate; \
+             the shadow trade resolved at +3.25 bps\n"
+        ),
+        "{out}"
+    );
+    let (ok, out, _) = run_in(&data, &["explain", "--signal", "win"]);
+    assert!(ok);
+    assert!(
+        out.ends_with("summary: passed all 6 gates; the trade made +12.5 bps\n"),
+        "{out}"
+    );
+    // The yes/no gate has no margin line.
+    let (ok, out, _) = run_in(&data, &["explain", "f-regime_gate-p-regime_gate"]);
+    assert!(ok);
+    assert!(!out.contains("margin"), "{out}");
+    assert!(
+        out.contains("  suggestion: wait for TREND (runner does not trade in RANGE)\n"),
+        "{out}"
+    );
+
+    // Hostile and unknown ids: one clear error each, nothing run.
+    for (args, error) in [
+        (&["explain", "x' OR '1'='1"][..], "is not a decision id"),
+        (
+            &["explain", "--signal", "s'; DROP TABLE x; --"][..],
+            "is not a signal id",
+        ),
+        (&["explain", &"a".repeat(200)][..], "is not a decision id"),
+        (
+            &["explain", "no-such-decision"][..],
+            "no gate decision with decision_id no-such-decision",
+        ),
+        (&["explain"][..], "required"),
+        (
+            &["explain", "a", "--signal", "b"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let (ok, out, err) = run_in(&data, args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
+}
