@@ -2,6 +2,7 @@
 //! one `run` function.
 
 mod compact;
+mod compare;
 mod demo;
 mod explain;
 mod journal;

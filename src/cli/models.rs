@@ -45,6 +45,10 @@ pub enum Command {
     },
     /// Print the lake's current files as a data manifest for `register --data`.
     Manifest,
+    /// Two models side by side: registered metrics, feature importance,
+    /// calibration, predictions by regime, and the trades taken while each
+    /// held an alias. Deltas are B - A.
+    Compare(super::compare::CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +108,9 @@ fn lake_files(data_dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    if let Command::Compare(compare) = &args.command {
+        return super::compare::run(&config, compare).await;
+    }
     // SQLite is synchronous; these are short calls on a CLI's own thread.
     let mut registry = open_registry(&config)?;
     match &args.command {
@@ -179,6 +186,8 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         Command::History { name, format } => {
             output::print(&registry.alias_history(name)?, *format)?
         }
+        // Handled above, before the registry is opened for writing.
+        Command::Compare(_) => {}
         Command::Manifest => write!(
             std::io::stdout(),
             "{}",

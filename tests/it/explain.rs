@@ -616,3 +616,205 @@ async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
         assert!(err.contains(error), "{args:?}: {err}");
     }
 }
+
+fn signal(id: &str, regime: Regime, ts: Ts, model: &str) -> Event {
+    Event::Signal(Signal {
+        header: header(ts),
+        signal_id: id.into(),
+        mode: Mode::Scalp,
+        side: Side::Buy,
+        price: 100.0,
+        strength: 0.7,
+        model_id: model.into(),
+        regime,
+        decision_ts: ts,
+        label_cutoff_ts: ts,
+    })
+}
+
+fn prediction(model: &str, signal: &str, ts: Ts, prob: Option<f64>, label: Option<i32>) -> Event {
+    Event::Prediction(Prediction {
+        header: header(ts),
+        model_id: model.into(),
+        signal_id: signal.into(),
+        kind: if label.is_some() {
+            PredictionKind::Labeled
+        } else {
+            PredictionKind::Predicted
+        },
+        predicted_prob: prob,
+        label,
+        decision_ts: ts,
+        label_cutoff_ts: ts,
+    })
+}
+
+/// A closed trade opened at `opened`, for the alias-history join.
+fn round_trip(id: &str, opened: Ts, regime: Regime, pnl: f64) -> [Event; 2] {
+    let mut open = trade(id, TradeKind::Open, opened, None);
+    let mut close = trade(id, TradeKind::Close, Ts(opened.0 + 60_000_000), Some(pnl));
+    for e in [&mut open, &mut close] {
+        if let Event::Trade(t) = e {
+            t.regime = regime;
+        }
+    }
+    [open, close]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_compare_side_by_side_with_hand_worked_values() {
+    use quiver::store::Registry;
+    use quiver::store::registry::{ModelMeta, TrainingSession};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let h = Harness::open(small_store_config(&data), fast_logger_config());
+    let mut registry = Registry::open(&data).unwrap();
+    let meta = |metrics: &str| ModelMeta {
+        name: "meta-label".into(),
+        git_sha: "abc".into(),
+        data_manifest: "lake/x.parquet\n".into(),
+        params: "{}".into(),
+        metrics: metrics.into(),
+        parent_id: None,
+        tags: vec![],
+    };
+    let a = registry
+        .register(b"model a", &meta(r#"{"auc":0.6,"ece":0.05}"#))
+        .unwrap();
+    let b = registry
+        .register(b"model b", &meta(r#"{"auc":0.65,"ece":0.03,"brier":0.2}"#))
+        .unwrap();
+    // A is live from 09:00, B from 10:00.
+    registry
+        .set_alias_at("production", &a, "first", at(9, 0, 0).0)
+        .unwrap();
+    registry
+        .set_alias_at("production", &b, "better", at(10, 0, 0).0)
+        .unwrap();
+    for (session, model, hour, importance) in [
+        (
+            "tA",
+            &a,
+            8,
+            vec![
+                ("win_probability", 0.5),
+                ("spread_bps", 0.3),
+                ("volume_musd", 0.2),
+            ],
+        ),
+        (
+            "tB",
+            &b,
+            9,
+            vec![
+                ("win_probability", 0.4),
+                ("spread_bps", 0.1),
+                ("volatility", 0.5),
+            ],
+        ),
+    ] {
+        let importance: Vec<(String, f64)> = importance
+            .into_iter()
+            .map(|(f, v)| (f.to_string(), v))
+            .collect();
+        registry
+            .record_training(
+                &TrainingSession {
+                    session_id: session.into(),
+                    model_id: Some(model.clone()),
+                    started_ts: at(hour, 0, 0).0,
+                    duration_s: 1.0,
+                    samples: 100,
+                    auc: None,
+                    logloss: None,
+                    metrics: "{}".into(),
+                },
+                &importance,
+            )
+            .unwrap();
+    }
+    drop(registry);
+
+    let mut events = Vec::new();
+    // A: 0.8 -> won, 0.6 -> lost (TREND), 0.3 -> lost (RANGE).
+    // B: 0.7 -> won twice (TREND).
+    for (sig, model, regime, p, y) in [
+        ("pa1", &a, Regime::Trend, 0.8, 1),
+        ("pa2", &a, Regime::Trend, 0.6, 0),
+        ("pa3", &a, Regime::Range, 0.3, 0),
+        ("pb1", &b, Regime::Trend, 0.7, 1),
+        ("pb2", &b, Regime::Trend, 0.7, 1),
+    ] {
+        events.push(signal(sig, regime, at(9, 30, 0), model));
+        events.push(prediction(model, sig, at(9, 30, 0), Some(p), None));
+        events.push(prediction(model, sig, at(9, 40, 0), None, Some(y)));
+    }
+    // Opened before any alias (not counted), under A twice, under B once.
+    events.extend(round_trip("early", at(8, 30, 0), Regime::Trend, 100.0));
+    events.extend(round_trip("a1", at(9, 10, 0), Regime::Trend, 10.0));
+    events.extend(round_trip("a2", at(9, 20, 0), Regime::Range, -4.0));
+    events.extend(round_trip("b1", at(10, 5, 0), Regime::Trend, 6.0));
+    for event in events {
+        assert!(h.logger.log(event).is_accepted());
+    }
+    h.logger.flush().await.unwrap();
+    assert!(h.engine.wait_visible(Duration::from_secs(30)).await);
+    h.close();
+
+    let (ok, out, err) = run_in(
+        &data,
+        &[
+            "models",
+            "compare",
+            &a[..10],
+            "production",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(ok, "{err}");
+    let expect = |text: &str| assert!(out.contains(text), "missing {text:?} in\n{out}");
+    expect(&format!("A = {a} (meta-label,"));
+    expect(&format!("B = {b} (meta-label,"));
+    // Registered metrics: deltas B - A, change in % of A.
+    expect(
+        "metric,a,b,delta,change_pct\nauc,0.6,0.65,0.05,8.3\nece,0.05,0.03,-0.02,-40.0\nbrier,,0.2,,\n",
+    );
+    // Features: one model only first (by name), then by |delta|.
+    expect(
+        "metric,a,b,delta,change_pct\nvolatility,,0.5,,\nvolume_musd,0.2,,,\n\
+         spread_bps,0.3,0.1,-0.2,-66.7\nwin_probability,0.5,0.4,-0.1,-20.0\n",
+    );
+    // Calibration. A: bins 3, 6, 8 with gaps 0.3, 0.6, 0.2: ECE 1.1 / 3 =
+    // 0.3667, MCE 0.6, Brier (0.09 + 0.36 + 0.04) / 3 = 0.1633; mean
+    // prediction 1.7 / 3 = 0.5667, win rate 1/3. B: one bin, gap 0.3.
+    expect(
+        "labelled_predictions,3.0,2.0,-1.0,-33.3\navg_predicted,0.5667,0.7,0.1333,23.5\n\
+         observed_win_rate,0.3333,1.0,0.6667,200.0\nece,0.3667,0.3,-0.0667,-18.2\n\
+         mce,0.6,0.3,-0.3,-50.0\nbrier,0.1633,0.09,-0.0733,-44.9\n",
+    );
+    // By regime: A's TREND pair has Brier (0.04 + 0.36) / 2 = 0.2.
+    expect("RANGE,1,,0.0,,0.09,,\nTREND,2,2,0.5,1.0,0.2,0.09,-0.11\n");
+    // Trades opened while each was live: A 10 and -4, B 6; the early one
+    // belongs to neither.
+    expect(
+        "A,RANGE,1,0.0,-4.0,-4.0\nA,TREND,1,1.0,10.0,10.0\nA,,2,0.5,3.0,6.0\nB,TREND,1,1.0,6.0,6.0\nB,,1,1.0,6.0,6.0\n",
+    );
+
+    for (args, error) in [
+        (&["models", "compare", &a, &a][..], "are the same model"),
+        (&["models", "compare", &a, "nope"][..], "model \"nope\""),
+        (
+            &["models", "compare", &a, &b, "--alias", "x' OR 1=1"][..],
+            "--alias",
+        ),
+        (
+            &["models", "compare", "'; DROP TABLE models; --", &b][..],
+            "DROP TABLE",
+        ),
+    ] {
+        let (ok, out, err) = run_in(&data, args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,323 @@
+//! `quiver models compare A B`: two models side by side. Their registered
+//! metrics, their calibration on labelled predictions, the change in feature
+//! importance between their latest training sessions, how their predictions
+//! did per regime, and the trades taken while each held an alias (from the
+//! alias history). Every delta is B - A.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::output::{self, Format};
+use super::rows::{opt_floats, strings};
+use super::sql::{Definitions, Session};
+use crate::analytics::Calibration;
+use crate::config::Config;
+use crate::store::Registry;
+use crate::store::registry::is_model_id;
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The first model: id, unique id prefix, or alias.
+    pub a: String,
+    /// The second model; deltas are B - A.
+    pub b: String,
+    /// The alias whose history says when each model was live.
+    #[arg(long, default_value = "production")]
+    pub alias: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Query a running Flight SQL server instead of the data dir.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+fn round(v: Option<f64>, decimals: i32) -> Option<f64> {
+    let scale = 10f64.powi(decimals);
+    v.map(|v| (v * scale).round() / scale)
+}
+
+/// Rows of (name, A, B) with B - A and the change in % of A; values and
+/// deltas rounded to 4 decimals, changes to 1.
+fn side_by_side(rows: &[(String, Option<f64>, Option<f64>)]) -> anyhow::Result<RecordBatch> {
+    let f = |name: &str| Field::new(name, DataType::Float64, true);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        f("a"),
+        f("b"),
+        f("delta"),
+        f("change_pct"),
+    ]));
+    let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    let pct = |a: Option<f64>, b: Option<f64>| {
+        let (a, b) = (a?, b?);
+        (a != 0.0).then(|| (b - a) / a.abs() * 100.0)
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| round(r.1, 4)))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| round(r.2, 4)))),
+            Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| round(delta(r.1, r.2), 4)),
+            )),
+            Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| round(pct(r.1, r.2), 1)),
+            )),
+        ],
+    )?)
+}
+
+/// The numeric entries of a model's registered `metrics` JSON.
+fn registered_metrics(model: &serde_json::Value) -> Vec<(String, f64)> {
+    let text = model
+        .get("metrics")
+        .and_then(|m| m.as_str())
+        .unwrap_or("{}");
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+        .collect()
+}
+
+fn calibration_rows(
+    a: Option<&Calibration>,
+    b: Option<&Calibration>,
+) -> Vec<(String, Option<f64>, Option<f64>)> {
+    let pick = |c: Option<&Calibration>, get: fn(&Calibration) -> f64| c.map(get);
+    let mean = |c: &Calibration, get: fn(&crate::analytics::ReliabilityBin) -> f64| {
+        let n: u64 = c.bins.iter().map(|b| b.count).sum();
+        c.bins.iter().map(|b| get(b) * b.count as f64).sum::<f64>() / n.max(1) as f64
+    };
+    vec![
+        (
+            "labelled_predictions".into(),
+            pick(a, |c| c.samples as f64),
+            pick(b, |c| c.samples as f64),
+        ),
+        (
+            "avg_predicted".into(),
+            a.map(|c| mean(c, |b| b.avg_predicted)),
+            b.map(|c| mean(c, |b| b.avg_predicted)),
+        ),
+        (
+            "observed_win_rate".into(),
+            a.map(|c| mean(c, |b| b.observed_rate)),
+            b.map(|c| mean(c, |b| b.observed_rate)),
+        ),
+        ("ece".into(), pick(a, |c| c.ece), pick(b, |c| c.ece)),
+        ("mce".into(), pick(a, |c| c.mce), pick(b, |c| c.mce)),
+        ("brier".into(), pick(a, |c| c.brier), pick(b, |c| c.brier)),
+    ]
+}
+
+async fn calibration(session: &mut Session, id: &str) -> anyhow::Result<Option<Calibration>> {
+    // `id` is a full model id (64 hex characters), so it cannot carry SQL.
+    let batches = session
+        .query(&format!(
+            "SELECT predicted_prob, CAST(label AS DOUBLE) AS label \
+             FROM learning.prediction_outcomes WHERE model_id = '{id}'"
+        ))
+        .await?;
+    let mut pairs = Vec::new();
+    for batch in &batches {
+        let p = opt_floats(batch, "predicted_prob")?;
+        let y = opt_floats(batch, "label")?;
+        pairs.extend(
+            p.into_iter()
+                .zip(y)
+                .filter_map(|(p, y)| Some((p?, y? == 1.0))),
+        );
+    }
+    Ok(Calibration::compute(&pairs, 10))
+}
+
+fn describe(id: &str, model: Option<&serde_json::Value>) -> String {
+    let field = |k: &str| {
+        model
+            .and_then(|m| m.get(k))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    match model {
+        Some(_) => format!(
+            "{id} ({}, registered {}, status {})",
+            field("name"),
+            field("registered_ts"),
+            field("status")
+        ),
+        None => format!("{id} (not in the registry; seen in predictions only)"),
+    }
+}
+
+pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
+    let registry = Registry::open_read_only(&config.data_dir)?;
+    // Models that scored predictions but were never registered are taken by
+    // full id.
+    let resolve = |m: &str| match registry.resolve(m) {
+        Ok(id) => Ok(id),
+        Err(_) if is_model_id(m) => Ok(m.to_string()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("model {m:?}"))),
+    };
+    let (a, b) = (resolve(&args.a)?, resolve(&args.b)?);
+    anyhow::ensure!(a != b, "A and B are the same model ({a})");
+    anyhow::ensure!(
+        !args.alias.is_empty()
+            && args.alias.len() <= 64
+            && args
+                .alias
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+        "--alias {:?}: letters, digits, - _ . only",
+        args.alias
+    );
+    let (model_a, model_b) = (registry.model(&a)?, registry.model(&b)?);
+    drop(registry);
+
+    let mut out = std::io::stdout();
+    writeln!(out, "A = {}", describe(&a, model_a.as_ref()))?;
+    writeln!(out, "B = {}", describe(&b, model_b.as_ref()))?;
+
+    let mut names: Vec<String> = Vec::new();
+    let (metrics_a, metrics_b) = (
+        model_a.as_ref().map(registered_metrics).unwrap_or_default(),
+        model_b.as_ref().map(registered_metrics).unwrap_or_default(),
+    );
+    for (k, _) in metrics_a.iter().chain(&metrics_b) {
+        if !names.contains(k) {
+            names.push(k.clone());
+        }
+    }
+    let value = |list: &[(String, f64)], k: &str| list.iter().find(|(n, _)| n == k).map(|x| x.1);
+    let registered: Vec<_> = names
+        .iter()
+        .map(|k| (k.clone(), value(&metrics_a, k), value(&metrics_b, k)))
+        .collect();
+    writeln!(out, "\nRegistered metrics:")?;
+    output::print(&[side_by_side(&registered)?], args.format)?;
+
+    let mut session = Session::open(config, args.server.as_deref(), Definitions::Skip).await?;
+    let result = compare_in(&mut session, &a, &b, args, &mut out).await;
+    session.close().await?;
+    result
+}
+
+async fn compare_in(
+    session: &mut Session,
+    a: &str,
+    b: &str,
+    args: &CompareArgs,
+    out: &mut std::io::Stdout,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "\nFeature importance (latest training session of each):"
+    )?;
+    let latest = |id: &str| {
+        format!(
+            "SELECT feature, importance FROM learning.v_feature_importance_evolution \
+             WHERE model_id = '{id}' AND started_ts = \
+                 (SELECT max(started_ts) FROM learning.training_sessions WHERE model_id = '{id}')"
+        )
+    };
+    let importance = |batches: &[RecordBatch]| -> anyhow::Result<Vec<(String, f64)>> {
+        let mut v = Vec::new();
+        for batch in batches {
+            let names = strings(batch, "feature")?;
+            let values = opt_floats(batch, "importance")?;
+            v.extend(
+                names
+                    .into_iter()
+                    .zip(values)
+                    .filter_map(|(n, x)| Some((n, x?))),
+            );
+        }
+        Ok(v)
+    };
+    let fa = importance(&session.query(&latest(a)).await?)?;
+    let fb = importance(&session.query(&latest(b)).await?)?;
+    let mut features: Vec<String> = Vec::new();
+    for (k, _) in fa.iter().chain(&fb) {
+        if !features.contains(k) {
+            features.push(k.clone());
+        }
+    }
+    let value = |list: &[(String, f64)], k: &str| list.iter().find(|(n, _)| n == k).map(|x| x.1);
+    let mut rows: Vec<_> = features
+        .iter()
+        .map(|k| (k.clone(), value(&fa, k), value(&fb, k)))
+        .collect();
+    // The biggest changes first; a feature only one model has, before all.
+    rows.sort_by(|x, y| {
+        let d = |r: &(String, Option<f64>, Option<f64>)| match (r.1, r.2) {
+            (Some(a), Some(b)) => (b - a).abs(),
+            _ => f64::INFINITY,
+        };
+        d(y).total_cmp(&d(x)).then_with(|| x.0.cmp(&y.0))
+    });
+    output::print(&[side_by_side(&rows)?], args.format)?;
+
+    let (ca, cb) = (
+        calibration(session, a).await?,
+        calibration(session, b).await?,
+    );
+    writeln!(out, "\nCalibration on labelled predictions (10 bins):")?;
+    output::print(
+        &[side_by_side(&calibration_rows(ca.as_ref(), cb.as_ref()))?],
+        args.format,
+    )?;
+
+    // Both ids are full model ids and the alias was checked above, so none
+    // can carry SQL.
+    let by_regime = format!(
+        "SELECT regime, \
+                sum(CASE WHEN model_id = '{a}' THEN predictions END) AS predictions_a, \
+                sum(CASE WHEN model_id = '{b}' THEN predictions END) AS predictions_b, \
+                round(max(CASE WHEN model_id = '{a}' THEN win_rate END), 4) AS win_rate_a, \
+                round(max(CASE WHEN model_id = '{b}' THEN win_rate END), 4) AS win_rate_b, \
+                round(max(CASE WHEN model_id = '{a}' THEN brier END), 4) AS brier_a, \
+                round(max(CASE WHEN model_id = '{b}' THEN brier END), 4) AS brier_b, \
+                round(max(CASE WHEN model_id = '{b}' THEN brier END) \
+                  - max(CASE WHEN model_id = '{a}' THEN brier END), 4) AS brier_delta \
+         FROM learning.performance_by_regime WHERE model_id IN ('{a}', '{b}') \
+         GROUP BY regime ORDER BY regime"
+    );
+    writeln!(out, "\nPredictions by regime (labelled):")?;
+    output::print(&session.query(&by_regime).await?, args.format)?;
+
+    let live = format!(
+        "WITH live AS ( \
+             SELECT CASE WHEN model_id = '{a}' THEN 'A' ELSE 'B' END AS model, from_ts, to_ts \
+             FROM registry.model_aliases \
+             WHERE alias = '{alias}' AND model_id IN ('{a}', '{b}')), \
+         opened AS (SELECT trade_id, ts FROM events.trades WHERE kind = 'OPEN'), \
+         closed AS (SELECT trade_id, regime, pnl_bps FROM events.trades WHERE kind = 'CLOSE'), \
+         taken AS ( \
+             SELECT l.model, c.regime, c.pnl_bps \
+             FROM live l \
+             JOIN opened o ON o.ts >= l.from_ts AND (l.to_ts IS NULL OR o.ts < l.to_ts) \
+             JOIN closed c ON c.trade_id = o.trade_id) \
+         SELECT model, regime, count(*) AS trades, \
+                round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 4) AS win_rate, \
+                round(avg(pnl_bps), 4) AS avg_pnl_bps, round(sum(pnl_bps), 4) AS total_pnl_bps \
+         FROM taken GROUP BY GROUPING SETS ((model, regime), (model)) \
+         ORDER BY model, regime NULLS LAST",
+        alias = args.alias
+    );
+    writeln!(
+        out,
+        "\nClosed trades opened while each held the {} alias (regime empty: all):",
+        args.alias
+    )?;
+    let live = session
+        .query(&live)
+        .await
+        .context("trades while each model was live")?;
+    output::print(&live, args.format)
+}
