@@ -5,6 +5,7 @@
 
 mod calibration;
 pub mod explain;
+pub mod insights;
 mod stats;
 pub mod trace;
 

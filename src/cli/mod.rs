@@ -5,6 +5,7 @@ mod compact;
 mod compare;
 mod demo;
 mod explain;
+mod insights;
 mod journal;
 mod learning;
 mod metrics;
@@ -65,6 +66,8 @@ pub enum Command {
     /// Why a gate passed or rejected a signal: reason, margin, outcome,
     /// verdict, suggestion and market context.
     Explain(explain::Args),
+    /// The day's findings, ranked, each quoting the values it rests on.
+    Insights(insights::Args),
     /// A decision trace's timeline and bottlenecks, or per-step latency stats.
     Trace(trace::Args),
 }
@@ -92,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,
         Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
         Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
+        Command::Insights(args) => insights::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
     }
 }
