@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::FlightData;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use datafusion::dataframe::DataFrame;
@@ -130,6 +130,10 @@ impl Runner {
                     max: self.limits.queries_max,
                 })?;
         let df = self.plan(handle).await?;
+        // GetFlightInfo announced the logical plan's schema; the physical plan
+        // can say less about nullability (a constant-folded function call is
+        // a non-null literal), so batches are sent in the announced schema.
+        let announced: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let runtime = self
             .runtime
             .handle()
@@ -149,12 +153,29 @@ impl Runner {
                     .execute(df, limits.query_memory_bytes_max)
                     .await
                     .map_err(FlightError::Execute)?;
-                if schema_tx.send(stream.schema()).is_err() {
+                let physical = stream.schema();
+                let conform = physical != announced
+                    && physical.fields().len() == announced.fields().len()
+                    && physical
+                        .fields()
+                        .iter()
+                        .zip(announced.fields())
+                        .all(|(p, a)| {
+                            p.data_type() == a.data_type() && (a.is_nullable() || !p.is_nullable())
+                        });
+                let schema = if conform { announced.clone() } else { physical };
+                if schema_tx.send(schema.clone()).is_err() {
                     return Ok(());
                 }
                 let mut rows = 0u64;
                 while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(|e| FlightError::Execute(QueryError::Execute(e)))?;
+                    let mut batch =
+                        batch.map_err(|e| FlightError::Execute(QueryError::Execute(e)))?;
+                    if conform {
+                        batch = batch
+                            .with_schema(schema.clone())
+                            .map_err(|e| FlightError::Internal(format!("result schema: {e}")))?;
+                    }
                     rows += batch.num_rows() as u64;
                     if rows > limits.result_rows_max {
                         return Err(FlightError::ResultTooLarge {
