@@ -70,6 +70,11 @@ struct Market {
     volume: f64,
 }
 
+fn parse_field<T: std::str::FromStr>(id: &str, what: &str, text: &str) -> anyhow::Result<T> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("decision {id}: {what} {text:?} is not valid"))
+}
+
 fn read_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for batch in batches {
@@ -94,7 +99,7 @@ fn read_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Row>> {
             floats(batch, "ts_us")?,
         );
         for i in 0..batch.num_rows() {
-            let parse_err = |what: &str, v: &str| format!("decision {}: {what} {v:?}", ids[i]);
+            let id = &ids[i];
             rows.push(Row {
                 decision_id: ids[i].clone(),
                 signal_id: signals[i].clone(),
@@ -103,23 +108,13 @@ fn read_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Row>> {
                 ts_us: ts_us[i] as i64,
                 day: days[i].clone(),
                 decision: Decision {
-                    gate: gates[i]
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!(parse_err("gate", &gates[i])))?,
-                    result: results[i]
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!(parse_err("result", &results[i])))?,
+                    gate: parse_field(id, "gate", &gates[i])?,
+                    result: parse_field(id, "result", &results[i])?,
                     value: values[i],
                     threshold: thresholds[i],
-                    direction: directions[i]
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!(parse_err("direction", &directions[i])))?,
-                    mode: modes[i]
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!(parse_err("mode", &modes[i])))?,
-                    regime: regimes[i]
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!(parse_err("regime", &regimes[i])))?,
+                    direction: parse_field(id, "direction", &directions[i])?,
+                    mode: parse_field(id, "mode", &modes[i])?,
+                    regime: parse_field(id, "regime", &regimes[i])?,
                 },
             });
         }

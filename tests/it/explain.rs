@@ -434,6 +434,20 @@ const EXPECTED: &[[&str; 8]] = &[
     ],
 ];
 
+/// A pipeline over `data` holding `events`, all visible to queries.
+async fn logged(data: &std::path::Path, events: Vec<Event>) -> Harness {
+    let h = Harness::open(small_store_config(data), fast_logger_config());
+    // In chunks, so the logger's queue never fills.
+    for chunk in events.chunks(2_000) {
+        for event in chunk {
+            assert!(h.logger.log(event.clone()).is_accepted());
+        }
+        h.logger.flush().await.unwrap();
+    }
+    assert!(h.engine.wait_visible(Duration::from_secs(60)).await);
+    h
+}
+
 /// Equal as numbers within 0.005 (margins are worked to 2 decimals), or as
 /// text.
 fn same(actual: &str, expected: &str) -> bool {
@@ -447,12 +461,7 @@ fn same(actual: &str, expected: &str) -> bool {
 async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let h = Harness::open(small_store_config(&data), fast_logger_config());
-    for event in fixture() {
-        assert!(h.logger.log(event).is_accepted());
-    }
-    h.logger.flush().await.unwrap();
-    assert!(h.engine.wait_visible(Duration::from_secs(30)).await);
+    let h = logged(&data, fixture()).await;
     h.engine
         .install_definitions(Definitions::load(&shipped_paths()).unwrap())
         .unwrap();
@@ -667,7 +676,7 @@ async fn models_compare_side_by_side_with_hand_worked_values() {
     use quiver::store::registry::{ModelMeta, TrainingSession};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let h = Harness::open(small_store_config(&data), fast_logger_config());
+    std::fs::create_dir_all(&data).unwrap();
     let mut registry = Registry::open(&data).unwrap();
     let meta = |metrics: &str| ModelMeta {
         name: "meta-label".into(),
@@ -754,12 +763,7 @@ async fn models_compare_side_by_side_with_hand_worked_values() {
     events.extend(round_trip("a1", at(9, 10, 0), Regime::Trend, 10.0));
     events.extend(round_trip("a2", at(9, 20, 0), Regime::Range, -4.0));
     events.extend(round_trip("b1", at(10, 5, 0), Regime::Trend, 6.0));
-    for event in events {
-        assert!(h.logger.log(event).is_accepted());
-    }
-    h.logger.flush().await.unwrap();
-    assert!(h.engine.wait_visible(Duration::from_secs(30)).await);
-    h.close();
+    logged(&data, events).await.close();
 
     let (ok, out, err) = run_in(
         &data,
@@ -844,15 +848,7 @@ async fn every_number_in_insights_is_in_a_query_result() {
     use quiver::analytics::insights::queries;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let h = Harness::open(small_store_config(&data), fast_logger_config());
-    // In chunks, so the logger's queue never fills.
-    for chunk in sim_events(11, 4_000).chunks(2_000) {
-        for event in chunk {
-            assert!(h.logger.log(event.clone()).is_accepted());
-        }
-        h.logger.flush().await.unwrap();
-    }
-    assert!(h.engine.wait_visible(Duration::from_secs(60)).await);
+    let h = logged(&data, sim_events(11, 4_000)).await;
     // Yesterday is a whole simulated day, with a day before it.
     let day = chrono::Utc::now().date_naive().pred_opt().unwrap();
     let mut cells: Vec<String> = Vec::new();
@@ -896,12 +892,7 @@ async fn every_number_in_insights_is_in_a_query_result() {
     // +12.5 in TREND.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let h = Harness::open(small_store_config(&data), fast_logger_config());
-    for event in fixture() {
-        assert!(h.logger.log(event).is_accepted());
-    }
-    h.logger.flush().await.unwrap();
-    assert!(h.engine.wait_visible(Duration::from_secs(30)).await);
+    let h = logged(&data, fixture()).await;
     h.close();
     let (ok, out, err) = run_in(&data, &["insights", "--date", "2026-11-03"]);
     assert!(ok, "{err}");
