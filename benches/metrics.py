@@ -66,6 +66,15 @@ def quiver(binary, data, *args, check=True):
                           capture_output=True, text=True, check=check)
 
 
+def ensure_lake(binary, data, events):
+    """Simulates `events` events into `data` (then compacts) unless its lake has trades."""
+    if not glob.glob(f"{data}/lake/trades/*/*/*.parquet"):
+        started = time.perf_counter()
+        quiver(binary, data, "simulate", "--events", str(events), "--quiet")
+        quiver(binary, data, "compact")
+        print(f"simulated {events:,} events in {time.perf_counter() - started:.0f} s -> {data}")
+
+
 def metric_sql(binary, data, name):
     out = quiver(binary, data, "metrics", "show", name).stdout
     return out.split("compiles to:\n", 1)[1].strip().rstrip(";")
@@ -81,11 +90,7 @@ def main():
     data = args.data or tempfile.mkdtemp(prefix="quiver-metrics-bench-")
     lake = os.path.join(data, "lake")
 
-    if not glob.glob(f"{lake}/trades/*/*/*.parquet"):
-        started = time.perf_counter()
-        quiver(args.quiver, data, "simulate", "--events", str(args.events), "--quiet")
-        quiver(args.quiver, data, "compact")
-        print(f"simulated {args.events:,} events in {time.perf_counter() - started:.0f} s -> {data}")
+    ensure_lake(args.quiver, data, args.events)
 
     duck = duckdb.connect()
     for schema in ("events", "learning", "analysis"):

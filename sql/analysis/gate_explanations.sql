@@ -4,24 +4,41 @@
 -- resolved shadow trade's had it been traded), the verdict (good_block,
 -- bad_block, good_pass, bad_pass, pending) and, for a rejection, what would
 -- have passed. analysis.market_context_asof has each decision's market.
-WITH traded AS (
-    SELECT signal_id, max(pnl_bps) AS pnl_bps
-    FROM events.trades WHERE kind = 'CLOSE' GROUP BY signal_id
+--
+-- The outcomes reach their decisions through a window over signal_id, not a
+-- join: DataFusion 54 charges a hash join's build side once per slice of an
+-- aggregate's output (apache/datafusion#22526), which made the join fail its
+-- memory budget at 10M events; a sort can spill.
+WITH timeline AS (
+    SELECT signal_id, 1 AS is_decision, decision_id, trace_id, ts, date, symbol, gate, result,
+           value, threshold, direction, mode, regime,
+           CAST(NULL AS DOUBLE) AS traded_pnl, CAST(NULL AS DOUBLE) AS shadow_pnl
+    FROM events.gate_decisions
+    UNION ALL
+    SELECT signal_id, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           pnl_bps, NULL
+    FROM events.trades WHERE kind = 'CLOSE'
+    UNION ALL
+    SELECT signal_id, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, outcome_pnl_bps
+    FROM events.shadow_trades WHERE kind = 'RESOLVED'
 ),
-shadow AS (
-    SELECT signal_id, max(outcome_pnl_bps) AS pnl_bps
-    FROM events.shadow_trades WHERE kind = 'RESOLVED' GROUP BY signal_id
+outcomes AS (
+    SELECT *,
+           max(traded_pnl) OVER (PARTITION BY signal_id) AS signal_traded_pnl,
+           max(shadow_pnl) OVER (PARTITION BY signal_id) AS signal_shadow_pnl
+    FROM timeline
 ),
 explained AS (
-    SELECT d.decision_id, d.signal_id, d.trace_id, d.ts, d.date, d.symbol, d.gate, d.result,
-           d.value, d.threshold, d.direction, d.mode, d.regime,
-           coalesce(t.pnl_bps, s.pnl_bps) AS outcome_pnl_bps,
-           t.pnl_bps IS NOT NULL AS traded,
-           explain_gate(d.gate, d.result, d.value, d.threshold, d.direction, d.mode, d.regime,
-                        coalesce(t.pnl_bps, s.pnl_bps), t.pnl_bps IS NOT NULL) AS e
-    FROM events.gate_decisions d
-    LEFT JOIN traded t ON t.signal_id = d.signal_id
-    LEFT JOIN shadow s ON s.signal_id = d.signal_id
+    SELECT decision_id, signal_id, trace_id, ts, date, symbol, gate, result,
+           value, threshold, direction, mode, regime,
+           coalesce(signal_traded_pnl, signal_shadow_pnl) AS outcome_pnl_bps,
+           signal_traded_pnl IS NOT NULL AS traded,
+           explain_gate(gate, result, value, threshold, direction, mode, regime,
+                        coalesce(signal_traded_pnl, signal_shadow_pnl),
+                        signal_traded_pnl IS NOT NULL) AS e
+    FROM outcomes
+    WHERE is_decision = 1
 )
 SELECT decision_id, signal_id, trace_id, ts, date, symbol, gate, result, value, threshold,
        direction, mode, regime,

@@ -18,16 +18,27 @@ WITH timeline AS (
            NULL, NULL, NULL, NULL, NULL, NULL
     FROM events.trades
 ),
+-- Each row counts the snapshots of its symbol up to it: the snapshot a
+-- decision or trade falls after starts its group, so the group's first row
+-- is that snapshot. (Running sums and first values are linear; a
+-- last_value IGNORE NULLS over an unbounded frame is quadratic here.)
+numbered AS (
+    SELECT *,
+           sum(CASE WHEN side = 0 THEN 1 ELSE 0 END) OVER (
+               PARTITION BY symbol ORDER BY ts, side
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS snapshot
+    FROM timeline
+),
 asof AS (
     SELECT side, source, id, kind, signal_id, symbol, ts,
-           last_value(context_ts) IGNORE NULLS OVER w AS context_ts,
-           last_value(market_regime) IGNORE NULLS OVER w AS market_regime,
-           last_value(price) IGNORE NULLS OVER w AS price,
-           last_value(spread_bps) IGNORE NULLS OVER w AS spread_bps,
-           last_value(volatility) IGNORE NULLS OVER w AS volatility,
-           last_value(volume) IGNORE NULLS OVER w AS volume
-    FROM timeline
-    WINDOW w AS (PARTITION BY symbol ORDER BY ts, side
+           first_value(context_ts) OVER w AS context_ts,
+           first_value(market_regime) OVER w AS market_regime,
+           first_value(price) OVER w AS price,
+           first_value(spread_bps) OVER w AS spread_bps,
+           first_value(volatility) OVER w AS volatility,
+           first_value(volume) OVER w AS volume
+    FROM numbered
+    WINDOW w AS (PARTITION BY symbol, snapshot ORDER BY ts, side
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT source, id, kind, signal_id, symbol, ts, CAST(ts AS DATE) AS day,

@@ -165,6 +165,17 @@ fn fixture() -> Vec<Event> {
     events.push(market(at(8, 59, 0), Regime::Trend, 2.5));
     events.push(market(at(9, 0, 30), Regime::Panic, 30.0));
     events.push(market(at(9, 0, 45), Regime::Range, 3.5));
+    // Another symbol's snapshot is never taken; ADA-USD has none at all.
+    let mut other = market(at(8, 59, 30), Regime::Panic, 50.0);
+    let mut ada = trade("ada", TradeKind::Open, at(9, 0, 0), None);
+    for (event, symbol) in [(&mut other, "ETH-USD"), (&mut ada, "ADA-USD")] {
+        match event {
+            Event::MarketContext(m) => m.header.symbol = symbol.into(),
+            Event::Trade(t) => t.header.symbol = symbol.into(),
+            _ => {}
+        }
+    }
+    events.extend([other, ada]);
     events
 }
 
@@ -508,13 +519,16 @@ async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
             "SELECT source, id, kind, CAST(context_ts AS VARCHAR), context_age_s, market_regime, \
                     spread_bps, volume, volatility, price \
              FROM analysis.market_context_asof \
-             WHERE id IN ('win-spread_gate', 't-win') ORDER BY id, kind",
+             WHERE id IN ('win-spread_gate', 't-win', 't-ada') ORDER BY id, kind",
         )
         .await,
     );
     assert_eq!(
         context,
         vec![
+            vec![
+                "trades", "t-ada", "OPEN", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"
+            ],
             vec![
                 "trades",
                 "t-win",
