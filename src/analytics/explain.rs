@@ -335,6 +335,35 @@ pub fn explain_with(def: &GateDef, decision: &Decision, outcome: Outcome) -> Exp
     }
 }
 
+/// When the gate's threshold for `mode` is no longer the one a decision
+/// used (`recorded`): the current one, and the change in the gate's history
+/// that set it.
+pub fn threshold_note(def: &GateDef, mode: Mode, recorded: f64) -> Option<String> {
+    let now = *def.thresholds.get(mode);
+    if now == recorded {
+        return None;
+    }
+    let unit = def.unit.as_str();
+    let since = def
+        .history
+        .iter()
+        .rev()
+        .find(|c| *c.thresholds.get(mode) == now)
+        .map(|c| {
+            format!(
+                " since {} ({})",
+                c.at.format("%Y-%m-%d %H:%M UTC"),
+                c.reason
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "the {mode} threshold was {} then; it is {}{since}",
+        format_value(unit, recorded),
+        format_value(unit, now)
+    ))
+}
+
 /// Explains one decision with the templates of `gates` (`None` if `gates`
 /// has no definition of the decision's gate).
 pub fn explain(gates: &GatesConfig, decision: &Decision, outcome: Outcome) -> Option<Explanation> {
@@ -427,6 +456,20 @@ mod tests {
             "bad pass: another gate blocked the signal; the trade would have lost 2 bps"
         );
         assert_eq!(verdict(pass, Outcome::Unknown).0, Verdict::Pending);
+    }
+
+    #[test]
+    fn a_changed_threshold_names_the_change() {
+        let gates = GatesConfig::builtin().unwrap();
+        let meta = gates.get(Gate::MetaLabel).unwrap();
+        assert_eq!(threshold_note(meta, Mode::Scalp, 0.55), None);
+        assert_eq!(
+            threshold_note(meta, Mode::Scalp, 0.53).as_deref(),
+            Some(
+                "the scalp threshold was 53.0% then; it is 55.0% since 2025-10-28 09:30 UTC \
+                 (recalibrated model v7; ECE 0.021)"
+            )
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use chrono::NaiveDate;
 
 use super::rows::{check_id, floats, opt_floats, strings};
 use super::sql::{Definitions, Session};
-use crate::analytics::explain::{Decision, Explanation, Outcome, explain, format_margin};
+use crate::analytics::explain::{
+    Decision, Explanation, Outcome, explain, format_margin, threshold_note,
+};
 use crate::config::Config;
 use crate::event::{Gate, GateResult};
 use crate::sim::gates::GatesConfig;
@@ -267,6 +269,13 @@ async fn explain_in(session: &mut Session, gates: &GatesConfig, args: &Args) -> 
         writeln!(out, "  {}", e.outcome)?;
         if let Some(s) = &e.suggestion {
             writeln!(out, "  suggestion: {s}")?;
+        }
+        let d = &row.decision;
+        if let Some(note) = gates
+            .get(d.gate)
+            .and_then(|def| threshold_note(def, d.mode, d.threshold))
+        {
+            writeln!(out, "  {note}")?;
         }
     }
     writeln!(out)?;

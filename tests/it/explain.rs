@@ -567,6 +567,47 @@ async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
             ],
         ]
     );
+    // The SQL function: a NULL input explains nothing; a value that is not
+    // a gate, result, direction, mode or regime is an error naming it.
+    let nulls = rows_of(
+        &h.query(
+            "SELECT explain_gate(NULL, 'FAIL', 1.0, 2.0, 'min', 'scalp', 'TREND', NULL, false) \
+                    IS NULL",
+        )
+        .await,
+    );
+    assert_eq!(nulls, vec![vec!["true"]]);
+    for (args, error) in [
+        (
+            "'evil', 'FAIL', 1, 2, 'min', 'scalp', 'TREND', NULL, false",
+            "\"evil\" is not a gate",
+        ),
+        (
+            "'cost_gate', 'MAYBE', 1, 2, 'min', 'scalp', 'TREND', NULL, false",
+            "\"MAYBE\" is not a gate result",
+        ),
+        (
+            "'cost_gate', 'FAIL', 1, 2, 'up', 'scalp', 'TREND', NULL, false",
+            "\"up\" is not a direction",
+        ),
+        (
+            "'cost_gate', 'FAIL', 1, 2, 'min', 'swing', 'TREND', NULL, false",
+            "\"swing\" is not a mode",
+        ),
+        (
+            "'cost_gate', 'FAIL', 1, 2, 'min', 'scalp', 'MOON', NULL, false",
+            "\"MOON\" is not a regime",
+        ),
+        ("'cost_gate'", "explain_gate"),
+    ] {
+        let err = h
+            .engine
+            .query(&format!("SELECT explain_gate({args})"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(error), "{args}: {err}");
+    }
     h.close();
 
     // The CLI: one decision, in words.
@@ -605,6 +646,17 @@ async fn every_gate_explained_pass_and_fail_with_and_without_an_outcome() {
     assert!(ok);
     assert!(
         out.ends_with("summary: passed all 6 gates; the trade made +12.5 bps\n"),
+        "{out}"
+    );
+    // A decision made under an older threshold says what it is now.
+    let (ok, out, _) = run_in(&data, &["explain", "f-meta_label-r-meta_label"]);
+    assert!(ok);
+    assert!(
+        out.contains(
+            "  suggestion: needs win probability >= 45.0%, now 42.0%\n  \
+             the scalp threshold was 45.0% then; it is 55.0% since 2025-10-28 09:30 UTC \
+             (recalibrated model v7; ECE 0.021)\n"
+        ),
         "{out}"
     );
     // The yes/no gate has no margin line.
