@@ -823,12 +823,16 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
     std::fs::write(
         &config,
         format!(
-            "[metrics]\nfile = {:?}\nanalysis_dir = {:?}\nreload_interval = \"100ms\"\n",
+            "[metrics]\nfile = {:?}\nanalysis_dir = {:?}\ngates_file = {:?}\n\
+             reload_interval = \"100ms\"\n",
             paths.metrics_file.display().to_string(),
-            paths.analysis_dir.display().to_string()
+            paths.analysis_dir.display().to_string(),
+            paths.gates_file.display().to_string(),
         ),
     )
     .unwrap();
+    let gates = std::fs::read_to_string(repo("configs/gates.yaml")).unwrap();
+    std::fs::write(&paths.gates_file, &gates).unwrap();
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let mut serve = quiver_cmd()
         .arg("--config")
@@ -918,6 +922,56 @@ fn serve_reloads_valid_edits_and_keeps_the_last_good_ones() {
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(tables("analysis"), "table_name\na1\na2\n");
     std::fs::remove_file(paths.analysis_dir.join("a3.sql")).unwrap();
+
+    // The explainer's templates reload with the rest (all or nothing, so
+    // metrics.yaml is mended first); a template with an unknown placeholder
+    // is refused and the last good one stays.
+    std::fs::write(
+        &paths.metrics_file,
+        format!("version: 1\nmetrics:\n{}{}", metric("m1"), metric("m2")),
+    )
+    .unwrap();
+    let reason = || {
+        csv(
+            &data,
+            "SELECT explain_gate('spread_gate', 'FAIL', 7.2, 5.0, 'max', 'scalp', 'TREND', \
+                                 NULL, false)['reason'] AS r",
+        )
+    };
+    assert_eq!(
+        reason(),
+        "r\nspread_gate REJECTED: spread 7.2 bps above the 5 bps maximum\n"
+    );
+    let edit = |to: &str| {
+        std::fs::write(
+            &paths.gates_file,
+            gates.replace("above the {threshold} bps maximum", to),
+        )
+        .unwrap()
+    };
+    edit("wider than {threshold} bps");
+    let wider = "r\nspread_gate REJECTED: spread 7.2 bps wider than 5 bps\n";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reason() != wider {
+        assert!(
+            Instant::now() < deadline,
+            "the template edit did not go live"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    edit("{nope}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(dir.path().join("serve.log"))
+        .unwrap()
+        .contains("gates.spread_gate.explain.fail: unknown placeholder {nope}")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken template was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(reason(), wider);
 
     // The config history: the start and the accepted edit of metrics.yaml,
     // never the refused one.
