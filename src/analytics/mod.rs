@@ -4,6 +4,7 @@
 //! by hand.
 
 mod calibration;
+pub mod compare;
 pub mod explain;
 pub mod insights;
 mod stats;

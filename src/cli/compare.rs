@@ -15,6 +15,9 @@ use super::output::{self, Format};
 use super::rows::{opt_floats, strings};
 use super::sql::{Definitions, Session};
 use crate::analytics::Calibration;
+use crate::analytics::compare::{
+    Row, by_largest_change, calibration_rows, registered_metrics, side_by_side,
+};
 use crate::config::Config;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
@@ -40,9 +43,9 @@ fn round(v: Option<f64>, decimals: i32) -> Option<f64> {
     v.map(|v| (v * scale).round() / scale)
 }
 
-/// Rows of (name, A, B) with B - A and the change in % of A; values and
-/// deltas rounded to 4 decimals, changes to 1.
-fn side_by_side(rows: &[(String, Option<f64>, Option<f64>)]) -> anyhow::Result<RecordBatch> {
+/// The rows as a table; values and deltas rounded to 4 decimals, changes
+/// to 1.
+fn table(rows: &[Row]) -> anyhow::Result<RecordBatch> {
     let f = |name: &str| Field::new(name, DataType::Float64, true);
     let schema = Arc::new(Schema::new(vec![
         Field::new("metric", DataType::Utf8, false),
@@ -51,70 +54,21 @@ fn side_by_side(rows: &[(String, Option<f64>, Option<f64>)]) -> anyhow::Result<R
         f("delta"),
         f("change_pct"),
     ]));
-    let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
-    let pct = |a: Option<f64>, b: Option<f64>| {
-        let (a, b) = (a?, b?);
-        (a != 0.0).then(|| (b - a) / a.abs() * 100.0)
+    let column = |get: &dyn Fn(&Row) -> Option<f64>, decimals: i32| {
+        Arc::new(Float64Array::from_iter(
+            rows.iter().map(|r| round(get(r), decimals)),
+        ))
     };
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
-            Arc::new(Float64Array::from_iter(rows.iter().map(|r| round(r.1, 4)))),
-            Arc::new(Float64Array::from_iter(rows.iter().map(|r| round(r.2, 4)))),
-            Arc::new(Float64Array::from_iter(
-                rows.iter().map(|r| round(delta(r.1, r.2), 4)),
-            )),
-            Arc::new(Float64Array::from_iter(
-                rows.iter().map(|r| round(pct(r.1, r.2), 1)),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.name))),
+            column(&|r| r.a, 4),
+            column(&|r| r.b, 4),
+            column(&Row::delta, 4),
+            column(&Row::change_pct, 1),
         ],
     )?)
-}
-
-/// The numeric entries of a model's registered `metrics` JSON.
-fn registered_metrics(model: &serde_json::Value) -> Vec<(String, f64)> {
-    let text = model
-        .get("metrics")
-        .and_then(|m| m.as_str())
-        .unwrap_or("{}");
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
-        return Vec::new();
-    };
-    map.into_iter()
-        .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
-        .collect()
-}
-
-fn calibration_rows(
-    a: Option<&Calibration>,
-    b: Option<&Calibration>,
-) -> Vec<(String, Option<f64>, Option<f64>)> {
-    let pick = |c: Option<&Calibration>, get: fn(&Calibration) -> f64| c.map(get);
-    let mean = |c: &Calibration, get: fn(&crate::analytics::ReliabilityBin) -> f64| {
-        let n: u64 = c.bins.iter().map(|b| b.count).sum();
-        c.bins.iter().map(|b| get(b) * b.count as f64).sum::<f64>() / n.max(1) as f64
-    };
-    vec![
-        (
-            "labelled_predictions".into(),
-            pick(a, |c| c.samples as f64),
-            pick(b, |c| c.samples as f64),
-        ),
-        (
-            "avg_predicted".into(),
-            a.map(|c| mean(c, |b| b.avg_predicted)),
-            b.map(|c| mean(c, |b| b.avg_predicted)),
-        ),
-        (
-            "observed_win_rate".into(),
-            a.map(|c| mean(c, |b| b.observed_rate)),
-            b.map(|c| mean(c, |b| b.observed_rate)),
-        ),
-        ("ece".into(), pick(a, |c| c.ece), pick(b, |c| c.ece)),
-        ("mce".into(), pick(a, |c| c.mce), pick(b, |c| c.mce)),
-        ("brier".into(), pick(a, |c| c.brier), pick(b, |c| c.brier)),
-    ]
 }
 
 async fn calibration(session: &mut Session, id: &str) -> anyhow::Result<Option<Calibration>> {
@@ -184,23 +138,16 @@ pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
     writeln!(out, "A = {}", describe(&a, model_a.as_ref()))?;
     writeln!(out, "B = {}", describe(&b, model_b.as_ref()))?;
 
-    let mut names: Vec<String> = Vec::new();
-    let (metrics_a, metrics_b) = (
-        model_a.as_ref().map(registered_metrics).unwrap_or_default(),
-        model_b.as_ref().map(registered_metrics).unwrap_or_default(),
-    );
-    for (k, _) in metrics_a.iter().chain(&metrics_b) {
-        if !names.contains(k) {
-            names.push(k.clone());
-        }
-    }
-    let value = |list: &[(String, f64)], k: &str| list.iter().find(|(n, _)| n == k).map(|x| x.1);
-    let registered: Vec<_> = names
-        .iter()
-        .map(|k| (k.clone(), value(&metrics_a, k), value(&metrics_b, k)))
-        .collect();
+    let registered = |model: Option<&serde_json::Value>| {
+        model
+            .and_then(|m| m.get("metrics"))
+            .and_then(|m| m.as_str())
+            .map(registered_metrics)
+            .unwrap_or_default()
+    };
+    let registered = side_by_side(&registered(model_a.as_ref()), &registered(model_b.as_ref()));
     writeln!(out, "\nRegistered metrics:")?;
-    output::print(&[side_by_side(&registered)?], args.format)?;
+    output::print(&[table(&registered)?], args.format)?;
 
     let mut session = Session::open(config, args.server.as_deref(), Definitions::Skip).await?;
     let result = compare_in(&mut session, &a, &b, args, &mut out).await;
@@ -242,26 +189,9 @@ async fn compare_in(
     };
     let fa = importance(&session.query(&latest(a)).await?)?;
     let fb = importance(&session.query(&latest(b)).await?)?;
-    let mut features: Vec<String> = Vec::new();
-    for (k, _) in fa.iter().chain(&fb) {
-        if !features.contains(k) {
-            features.push(k.clone());
-        }
-    }
-    let value = |list: &[(String, f64)], k: &str| list.iter().find(|(n, _)| n == k).map(|x| x.1);
-    let mut rows: Vec<_> = features
-        .iter()
-        .map(|k| (k.clone(), value(&fa, k), value(&fb, k)))
-        .collect();
-    // The biggest changes first; a feature only one model has, before all.
-    rows.sort_by(|x, y| {
-        let d = |r: &(String, Option<f64>, Option<f64>)| match (r.1, r.2) {
-            (Some(a), Some(b)) => (b - a).abs(),
-            _ => f64::INFINITY,
-        };
-        d(y).total_cmp(&d(x)).then_with(|| x.0.cmp(&y.0))
-    });
-    output::print(&[side_by_side(&rows)?], args.format)?;
+    let mut rows = side_by_side(&fa, &fb);
+    by_largest_change(&mut rows);
+    output::print(&[table(&rows)?], args.format)?;
 
     let (ca, cb) = (
         calibration(session, a).await?,
@@ -269,7 +199,7 @@ async fn compare_in(
     );
     writeln!(out, "\nCalibration on labelled predictions (10 bins):")?;
     output::print(
-        &[side_by_side(&calibration_rows(ca.as_ref(), cb.as_ref()))?],
+        &[table(&calibration_rows(ca.as_ref(), cb.as_ref()))?],
         args.format,
     )?;
 
