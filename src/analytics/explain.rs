@@ -3,6 +3,28 @@
 //! what would have changed its mind. The sentences come from the `explain`
 //! templates of `configs/gates.yaml`; the numbers from the decision as it was
 //! logged (its value, and the threshold in force at the time).
+//!
+//! ```
+//! use quiver::analytics::explain::{Decision, Outcome, Verdict, explain};
+//! use quiver::event::{Direction, Gate, GateResult, Mode, Regime};
+//! use quiver::sim::gates::GatesConfig;
+//!
+//! let gates = GatesConfig::builtin().unwrap();
+//! let decision = Decision {
+//!     gate: Gate::SpreadGate,
+//!     result: GateResult::Fail,
+//!     value: 7.2,
+//!     threshold: 5.0,
+//!     direction: Direction::Max,
+//!     mode: Mode::Scalp,
+//!     regime: Regime::Trend,
+//! };
+//! let e = explain(&gates, &decision, Outcome::Shadow(-12.5)).unwrap();
+//! assert_eq!(e.reason, "spread_gate REJECTED: spread 7.2 bps above the 5 bps maximum");
+//! assert_eq!(e.suggestion.as_deref(), Some("needs spread <= 5 bps, now 7.2"));
+//! assert_eq!(e.verdict, Verdict::GoodBlock);
+//! assert_eq!(e.outcome, "good block: the trade would have lost 12.5 bps");
+//! ```
 
 use crate::event::{Direction, Gate, GateResult, Mode, Regime};
 use crate::sim::gates::{GateDef, GatesConfig};
