@@ -16,10 +16,8 @@ Over one day of simulated bot data (10M events by default; reuses --data):
     python benches/explain.py [--quiver target/release/quiver] [--events 10000000] [--data DIR]
 """
 
-import argparse
 import os
 import statistics
-import tempfile
 import time
 import warnings
 
@@ -27,7 +25,7 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import duckdb
 
 from flight import start_server  # benches/flight.py, beside this script
-from metrics import REPO, TABLES, ensure_lake, quiver
+from metrics import REPO, TABLES, bench_args, ensure_lake, quiver
 
 warnings.filterwarnings("ignore", message="Cannot disable autocommit")
 
@@ -84,13 +82,7 @@ def same(a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quiver", default=os.path.join(REPO, "target/release/quiver"))
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--data", help="reuse (or create) this data dir")
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    data = args.data or tempfile.mkdtemp(prefix="quiver-explain-bench-")
+    args, data = bench_args("explain")
     ensure_lake(args.quiver, data, args.events)
     lake = os.path.join(data, "lake")
     duck = duckdb.connect()

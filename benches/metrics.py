@@ -80,14 +80,19 @@ def metric_sql(binary, data, name):
     return out.split("compiles to:\n", 1)[1].strip().rstrip(";")
 
 
-def main():
+def bench_args(name):
+    """The options every data-dir benchmark takes, and its data dir."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quiver", default=os.path.join(REPO, "target/release/quiver"))
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--data", help="reuse (or create) this data dir")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    data = args.data or tempfile.mkdtemp(prefix="quiver-metrics-bench-")
+    return args, args.data or tempfile.mkdtemp(prefix=f"quiver-{name}-bench-")
+
+
+def main():
+    args, data = bench_args("metrics")
     lake = os.path.join(data, "lake")
 
     ensure_lake(args.quiver, data, args.events)
