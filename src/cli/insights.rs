@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use chrono::NaiveDate;
 
+use super::rows::strings;
 use super::sql::{Definitions, Session};
 use crate::analytics::insights::{Row, Value, findings, queries};
 use crate::config::Config;
@@ -34,46 +35,32 @@ pub fn rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Row>> {
         let schema = batch.schema();
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            let values: Vec<Value> = match array.data_type() {
-                t if t.is_integer() => {
-                    let a = arrow::compute::cast(array, &DataType::Int64)?;
-                    let a = a.as_primitive::<Int64Type>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                Value::Int(a.value(i))
-                            }
-                        })
-                        .collect()
-                }
-                t if t.is_floating() => {
-                    let a = arrow::compute::cast(array, &DataType::Float64)?;
-                    let a = a.as_primitive::<Float64Type>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                Value::Float(a.value(i))
-                            }
-                        })
-                        .collect()
-                }
-                _ => {
-                    let a = arrow::compute::cast(array, &DataType::Utf8)?;
-                    let a = a.as_string::<i32>();
-                    (0..a.len())
-                        .map(|i| {
-                            if a.is_null(i) {
-                                Value::Null
-                            } else {
-                                Value::Text(a.value(i).to_string())
-                            }
-                        })
-                        .collect()
-                }
+            let values: Vec<Value> = if array.data_type().is_integer() {
+                let a = arrow::compute::cast(array, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                (0..a.len())
+                    .map(|i| a.is_valid(i).then(|| Value::Int(a.value(i))))
+                    .map(|v| v.unwrap_or(Value::Null))
+                    .collect()
+            } else if array.data_type().is_floating() {
+                let a = arrow::compute::cast(array, &DataType::Float64)?;
+                let a = a.as_primitive::<Float64Type>();
+                (0..a.len())
+                    .map(|i| a.is_valid(i).then(|| Value::Float(a.value(i))))
+                    .map(|v| v.unwrap_or(Value::Null))
+                    .collect()
+            } else {
+                strings(batch, field.name())?
+                    .into_iter()
+                    .zip(0..)
+                    .map(|(s, i)| {
+                        if array.is_null(i) {
+                            Value::Null
+                        } else {
+                            Value::Text(s)
+                        }
+                    })
+                    .collect()
             };
             columns.push((field.name().clone(), values));
         }
