@@ -77,6 +77,7 @@ pub struct LoggerSection {
     pub kill_switch_rearm_fill: f64,
     #[serde(with = "humantime_serde")]
     pub kill_switch_rearm_hold: Duration,
+    pub critical_overflow_max: usize,
 }
 
 impl Default for LoggerSection {
@@ -90,6 +91,7 @@ impl Default for LoggerSection {
             kill_switch_trip_fill: d.kill_switch_trip_fill,
             kill_switch_rearm_fill: d.kill_switch_rearm_fill,
             kill_switch_rearm_hold: d.kill_switch_rearm_hold,
+            critical_overflow_max: d.critical_overflow_max,
         }
     }
 }
@@ -146,6 +148,9 @@ pub struct LakeSection {
     pub zstd_level: i32,
     pub row_group_rows_max: usize,
     pub wal_segment_bytes_max: u64,
+    /// Bytes of recent WAL records kept in memory for the hot store, lake and
+    /// journal; one that falls further behind reads the WAL files.
+    pub wal_feed_bytes_max: usize,
     #[serde(with = "humantime_serde")]
     pub retired_file_grace: Duration,
 }
@@ -160,6 +165,7 @@ impl Default for LakeSection {
             zstd_level: d.zstd_level,
             row_group_rows_max: d.row_group_rows_max,
             wal_segment_bytes_max: 64 << 20,
+            wal_feed_bytes_max: 128 << 20,
             retired_file_grace: d.retired_file_grace,
         }
     }
@@ -425,6 +431,7 @@ impl Config {
             kill_switch_trip_fill: l.kill_switch_trip_fill,
             kill_switch_rearm_fill: l.kill_switch_rearm_fill,
             kill_switch_rearm_hold: l.kill_switch_rearm_hold,
+            critical_overflow_max: l.critical_overflow_max,
             validation: ValidationLimits {
                 ts_min: Ts(946_684_800_000_000),
                 future_skew_max: v.future_skew_max,
@@ -439,6 +446,7 @@ impl Config {
     pub fn store_config(&self) -> StoreConfig {
         let mut c = StoreConfig::new(self.data_dir.clone());
         c.wal_segment_bytes_max = self.lake.wal_segment_bytes_max;
+        c.feed_bytes_max = self.lake.wal_feed_bytes_max;
         c.hot = HotConfig {
             retention: self.hot.retention,
             checkpoint_interval: self.hot.checkpoint_interval,

@@ -15,9 +15,11 @@
 //!                        v  writer thread: batches of <= 5,000 events or <= 1 s
 //!                     store::StoreSink
 //!                        |-> WAL (Arrow IPC records, fsync per write) = durability point
-//!                        |-> hot thread: DuckDB appends + applied seq, one transaction
-//!                        |-> lake thread: rolls into Parquet, commits lake_seq, compacts
-//!                        '-> journal thread: trade events -> journal.sqlite (+ applied seq)
+//!                        '-> WAL feed (recent records in memory; older ones from the WAL files)
+//!                              each consumer reads at its own pace, never holding the writer:
+//!                              |-> hot thread: DuckDB appends + applied seq, one transaction
+//!                              |-> lake thread: Parquet rolls, commit log (lake/_log), compaction
+//!                              '-> journal thread: trade events -> journal.sqlite (+ applied seq)
 //!                     store::Registry: models (content-addressed), aliases, configs, learning
 //!                        |
 //!                        v

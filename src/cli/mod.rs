@@ -14,6 +14,7 @@ mod models;
 mod output;
 mod pipeline;
 mod reload;
+mod repair;
 mod rows;
 mod serve;
 mod simulate;
@@ -55,6 +56,8 @@ pub enum Command {
     Simulate(simulate::Args),
     /// Merge each lake partition's files into one.
     Compact(compact::Args),
+    /// Rebuild what recovery refused to guess about (the lake's commit log).
+    Repair(repair::Args),
     /// The trade journal: trades and their statistics.
     Journal(journal::Args),
     /// The model registry: register, list, show, alias, history.
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => sql::run(cli.load_config(None)?, args).await,
         Command::Simulate(args) => simulate::run(cli.load_config(None)?, args).await,
         Command::Compact(args) => compact::run(cli.load_config(None)?, args).await,
+        Command::Repair(args) => repair::run(cli.load_config(None)?, args).await,
         Command::Journal(args) => journal::run(cli.load_config(None)?, args).await,
         Command::Models(args) => models::run(cli.load_config(None)?, args).await,
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,

@@ -30,6 +30,10 @@ pub struct LoggerConfig {
     pub kill_switch_rearm_fill: f64,
     /// Least time a tripped kill switch stays tripped.
     pub kill_switch_rearm_hold: Duration,
+    /// CRITICAL events the overflow lane holds when the queue is full. Reached
+    /// only when the durability point itself has stalled (a full disk) for a
+    /// long time; past it CRITICAL events are dropped as queue-full, counted.
+    pub critical_overflow_max: usize,
     pub validation: ValidationLimits,
 }
 
@@ -43,6 +47,7 @@ impl Default for LoggerConfig {
             kill_switch_trip_fill: 0.95,
             kill_switch_rearm_fill: 0.50,
             kill_switch_rearm_hold: Duration::from_secs(1),
+            critical_overflow_max: 1_000_000,
             validation: ValidationLimits::default(),
         }
     }
@@ -132,9 +137,9 @@ pub enum LoggerError {
 
 struct Shared {
     queue: ArrayQueue<Event>,
-    /// CRITICAL events that found the queue full. Unbounded by design: CRITICAL
-    /// events are rare and must never be dropped.
+    /// CRITICAL events that found the queue full, up to `overflow_max`.
     overflow: SegQueue<Event>,
+    overflow_max: usize,
     debug_shed_len: usize,
     trip_len: usize,
     rearm_len: usize,
@@ -145,6 +150,9 @@ struct Shared {
     kill_switch_tripped_at_us: AtomicI64,
     flush_requested: AtomicU64,
     flush_done: watch::Sender<u64>,
+    /// The writer gave up (at close, on a sink that kept failing): flushes
+    /// still waiting get an error, never a false confirmation.
+    writer_failed: AtomicBool,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<Result<(), SinkError>>>>,
 }
@@ -242,6 +250,7 @@ impl Logger {
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(capacity),
             overflow: SegQueue::new(),
+            overflow_max: config.critical_overflow_max,
             debug_shed_len: len_at(config.debug_shed_fill),
             trip_len: len_at(config.kill_switch_trip_fill),
             rearm_len: (capacity as f64 * config.kill_switch_rearm_fill).floor() as usize,
@@ -253,6 +262,7 @@ impl Logger {
             kill_switch_tripped_at_us: AtomicI64::new(0),
             flush_requested: AtomicU64::new(0),
             flush_done,
+            writer_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             writer: Mutex::new(None),
         });
@@ -298,6 +308,10 @@ impl Logger {
         match level {
             Level::Critical => {
                 if let Err(event) = s.queue.push(event) {
+                    if s.overflow.len() >= s.overflow_max {
+                        s.counters.dropped_queue_full.incr(level);
+                        return LogOutcome::Dropped(DropReason::QueueFull);
+                    }
                     s.overflow.push(event);
                     s.counters.overflow_accepted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -377,10 +391,15 @@ impl Logger {
         let ticket = self.shared.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
         let mut done = self.shared.flush_done.subscribe();
         self.shared.unpark_writer();
-        done.wait_for(|&d| d >= ticket)
+        let failed = &self.shared.writer_failed;
+        done.wait_for(|&d| d >= ticket || failed.load(Ordering::Acquire))
             .await
-            .map(|_| ())
-            .map_err(|_| LoggerError::WriterStopped)
+            .map_err(|_| LoggerError::WriterStopped)?;
+        if *done.borrow() >= ticket {
+            Ok(())
+        } else {
+            Err(LoggerError::WriterStopped)
+        }
     }
 
     /// [`Logger::flush`] for callers outside an async runtime.
@@ -439,7 +458,11 @@ struct Writer<S> {
 /// it (a wake-up costs a syscall on the bot's thread); `flush()` and `close()` do.
 const IDLE_PARK: Duration = Duration::from_millis(2);
 const TICK_EVERY: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long `close()` keeps retrying a failing sink before it gives up (the
+/// events in those batches were accepted but never acknowledged durable).
+const CLOSE_GIVE_UP: Duration = Duration::from_secs(30);
 
 impl<S: BatchSink> Writer<S> {
     fn run(mut self) -> Result<(), SinkError> {
@@ -447,6 +470,11 @@ impl<S: BatchSink> Writer<S> {
         let mut sealed: Vec<(Table, RecordBatch)> = Vec::new();
         let mut pending_since: Option<Instant> = None;
         let mut last_tick = Instant::now();
+        // The newest flush ticket whose events are all in `buffers`/`sealed`
+        // (or written): confirmed once those are durable, never earlier.
+        let mut covering: Option<u64> = None;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut failing_since: Option<Instant> = None;
         // One handle for the thread's life (not an Arc clone per iteration); the
         // loop body also needs `&mut self`.
         let shared = self.shared.clone();
@@ -479,6 +507,9 @@ impl<S: BatchSink> Writer<S> {
                     taken += 1;
                 }
                 popped += taken;
+                if flushing || closing {
+                    covering = Some(ticket);
+                }
                 s.maybe_rearm(s.queue.len());
                 let due = pending_since.is_some_and(|t| t.elapsed() >= self.flush_interval);
                 if !buffers.is_empty()
@@ -495,15 +526,41 @@ impl<S: BatchSink> Writer<S> {
                         .writer
                         .write_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "writing a batch failed; retrying");
-                    std::thread::park_timeout(RETRY_BACKOFF);
+                    // The sink reports the stall itself; here only the first
+                    // failure of a streak is an error, the retries are quiet.
+                    if failing_since.is_none() {
+                        tracing::error!(error = %e, "writing a batch failed; retrying with backoff");
+                        failing_since = Some(Instant::now());
+                    } else {
+                        tracing::debug!(error = %e, "writing a batch failed again");
+                    }
+                    std::thread::park_timeout(backoff);
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                    if closing && failing_since.is_some_and(|t| t.elapsed() >= CLOSE_GIVE_UP) {
+                        tracing::error!(
+                            rows = sealed.iter().map(|(_, b)| b.num_rows()).sum::<usize>(),
+                            "closing with batches that could not be made durable"
+                        );
+                        s.writer_failed.store(true, Ordering::Release);
+                        s.flush_done.send_modify(|_| {});
+                        return Err(e);
+                    }
                     continue;
                 }
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        after_s = since.elapsed().as_secs_f64(),
+                        "writing batches works again"
+                    );
+                }
+                backoff = RETRY_BACKOFF_MIN;
                 sealed.clear();
             }
 
-            if flushing && buffers.is_empty() {
-                s.flush_done.send_replace(ticket);
+            if buffers.is_empty()
+                && let Some(t) = covering.take()
+            {
+                s.flush_done.send_replace(t);
             }
             if last_tick.elapsed() >= TICK_EVERY {
                 last_tick = Instant::now();

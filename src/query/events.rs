@@ -94,11 +94,22 @@ impl EventsTable {
             vec![Vec::new(); target.min(files.len()).max(1)];
         for (i, file) in files.into_iter().enumerate() {
             let days = days_since_epoch(file.date);
-            let pf = PartitionedFile::new(file.path.to_string_lossy().into_owned(), file.bytes)
-                .with_partition_values(vec![
-                    ScalarValue::Date32(Some(days)),
-                    ScalarValue::Utf8(Some(file.symbol.clone())),
-                ]);
+            // An object-store path made from the file-system path, so that
+            // percent-encoded partition values (`symbol=%62tc`) name the file
+            // on disk rather than being encoded a second time.
+            let location = object_store::path::Path::from_absolute_path(&file.path)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            let pf = PartitionedFile::new_from_meta(object_store::ObjectMeta {
+                location,
+                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                size: file.bytes,
+                e_tag: None,
+                version: None,
+            })
+            .with_partition_values(vec![
+                ScalarValue::Date32(Some(days)),
+                ScalarValue::Utf8(Some(file.symbol.clone())),
+            ]);
             let n = groups.len();
             groups[i % n].push(pf);
         }

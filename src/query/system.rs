@@ -5,9 +5,10 @@
 //! | `queue` | - | fill, capacity, overflow, batches and rows written, last flush |
 //! | `drops` | level | accepted, rejected (invalid), dropped by reason |
 //! | `kill_switch` | - | tripped, trips, when it last tripped |
-//! | `writer` | - | WAL, hot and lake sequences, lag, pending rows, rolls, errors |
+//! | `writer` | - | WAL, hot, lake and journal sequences, lag, rolls, errors, and each component's state (`ok` or `stalled: <reason>`) |
 //! | `lake_files` | file | table, date, symbol, rows, bytes, sequence range |
 //! | `quarantined_files` | file | where it was, where it is, why |
+//! | `holes` | range | WAL sequences a consumer found missing, and whether they were refilled or lost |
 
 use std::sync::Arc;
 
@@ -168,16 +169,26 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
                 u("wal_seq"),
                 u("hot_seq"),
                 u("lake_seq"),
+                u("journal_seq"),
                 u("hot_lag_batches"),
                 u("lake_lag_batches"),
+                u("journal_lag_batches"),
                 u("hot_rows_applied"),
                 u("hot_apply_errors"),
                 u("lake_pending_rows"),
                 u("lake_rows_rolled"),
                 u("lake_rolls"),
                 u("lake_compactions"),
+                u("lake_refilled_rows"),
                 u("lake_errors"),
                 u("lake_files"),
+                u("lake_version"),
+                u("feed_bytes"),
+                Field::new("wal_state", DataType::Utf8, false),
+                Field::new("hot_state", DataType::Utf8, false),
+                Field::new("lake_state", DataType::Utf8, false),
+                Field::new("journal_state", DataType::Utf8, false),
+                u("holes"),
             ],
             |s| {
                 let st = s.store.stats();
@@ -185,16 +196,26 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
                     u64s([st.wal_seq]),
                     u64s([st.hot_seq]),
                     u64s([st.lake_seq]),
+                    u64s([st.journal_seq]),
                     u64s([st.wal_seq.saturating_sub(st.hot_seq)]),
                     u64s([st.wal_seq.saturating_sub(st.lake_seq)]),
+                    u64s([st.wal_seq.saturating_sub(st.journal_seq)]),
                     u64s([st.hot_rows_applied]),
                     u64s([st.hot_apply_errors]),
                     u64s([st.lake_pending_rows]),
                     u64s([st.lake_rows_rolled]),
                     u64s([st.lake_rolls]),
                     u64s([st.lake_compactions]),
+                    u64s([st.lake_refilled_rows]),
                     u64s([st.lake_errors]),
                     u64s([st.lake_files]),
+                    u64s([st.lake_version]),
+                    u64s([st.feed_bytes]),
+                    strs([st.wal_state.as_str()]),
+                    strs([st.hot_state.as_str()]),
+                    strs([st.lake_state.as_str()]),
+                    strs([st.journal_state.as_str()]),
+                    u64s([st.holes]),
                 ])
             },
         ),
@@ -255,6 +276,34 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
                     strs(moved.iter().map(String::as_str)),
                     strs(q.iter().map(|x| x.reason.as_str())),
                     ts(q.iter().map(|x| Some(x.at_us))),
+                ])
+            },
+        ),
+        (
+            "holes",
+            vec![
+                Field::new("component", DataType::Utf8, false),
+                Field::new("table_name", DataType::Utf8, true),
+                u("seq_from"),
+                u("seq_to"),
+                Field::new("rows", DataType::UInt64, true),
+                Field::new("status", DataType::Utf8, false),
+                ts_field("detected_at"),
+                Field::new("detail", DataType::Utf8, false),
+            ],
+            |s| {
+                let h = s.store.status.holes();
+                Ok(vec![
+                    strs(h.iter().map(|x| x.component)),
+                    Arc::new(StringArray::from_iter(
+                        h.iter().map(|x| x.table.map(|t| t.name())),
+                    )),
+                    u64s(h.iter().map(|x| x.seq_from)),
+                    u64s(h.iter().map(|x| x.seq_to)),
+                    Arc::new(UInt64Array::from_iter(h.iter().map(|x| x.rows))),
+                    strs(h.iter().map(|x| x.status.as_str())),
+                    ts(h.iter().map(|x| Some(x.detected_at_us))),
+                    strs(h.iter().map(|x| x.detail.as_str())),
                 ])
             },
         ),

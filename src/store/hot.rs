@@ -22,7 +22,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use duckdb::Connection;
 
 use crate::event::{Table, Ts};
+use crate::store::seq::SeqRanges;
+use crate::store::status::{Hole, HoleStatus, StoreStatus};
+use crate::store::wal::{Fetched, WalCursor, WalFeed, WalRecord};
 
 /// Name of the sequence column in hot tables.
 pub const SEQ_COLUMN: &str = "_seq";
@@ -57,6 +59,25 @@ fn duck(step: &'static str) -> impl FnOnce(duckdb::Error) -> HotError {
     move |source| HotError::Duck { step, source }
 }
 
+impl HotError {
+    /// A short reason for status lines ("disk full" where DuckDB says so).
+    pub fn describe(&self) -> String {
+        let text = format!("{self}: {}", self.source_text());
+        if text.contains("No space left") || text.contains("disk full") {
+            "disk full".to_string()
+        } else {
+            text
+        }
+    }
+
+    fn source_text(&self) -> String {
+        match self {
+            HotError::Open { source, .. } | HotError::Duck { source, .. } => source.to_string(),
+            HotError::Batch(e) => e.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HotConfig {
     pub retention: Duration,
@@ -70,13 +91,6 @@ impl Default for HotConfig {
             checkpoint_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// A batch to apply.
-pub struct HotApply {
-    pub seq: u64,
-    pub table: Table,
-    pub batch: RecordBatch,
 }
 
 /// State the hot thread shares with readers.
@@ -106,6 +120,186 @@ impl HotShared {
             source: duckdb::Error::InvalidQuery,
         })?;
         guard.try_clone().map_err(duck("cloning a read connection"))
+    }
+}
+
+/// Event columns of `table`, quoted, in schema order.
+fn column_list(table: Table) -> String {
+    table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Casts DuckDB's output onto the table schema (zone-less timestamps get UTC).
+fn conform(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch, HotError> {
+    let schema = table.schema();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, col)| {
+                if col.data_type() == field.data_type() {
+                    Ok(col.clone())
+                } else {
+                    arrow::compute::cast(col, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(HotError::Batch)?;
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(HotError::Batch)?);
+    }
+    arrow::compute::concat_batches(&schema, &out).map_err(HotError::Batch)
+}
+
+fn as_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Reading rows back by WAL sequence, for the lake and the journal when the WAL
+/// no longer has them. Each call uses its own read connection.
+impl HotShared {
+    /// The records of sequences `from..=to` in `tables`, in sequence order (a
+    /// sequence is one batch of one table).
+    pub fn read_seq_range(
+        &self,
+        from: u64,
+        to: u64,
+        tables: &[Table],
+    ) -> Result<Vec<WalRecord>, HotError> {
+        let conn = self.connect()?;
+        let mut out = Vec::new();
+        for table in tables {
+            let sql = format!(
+                "SELECT {}, \"{SEQ_COLUMN}\" FROM \"{}\" WHERE \"{SEQ_COLUMN}\" BETWEEN ? AND ? ORDER BY \"{SEQ_COLUMN}\"",
+                column_list(*table),
+                table.name()
+            );
+            let mut stmt = conn
+                .prepare(&sql)
+                .map_err(duck("reading rows by sequence"))?;
+            let batches: Vec<RecordBatch> = stmt
+                .query_arrow([as_i64(from), as_i64(to)])
+                .map_err(duck("reading rows by sequence"))?
+                .collect();
+            let seqs: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(b.num_columns() - 1)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .map(|a| a.values().to_vec())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let projected: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| b.project(&(0..b.num_columns() - 1).collect::<Vec<_>>()))
+                .collect::<Result<_, _>>()
+                .map_err(HotError::Batch)?;
+            let all = conform(*table, &projected)?;
+            let mut start = 0;
+            for i in 1..=seqs.len() {
+                if i == seqs.len() || seqs[i] != seqs[start] {
+                    out.push(WalRecord {
+                        seq: u64::try_from(seqs[start]).unwrap_or(0),
+                        table: *table,
+                        batch: all.slice(start, i - start),
+                    });
+                    start = i;
+                }
+            }
+        }
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// Every (sequence, date, symbol) of `table` at or below `upto`.
+    pub fn partition_seqs(
+        &self,
+        table: Table,
+        upto: u64,
+    ) -> Result<Vec<(u64, chrono::NaiveDate, String)>, HotError> {
+        let conn = self.connect()?;
+        let sql = format!(
+            "SELECT DISTINCT \"{SEQ_COLUMN}\", CAST(\"ts\" AS DATE) - DATE '1970-01-01', \"symbol\" FROM \"{}\" WHERE \"{SEQ_COLUMN}\" <= ?",
+            table.name()
+        );
+        let mut stmt = conn
+            .prepare(&sql)
+            .map_err(duck("listing partitions by sequence"))?;
+        let rows = stmt
+            .query_map([as_i64(upto)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(duck("listing partitions by sequence"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, day, symbol) = row.map_err(duck("listing partitions by sequence"))?;
+            out.push((
+                u64::try_from(seq).unwrap_or(0),
+                crate::store::lake::partition::date_of_day(day),
+                symbol,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The rows of one partition of `table` with sequences `from..=to`.
+    pub fn read_partition(
+        &self,
+        table: Table,
+        date: chrono::NaiveDate,
+        symbol: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<RecordBatch, HotError> {
+        let conn = self.connect()?;
+        let sql = format!(
+            "SELECT {} FROM \"{}\" WHERE \"{SEQ_COLUMN}\" BETWEEN ? AND ? AND \"symbol\" = ? \
+             AND CAST(\"ts\" AS DATE) - DATE '1970-01-01' = ?",
+            column_list(table),
+            table.name()
+        );
+        let day = i64::from(crate::store::lake::partition::day_of_date(date));
+        let mut stmt = conn
+            .prepare(&sql)
+            .map_err(duck("reading a partition back"))?;
+        let batches: Vec<RecordBatch> = stmt
+            .query_arrow(duckdb::params![as_i64(from), as_i64(to), symbol, day])
+            .map_err(duck("reading a partition back"))?
+            .collect();
+        conform(table, &batches)
+    }
+
+    /// Every sequence above `after` the hot store holds.
+    pub fn seqs_above(&self, after: u64) -> Result<SeqRanges, HotError> {
+        let conn = self.connect()?;
+        let mut set = SeqRanges::new();
+        for table in Table::ALL {
+            let sql = format!(
+                "SELECT DISTINCT \"{SEQ_COLUMN}\" FROM \"{}\" WHERE \"{SEQ_COLUMN}\" > ? ORDER BY 1",
+                table.name()
+            );
+            let mut stmt = conn.prepare(&sql).map_err(duck("listing sequences"))?;
+            let rows = stmt
+                .query_map([as_i64(after)], |r| r.get::<_, i64>(0))
+                .map_err(duck("listing sequences"))?;
+            for seq in rows {
+                let seq = u64::try_from(seq.map_err(duck("listing sequences"))?).unwrap_or(0);
+                set.insert(seq, seq);
+            }
+        }
+        Ok(set)
     }
 }
 
@@ -216,52 +410,51 @@ fn for_append(seq: u64, batch: &RecordBatch) -> Result<RecordBatch, HotError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(HotError::Batch)
 }
 
-/// The hot thread: applies batches as they come, checkpoints and prunes.
+/// The hot thread: applies records from the WAL feed, checkpoints and prunes.
 pub struct HotWriter {
     pub conn: Connection,
     pub shared: Arc<HotShared>,
     pub config: HotConfig,
     /// The lake's committed sequence: rows at or below it may be pruned.
     pub lake_seq: Arc<AtomicU64>,
+    pub status: Arc<StoreStatus>,
 }
 
-/// Most batches applied in one transaction.
-const GROUP_MAX: usize = 64;
+/// Most records applied in one transaction.
+const GROUP_MAX: usize = 512;
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Attempts at one group once the store is closing, before its rows are left
+/// to the WAL (the next start applies them).
+const CLOSING_ATTEMPTS_MAX: u32 = 5;
 
 impl HotWriter {
-    pub fn run(self, rx: Receiver<HotApply>) {
+    pub fn run(self, mut cursor: WalCursor) {
         let mut last_maintenance = Instant::now();
         let mut dirty = false;
-        let mut group: Vec<HotApply> = Vec::with_capacity(GROUP_MAX);
-        let mut disconnected = false;
-        while !disconnected {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(first) => group.push(first),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => disconnected = true,
-            }
-            while group.len() < GROUP_MAX {
-                match rx.try_recv() {
-                    Ok(next) => group.push(next),
-                    Err(_) => break,
+        loop {
+            match cursor.fetch(GROUP_MAX, Duration::from_millis(200)) {
+                Ok(Fetched::Records(group)) => {
+                    if !self.apply_with_retry(&group, cursor.feed()) {
+                        return;
+                    }
+                    dirty = true;
+                }
+                Ok(Fetched::Gap { from, to }) => self.gap(from, to),
+                Ok(Fetched::Idle) => {}
+                Ok(Fetched::Closed) => {
+                    if dirty && let Err(e) = self.maintain() {
+                        tracing::warn!(error = %e, "hot store maintenance failed");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.status
+                        .hot
+                        .stalled("hot store", &format!("reading the WAL: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
-            if !group.is_empty() {
-                // Retry until applied: skipping a batch would leave the hot store
-                // and the lake disagreeing about what exists.
-                let mut backoff = Duration::from_millis(50);
-                while let Err(e) = self.apply(&group) {
-                    self.shared.apply_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "hot store apply failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                group.clear();
-                dirty = true;
-            }
-            if dirty
-                && (disconnected || last_maintenance.elapsed() >= self.config.checkpoint_interval)
-            {
+            if dirty && last_maintenance.elapsed() >= self.config.checkpoint_interval {
                 last_maintenance = Instant::now();
                 dirty = false;
                 if let Err(e) = self.maintain() {
@@ -271,9 +464,78 @@ impl HotWriter {
         }
     }
 
-    fn apply(&self, group: &[HotApply]) -> Result<(), HotError> {
+    /// Applies a group, retrying with backoff until it is applied: skipping it
+    /// would leave the hot store and the lake disagreeing about what exists.
+    /// Returns false if the store is closing and the group could not be
+    /// applied (its rows stay in the WAL for the next start).
+    fn apply_with_retry(&self, group: &[WalRecord], feed: &WalFeed) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        let mut attempts = 0u32;
+        loop {
+            match self.apply(group) {
+                Ok(()) => {
+                    self.status.hot.ok("hot store");
+                    return true;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    self.shared.apply_errors.fetch_add(1, Ordering::Relaxed);
+                    self.status.hot.stalled("hot store", &e.describe());
+                    if feed.is_closed() && attempts >= CLOSING_ATTEMPTS_MAX {
+                        tracing::error!(error = %e, "hot store apply failed at close; the rows stay in the WAL");
+                        return false;
+                    }
+                    tracing::debug!(error = %e, "hot store apply failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Sequences the WAL no longer has: the hot store records them as passed
+    /// (so nothing waits for them) and reports what it lacks.
+    fn gap(&self, from: u64, to: u64) {
+        let lake_seq = self.lake_seq.load(Ordering::Acquire);
+        for (a, b, status) in [
+            (from, to.min(lake_seq), HoleStatus::InLake),
+            (from.max(lake_seq + 1), to, HoleStatus::Lost),
+        ] {
+            if a <= b {
+                self.status.hole(Hole {
+                    component: "hot",
+                    table: None,
+                    seq_from: a,
+                    seq_to: b,
+                    rows: None,
+                    status,
+                    detected_at_us: Ts::now().0,
+                    detail: "not in the WAL when the hot store needed them".into(),
+                });
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = self.record_applied(to) {
+            tracing::warn!(error = %e, "recording the hot store's sequence failed; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn record_applied(&self, seq: u64) -> Result<(), HotError> {
+        self.conn
+            .execute(
+                "UPDATE _quiver_state SET value = ? WHERE key = 'applied_seq'",
+                [i64::try_from(seq).unwrap_or(i64::MAX)],
+            )
+            .map_err(duck("recording the applied sequence"))?;
+        self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn apply(&self, group: &[WalRecord]) -> Result<(), HotError> {
         let already = self.shared.applied_seq.load(Ordering::Acquire);
-        let todo: Vec<&HotApply> = group.iter().filter(|a| a.seq > already).collect();
+        let todo: Vec<&WalRecord> = group.iter().filter(|a| a.seq > already).collect();
         let Some(max_seq) = todo.iter().map(|a| a.seq).max() else {
             return Ok(());
         };
@@ -282,12 +544,25 @@ impl HotWriter {
             .map_err(duck("beginning an apply"))?;
         let result = (|| {
             let mut rows = 0u64;
+            // One append per table: an appender costs more than its rows.
+            let mut by_table: std::collections::BTreeMap<Table, Vec<RecordBatch>> =
+                std::collections::BTreeMap::new();
             for a in &todo {
-                let batch = for_append(a.seq, &a.batch)?;
+                by_table
+                    .entry(a.table)
+                    .or_default()
+                    .push(for_append(a.seq, &a.batch)?);
+            }
+            for (table, batches) in by_table {
+                let Some(first) = batches.first() else {
+                    continue;
+                };
+                let batch = arrow::compute::concat_batches(&first.schema(), &batches)
+                    .map_err(HotError::Batch)?;
                 rows += batch.num_rows() as u64;
                 let mut appender = self
                     .conn
-                    .appender(a.table.name())
+                    .appender(table.name())
                     .map_err(duck("opening an appender"))?;
                 appender
                     .append_record_batch(batch)

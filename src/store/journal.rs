@@ -10,14 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::hot::HotShared;
 use super::sqlite::{self, Migration, SqliteError};
+use super::status::{Hole, HoleStatus, StoreStatus};
+use super::wal::{Fetched, WalCursor, WalFeed, WalRecord};
 use crate::event::{Event, Gate, Mode, Regime, ShadowKind, Side, Table, TradeKind, Ts};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -597,103 +599,160 @@ pub struct JournalShared {
     pub errors: AtomicU64,
 }
 
-/// What the journal thread is sent.
-pub enum JournalApply {
-    /// A durable batch of any table (only trades and shadow trades are written).
-    Batch {
-        seq: u64,
-        table: Table,
-        batch: RecordBatch,
-    },
-    /// Every WAL record up to this sequence has been sent (or was deleted from
-    /// the WAL, which only happens once every consumer held it).
-    Watermark(u64),
-}
-
-/// The thread that keeps the journal up to date from trade events.
+/// The thread that keeps the journal up to date from trade events, reading the
+/// WAL feed like the hot store (a locked journal is lag, never back-pressure).
 pub struct JournalFollower {
     pub journal: Journal,
     pub shared: Arc<JournalShared>,
+    /// Where trade events the WAL no longer has are read back from.
+    pub hot: Arc<HotShared>,
+    pub status: Arc<StoreStatus>,
 }
 
+/// Records read from the feed in one go (most are other tables', only counted).
+const FETCH_RECORDS_MAX: usize = 1024;
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Attempts once the store is closing, before the rows are left to the WAL.
+const CLOSING_ATTEMPTS_MAX: u32 = 3;
+
 impl JournalFollower {
-    pub fn run(mut self, rx: Receiver<JournalApply>) {
-        // Writes wait for a lock as long as it takes: a batch is never skipped,
-        // because the WAL sequence only advances past what was applied.
+    pub fn run(mut self, mut cursor: WalCursor) {
+        // Writes wait for a lock a while, then back off: a batch is never
+        // skipped, because the sequence only advances past what was applied.
         self.journal.busy_wait_max = Duration::from_secs(5);
-        while let Ok(msg) = rx.recv() {
-            let (seq, table, batch) = match msg {
-                JournalApply::Watermark(seq) => {
-                    self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
-                    continue;
+        loop {
+            let (records, last) = match cursor.fetch(FETCH_RECORDS_MAX, Duration::from_millis(200))
+            {
+                Ok(Fetched::Records(records)) => {
+                    let last = records.last().map_or(0, |r| r.seq);
+                    (records, last)
                 }
-                JournalApply::Batch { seq, table, batch } => (seq, table, batch),
-            };
-            if !matches!(table, Table::Trade | Table::ShadowTrade) {
-                self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
-                continue;
-            }
-            let changes: Vec<JournalChange> = match table.read_events(&batch) {
-                Ok(events) => events
-                    .iter()
-                    .filter_map(JournalChange::from_event)
-                    .collect(),
+                Ok(Fetched::Gap { from, to }) => (self.read_back(from, to), to),
+                Ok(Fetched::Idle) => continue,
+                Ok(Fetched::Closed) => return,
                 Err(e) => {
-                    // The batch passed validation before the WAL; this is a bug.
-                    tracing::error!(error = %e, seq, "journal: unreadable batch");
-                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+                    self.status
+                        .journal
+                        .stalled("journal", &format!("reading the WAL: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
             };
-            loop {
-                let before = self.journal.busy_retries();
-                let result = self.journal.apply(&changes, Some(seq));
-                self.shared
-                    .busy_retries
-                    .fetch_add(self.journal.busy_retries() - before, Ordering::Relaxed);
-                match result {
-                    Ok(applied) => {
-                        self.shared
-                            .changes
-                            .fetch_add(applied.changes, Ordering::Relaxed);
-                        if applied.orphans > 0 {
-                            tracing::warn!(
-                                orphans = applied.orphans,
-                                "journal: exits or resolutions for unknown trades"
-                            );
-                            self.shared
-                                .orphans
-                                .fetch_add(applied.orphans, Ordering::Relaxed);
-                        }
-                        self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
-                        break;
-                    }
-                    Err(SqliteError::Busy { waited, .. }) => {
-                        self.shared.busy_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            seq,
-                            waited_s = waited.as_secs_f64(),
-                            "journal: still locked; the batch stays queued and is retried"
-                        );
+            let mut changes: Vec<JournalChange> = Vec::new();
+            for r in records
+                .iter()
+                .filter(|r| matches!(r.table, Table::Trade | Table::ShadowTrade))
+            {
+                match r.table.read_events(&r.batch) {
+                    Ok(events) => {
+                        changes.extend(events.iter().filter_map(JournalChange::from_event))
                     }
                     Err(e) => {
-                        tracing::error!(
-                            error = %e,
-                            seq,
-                            "journal: write failed; retrying in 1 s (the WAL keeps the batch)"
-                        );
+                        // The batch passed validation before the WAL; this is a bug.
+                        tracing::error!(error = %e, seq = r.seq, "journal: unreadable batch");
                         self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_secs(1));
                     }
                 }
             }
+            if changes.is_empty() {
+                self.shared.applied_seq.fetch_max(last, Ordering::AcqRel);
+                continue;
+            }
+            if !self.apply_with_retry(&changes, last, cursor.feed()) {
+                return;
+            }
         }
-        // A clean stop records how far the journal got, batches of other
-        // tables included, so the next open replays less of the WAL.
-        let seq = self.shared.applied_seq.load(Ordering::Acquire);
-        if let Err(e) = self.journal.apply(&[], Some(seq)) {
-            tracing::warn!(error = %e, "journal: recording the applied sequence at close");
+    }
+
+    /// Trade events of sequences the WAL no longer has, from the hot store.
+    fn read_back(&self, from: u64, to: u64) -> Vec<WalRecord> {
+        match self
+            .hot
+            .read_seq_range(from, to, &[Table::Trade, Table::ShadowTrade])
+        {
+            Ok(records) => {
+                let rows: u64 = records.iter().map(|r| r.batch.num_rows() as u64).sum();
+                self.status.hole(Hole {
+                    component: "journal",
+                    table: None,
+                    seq_from: from,
+                    seq_to: to,
+                    rows: Some(rows),
+                    status: HoleStatus::Refilled,
+                    detected_at_us: Ts::now().0,
+                    detail: "not in the WAL; trade events read back from the hot store".into(),
+                });
+                records
+            }
+            Err(e) => {
+                self.status.hole(Hole {
+                    component: "journal",
+                    table: None,
+                    seq_from: from,
+                    seq_to: to,
+                    rows: None,
+                    status: HoleStatus::Lost,
+                    detected_at_us: Ts::now().0,
+                    detail: format!("not in the WAL, and the hot store could not be read: {e}"),
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    /// Applies changes in one transaction that records `seq`, retrying with
+    /// backoff. Returns false if the store closed before they could be applied.
+    fn apply_with_retry(&mut self, changes: &[JournalChange], seq: u64, feed: &WalFeed) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0u32;
+        loop {
+            let before = self.journal.busy_retries();
+            let result = self.journal.apply(changes, Some(seq));
+            self.shared
+                .busy_retries
+                .fetch_add(self.journal.busy_retries() - before, Ordering::Relaxed);
+            let reason = match result {
+                Ok(applied) => {
+                    self.shared
+                        .changes
+                        .fetch_add(applied.changes, Ordering::Relaxed);
+                    if applied.orphans > 0 {
+                        tracing::warn!(
+                            orphans = applied.orphans,
+                            "journal: exits or resolutions for unknown trades"
+                        );
+                        self.shared
+                            .orphans
+                            .fetch_add(applied.orphans, Ordering::Relaxed);
+                    }
+                    self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+                    self.status.journal.ok("journal");
+                    return true;
+                }
+                Err(SqliteError::Busy { waited, .. }) => {
+                    self.shared.busy_retries.fetch_add(1, Ordering::Relaxed);
+                    format!(
+                        "locked by another connection (waited {:.1} s)",
+                        waited.as_secs_f64()
+                    )
+                }
+                Err(e) => {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    e.describe()
+                }
+            };
+            attempts += 1;
+            self.status.journal.stalled("journal", &reason);
+            if feed.is_closed() && attempts >= CLOSING_ATTEMPTS_MAX {
+                tracing::error!(
+                    seq,
+                    reason,
+                    "journal write failed at close; the rows stay in the WAL"
+                );
+                return false;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 }

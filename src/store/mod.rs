@@ -9,25 +9,49 @@
 //! <data>/registry.sqlite model registry, config history, learning tables
 //! <data>/models/sha256/  model artifacts, content-addressed
 //! <data>/lake/           Parquet lake, hive-partitioned, rolled from the WAL
-//! <data>/quarantine/     unreadable Parquet files moved out of the lake
+//! <data>/lake/_log/      the lake's commit log
+//! <data>/quarantine/     files recovery could not read or account for
 //! ```
 //!
-//! Sequence numbers tie them together: every durable batch gets the next
-//! sequence; the hot store records the last one it applied (in the same DuckDB
-//! transaction), the lake the last one it committed and the journal the last
-//! one it wrote (in the same SQLite transaction). On open, the WAL is replayed
-//! past each of them, so nothing is applied twice; WAL segments are deleted
-//! once all three hold them.
+//! # What ties them together
+//!
+//! Every durable write to the [`wal`] gets the next sequence number; that
+//! fsync is the acknowledgement point. The writer then publishes the records to
+//! the [`wal::WalFeed`] and returns: it never waits for a consumer. Three
+//! consumers read the feed at their own pace, from memory or, once behind, from
+//! the WAL files, and each records the last sequence it holds in the same
+//! transaction as the data: the hot store (DuckDB), the lake (its commit log)
+//! and the journal (SQLite). A slow or failing consumer is lag in
+//! `system.writer`, never a blocked writer. WAL segments are deleted once all
+//! three hold them.
+//!
+//! On open each consumer starts right after its own sequence, so nothing is
+//! applied twice. A durable sequence the WAL no longer has (a corrupt record,
+//! lost segments) reaches a consumer as a gap: the lake and the journal read it
+//! back from the hot store, and what no copy holds is reported in
+//! `system.holes` and the log, never skipped silently. The lake's own recovery
+//! rules are in [`lake`]; the file-level rules in [`fsio`].
+//!
+//! # Faults
+//!
+//! Every write of the WAL and the lake goes through [`fsio::FileSystem`]; the
+//! tests run them on [`faultfs::FaultFs`] (power loss at every fsync, ENOSPC,
+//! EIO). A failing component retries with backoff and shows its state
+//! (`wal stalled: disk full`) in `system.writer`; it resumes by itself when the
+//! fault clears.
 
+pub mod faultfs;
 pub mod fsio;
 pub mod hot;
 pub mod journal;
 pub mod lake;
 pub mod registry;
+pub mod seq;
 pub mod sqlite;
+pub mod status;
 pub mod wal;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,11 +64,14 @@ use arrow::array::RecordBatch;
 
 use crate::event::Table;
 use crate::ingest::{BatchSink, SinkError};
+pub use fsio::FileSystem;
 pub use hot::{HotConfig, HotShared};
 pub use journal::{Journal, JournalShared};
 pub use lake::{LakeConfig, LakeFile, LakeShared, LakeSnapshot, Quarantined};
 pub use registry::Registry;
 pub use sqlite::SqliteError;
+pub use status::{Hole, HoleStatus, StoreStatus};
+use wal::{Wal, WalFeed, WalRecord, WalScan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,7 +98,7 @@ pub enum StoreError {
     Registry(#[from] registry::RegistryError),
     #[error("the {0} thread has stopped")]
     ThreadStopped(&'static str),
-    #[error("the hot store did not catch up with the WAL replay within {0:?}")]
+    #[error("the hot store did not catch up with the WAL within {0:?}")]
     ReplayTimeout(Duration),
 }
 
@@ -80,8 +107,16 @@ pub enum StoreError {
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub wal_segment_bytes_max: u64,
+    /// Bytes of recent WAL records kept in memory for the consumers; one that
+    /// falls further behind reads the WAL files.
+    pub feed_bytes_max: usize,
+    /// Longest `open` waits for the hot store to apply the WAL.
+    pub open_catch_up_max: Duration,
     pub hot: HotConfig,
     pub lake: LakeConfig,
+    /// The file layer of the WAL and the lake (the real one, or a
+    /// fault-injecting one in tests).
+    pub fs: Arc<dyn FileSystem>,
 }
 
 impl StoreConfig {
@@ -89,8 +124,11 @@ impl StoreConfig {
         Self {
             data_dir: data_dir.into(),
             wal_segment_bytes_max: 64 << 20,
+            feed_bytes_max: 128 << 20,
+            open_catch_up_max: Duration::from_secs(300),
             hot: HotConfig::default(),
             lake: LakeConfig::default(),
+            fs: fsio::std_fs(),
         }
     }
 }
@@ -101,27 +139,37 @@ pub struct StoreStats {
     pub wal_seq: u64,
     pub hot_seq: u64,
     pub lake_seq: u64,
+    pub journal_seq: u64,
     pub hot_rows_applied: u64,
     pub hot_apply_errors: u64,
     pub lake_pending_rows: u64,
     pub lake_rows_rolled: u64,
     pub lake_rolls: u64,
     pub lake_compactions: u64,
+    pub lake_refilled_rows: u64,
     pub lake_errors: u64,
     pub lake_files: u64,
+    pub lake_version: u64,
+    pub feed_bytes: u64,
+    pub wal_state: String,
+    pub hot_state: String,
+    pub lake_state: String,
+    pub journal_state: String,
+    pub holes: u64,
 }
 
 /// An open data directory. Dropping it (or [`Store::close`]) stops its threads
-/// after they have applied and rolled everything they were sent.
+/// after they have applied and rolled everything durable.
 pub struct Store {
     pub data_dir: PathBuf,
     pub hot: Arc<HotShared>,
     pub lake: Arc<LakeShared>,
     pub journal: Arc<JournalShared>,
+    pub status: Arc<StoreStatus>,
+    fs: Arc<dyn FileSystem>,
+    feed: Arc<WalFeed>,
     wal_seq: Arc<AtomicU64>,
-    lake_tx: Option<SyncSender<lake::LakeMsg>>,
-    hot_tx: Option<SyncSender<hot::HotApply>>,
-    journal_tx: Option<SyncSender<journal::JournalApply>>,
+    lake_tx: Option<SyncSender<lake::LakeRequest>>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
     _lock: File,
 }
@@ -134,15 +182,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Batches in flight between the writer and each of the hot and lake threads.
-const CHANNEL_BATCHES: usize = 64;
-
-/// Batches in flight to the journal thread. Larger: most are other tables'
-/// batches it only counts, and a journal locked by another connection for a
-/// while should not stall ingest.
-const JOURNAL_CHANNEL_BATCHES: usize = 4096;
-
-fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
+/// Takes the data dir's lock (held while the returned file is open).
+pub fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("quiver.lock");
     let io = |source| StoreError::Io {
         path: path.clone(),
@@ -180,24 +221,38 @@ fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) a data directory: takes its lock, recovers the
-    /// lake, opens the hot store, replays the WAL past what each of them holds,
-    /// and waits until the hot store has applied the replay.
+    /// Opens (creating if needed) a data directory: takes its lock, scans the
+    /// WAL, opens the hot store, recovers the lake (refusing to start when it
+    /// cannot account for a file: see [`lake`]), writes back from the hot store
+    /// any rows the lake lacks below its `lake_seq`, starts the consumers at
+    /// their own positions, and waits until the hot store has applied the WAL.
     pub fn open(config: StoreConfig) -> Result<(Store, StoreSink), StoreError> {
-        fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::Io {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        let fs = config.fs.clone();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        fsio::create_dir_durable(fs.as_ref(), &config.data_dir).map_err(io(&config.data_dir))?;
         // Absolute paths from here on: the lake's files are read through an
         // object store rooted at `/`, and messages should say where things are.
-        let dir = &fs::canonicalize(&config.data_dir).map_err(|source| StoreError::Io {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        let dir = &std::fs::canonicalize(&config.data_dir).map_err(io(&config.data_dir))?;
         let lock = lock_data_dir(dir)?;
-        let lake_root = dir.join("lake");
-        let lake_shared = lake::open(&lake_root, &dir.join("quarantine"))?;
+        let status = Arc::new(StoreStatus::default());
+        let wal_dir = dir.join("wal");
+        let quarantine = dir.join("quarantine");
+        let wal_scan = WalScan::run(&wal_dir, fs.as_ref(), &quarantine.join("wal"))?;
         let (conn, hot_shared) = hot::open(&dir.join("hot.duckdb"))?;
+        let lake_root = dir.join("lake");
+        let available = |lake_seq: u64| {
+            let mut seqs = hot_shared
+                .seqs_above(lake_seq)
+                .map_err(|e| lake::LakeError::Hot(Box::new(e)))?;
+            for &(a, b) in wal_scan.coverage.ranges() {
+                seqs.insert(a, b);
+            }
+            Ok(seqs)
+        };
+        let (log, lake_shared) = lake::open(&lake_root, &quarantine, fs.clone(), &available)?;
         let journal = Journal::open(&dir.join("journal.sqlite"))?;
         let journal_shared = Arc::new(JournalShared::default());
         let journal_seq = journal.applied_seq()?;
@@ -207,21 +262,42 @@ impl Store {
         // Created here so that readers (the query engine, the CLI) find it.
         drop(Registry::open(dir)?);
 
-        let (hot_tx, hot_rx) = sync_channel(CHANNEL_BATCHES);
-        let (lake_tx, lake_rx) = sync_channel(CHANNEL_BATCHES);
-        let (journal_tx, journal_rx) = sync_channel(JOURNAL_CHANNEL_BATCHES);
+        let hot_seq = hot_shared.applied_seq.load(Ordering::Acquire);
+        let lake_seq = log.state().lake_seq;
+        // Everything up to here is durable somewhere; the next write follows it.
+        let last_seq = wal_scan
+            .max_seq()
+            .max(hot_seq)
+            .max(lake_seq)
+            .max(journal_seq);
+        let feed = WalFeed::new(&wal_dir, last_seq, config.feed_bytes_max);
+        let mut lake_writer = lake::LakeWriter::new(lake::writer::LakeWriterParts {
+            root: lake_root,
+            quarantine_root: quarantine,
+            config: config.lake.clone(),
+            fs: fs.clone(),
+            shared: lake_shared.clone(),
+            log,
+            hot: hot_shared.clone(),
+            status: status.clone(),
+        });
+        if let Err(e) = lake_writer.check_holes() {
+            tracing::error!(error = %e, "checking the lake against the hot store failed; rows the lake lacks may be hidden until the next start");
+        }
         let follower = journal::JournalFollower {
             journal,
             shared: journal_shared.clone(),
+            hot: hot_shared.clone(),
+            status: status.clone(),
         };
         let hot_writer = hot::HotWriter {
             conn,
             shared: hot_shared.clone(),
             config: config.hot.clone(),
             lake_seq: lake_shared.lake_seq.clone(),
+            status: status.clone(),
         };
-        let lake_writer =
-            lake::LakeWriter::new(lake_root, config.lake.clone(), lake_shared.clone());
+        let (lake_tx, lake_rx) = sync_channel(16);
         let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(format!("quiver-{name}"))
@@ -232,84 +308,43 @@ impl Store {
                     source,
                 })
         };
+        let hot_cursor = feed.cursor(hot_seq + 1);
+        let lake_cursor = feed.cursor(lake_seq + 1);
+        let journal_cursor = feed.cursor(journal_seq + 1);
         let threads = vec![
-            spawn("hot", Box::new(move || hot_writer.run(hot_rx)))?,
-            spawn("lake", Box::new(move || lake_writer.run(lake_rx)))?,
-            spawn("journal", Box::new(move || follower.run(journal_rx)))?,
+            spawn("hot", Box::new(move || hot_writer.run(hot_cursor)))?,
+            spawn(
+                "lake",
+                Box::new(move || lake_writer.run(lake_cursor, lake_rx)),
+            )?,
+            spawn("journal", Box::new(move || follower.run(journal_cursor)))?,
         ];
-
-        let hot_seq = hot_shared.applied_seq.load(Ordering::Acquire);
-        let lake_seq = lake_shared.lake_seq.load(Ordering::Acquire);
-        let wal_dir = dir.join("wal");
-        let mut replayed_to_hot = 0u64;
-        let max_seq = wal::replay(&wal_dir, hot_seq.min(lake_seq).min(journal_seq), |r| {
-            if r.seq > hot_seq {
-                replayed_to_hot = r.seq;
-                hot_tx
-                    .send(hot::HotApply {
-                        seq: r.seq,
-                        table: r.table,
-                        batch: r.batch.clone(),
-                    })
-                    .map_err(|_| wal_stopped("hot"))?;
-            }
-            if r.seq > journal_seq {
-                journal_tx
-                    .send(journal::JournalApply::Batch {
-                        seq: r.seq,
-                        table: r.table,
-                        batch: r.batch.clone(),
-                    })
-                    .map_err(|_| wal_stopped("journal"))?;
-            }
-            if r.seq > lake_seq {
-                lake_tx
-                    .send(lake::LakeMsg::Batch {
-                        seq: r.seq,
-                        table: r.table,
-                        batch: r.batch,
-                    })
-                    .map_err(|_| wal_stopped("lake"))?;
-            }
-            Ok(())
-        })?;
-        let wait = Duration::from_secs(300);
-        let started = Instant::now();
-        while hot_shared.applied_seq.load(Ordering::Acquire) < replayed_to_hot {
-            if started.elapsed() > wait {
-                return Err(StoreError::ReplayTimeout(wait));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let last_seq = max_seq.max(hot_seq).max(lake_seq).max(journal_seq);
-        // Records missing from the WAL below this were deleted, which happens
-        // only once every consumer (the journal included) held them.
-        journal_tx
-            .send(journal::JournalApply::Watermark(last_seq))
-            .map_err(|_| StoreError::ThreadStopped("journal"))?;
         let wal_seq = Arc::new(AtomicU64::new(last_seq));
-        let sink = StoreSink {
-            wal: wal::Wal::open(&wal_dir, config.wal_segment_bytes_max)?,
-            next_seq: last_seq + 1,
-            wal_seq: wal_seq.clone(),
-            hot_tx: Some(hot_tx.clone()),
-            lake_tx: Some(lake_tx.clone()),
-            journal_tx: Some(journal_tx.clone()),
+        let store = Store {
+            data_dir: dir.clone(),
             hot: hot_shared.clone(),
             lake: lake_shared.clone(),
             journal: journal_shared.clone(),
+            status: status.clone(),
+            fs: fs.clone(),
+            feed: feed.clone(),
+            wal_seq: wal_seq.clone(),
+            lake_tx: Some(lake_tx),
+            threads,
+            _lock: lock,
         };
-        let store = Store {
-            data_dir: dir.clone(),
+        if !store.wait_hot_caught_up(config.open_catch_up_max) {
+            return Err(StoreError::ReplayTimeout(config.open_catch_up_max));
+        }
+        let sink = StoreSink {
+            wal: Wal::open(&wal_dir, fs, config.wal_segment_bytes_max, &wal_scan),
+            next_seq: last_seq + 1,
+            wal_seq,
+            feed,
+            status,
             hot: hot_shared,
             lake: lake_shared,
             journal: journal_shared,
-            wal_seq,
-            lake_tx: Some(lake_tx),
-            hot_tx: Some(hot_tx),
-            journal_tx: Some(journal_tx),
-            threads,
-            _lock: lock,
         };
         Ok((store, sink))
     }
@@ -317,24 +352,34 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let h = &self.hot;
         let l = &self.lake;
+        let snapshot = l.snapshot();
         StoreStats {
             wal_seq: self.wal_seq.load(Ordering::Acquire),
             hot_seq: h.applied_seq.load(Ordering::Acquire),
-            lake_seq: l.lake_seq.load(Ordering::Acquire),
+            lake_seq: snapshot.lake_seq,
+            journal_seq: self.journal.applied_seq.load(Ordering::Acquire),
             hot_rows_applied: h.rows_applied.load(Ordering::Relaxed),
             hot_apply_errors: h.apply_errors.load(Ordering::Relaxed),
             lake_pending_rows: l.pending_rows.load(Ordering::Relaxed),
             lake_rows_rolled: l.rows_rolled.load(Ordering::Relaxed),
             lake_rolls: l.rolls.load(Ordering::Relaxed),
             lake_compactions: l.compactions.load(Ordering::Relaxed),
+            lake_refilled_rows: l.refilled_rows.load(Ordering::Relaxed),
             lake_errors: l.errors.load(Ordering::Relaxed),
-            lake_files: l.snapshot().files.len() as u64,
+            lake_files: snapshot.files.len() as u64,
+            lake_version: snapshot.version,
+            feed_bytes: self.feed.recent_bytes() as u64,
+            wal_state: self.status.wal.describe(),
+            hot_state: self.status.hot.describe(),
+            lake_state: self.status.lake.describe(),
+            journal_state: self.status.journal.describe(),
+            holes: self.status.holes().len() as u64,
         }
     }
 
     fn lake_request<T>(
         &self,
-        msg: impl FnOnce(SyncSender<Result<T, lake::LakeError>>) -> lake::LakeMsg,
+        msg: impl FnOnce(SyncSender<Result<T, lake::LakeError>>) -> lake::LakeRequest,
     ) -> Result<T, StoreError> {
         let tx = self
             .lake_tx
@@ -343,6 +388,7 @@ impl Store {
         let (reply_tx, reply_rx) = sync_channel(1);
         tx.send(msg(reply_tx))
             .map_err(|_| StoreError::ThreadStopped("lake"))?;
+        self.feed.wake();
         reply_rx
             .recv()
             .map_err(|_| StoreError::ThreadStopped("lake"))?
@@ -350,34 +396,30 @@ impl Store {
     }
 
     /// Merges every lake partition holding at least `min_files` files into one
-    /// file (atomically). Returns how many partitions were merged.
+    /// file (one commit per partition). Returns how many partitions were merged.
     pub fn compact(&self, min_files: usize) -> Result<usize, StoreError> {
-        self.lake_request(|reply| lake::LakeMsg::Compact { min_files, reply })
+        self.lake_request(|reply| lake::LakeRequest::Compact { min_files, reply })
     }
 
     /// Rolls every durable batch not yet in the lake into it now.
     pub fn roll_lake(&self) -> Result<(), StoreError> {
-        self.lake_request(|reply| lake::LakeMsg::Roll { reply })
+        self.lake_request(|reply| lake::LakeRequest::Roll { reply })
     }
 
     /// Waits until the hot store has applied everything durable in the WAL.
     pub fn wait_hot_caught_up(&self, timeout: Duration) -> bool {
-        let target = self.wal_seq.load(Ordering::Acquire);
-        let started = Instant::now();
-        while self.hot.applied_seq.load(Ordering::Acquire) < target {
-            if started.elapsed() > timeout {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        true
+        self.wait_for(&self.hot.applied_seq, timeout)
     }
 
     /// Waits until the journal holds every durable trade event.
     pub fn wait_journal_caught_up(&self, timeout: Duration) -> bool {
-        let target = self.wal_seq.load(Ordering::Acquire);
+        self.wait_for(&self.journal.applied_seq, timeout)
+    }
+
+    fn wait_for(&self, applied: &AtomicU64, timeout: Duration) -> bool {
+        let target = self.feed.durable_seq();
         let started = Instant::now();
-        while self.journal.applied_seq.load(Ordering::Acquire) < target {
+        while applied.load(Ordering::Acquire) < target {
             if started.elapsed() > timeout {
                 return false;
             }
@@ -386,17 +428,16 @@ impl Store {
         true
     }
 
-    /// Stops the hot and lake threads once they have drained what they were
-    /// sent (the lake rolls what is pending), then deletes WAL segments both hold.
-    /// The logger using this store's sink must be closed first.
+    /// Stops the consumers once they have applied and rolled everything
+    /// durable, then deletes WAL segments all of them hold. The logger using
+    /// this store's sink must be closed first.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.shutdown()
     }
 
     fn shutdown(&mut self) -> Result<(), StoreError> {
-        self.hot_tx = None;
         self.lake_tx = None;
-        self.journal_tx = None;
+        self.feed.close();
         let mut result = Ok(());
         for (name, handle) in self.threads.drain(..) {
             if handle.join().is_err() {
@@ -404,7 +445,13 @@ impl Store {
             }
         }
         let applied = held_by_all(&self.hot, &self.lake, &self.journal);
-        let mut wal = wal::Wal::open(&self.data_dir.join("wal"), u64::MAX)?;
+        let wal_dir = self.data_dir.join("wal");
+        let scan = WalScan::run(
+            &wal_dir,
+            self.fs.as_ref(),
+            &self.data_dir.join("quarantine").join("wal"),
+        )?;
+        let mut wal = Wal::open(&wal_dir, self.fs.clone(), u64::MAX, &scan);
         wal.delete_through(applied)?;
         result
     }
@@ -428,22 +475,15 @@ fn held_by_all(hot: &HotShared, lake: &LakeShared, journal: &JournalShared) -> u
         .min(journal.applied_seq.load(Ordering::Acquire))
 }
 
-fn wal_stopped(name: &'static str) -> wal::WalError {
-    wal::WalError::Io {
-        path: PathBuf::from(name),
-        source: std::io::Error::other(format!("the {name} thread has stopped")),
-    }
-}
-
-/// The logger's sink: assigns sequence numbers, appends to the WAL (fsync), then
-/// hands the batches to the hot and lake threads.
+/// The logger's sink: assigns sequence numbers, appends to the WAL (fsync),
+/// then publishes the records to the feed the consumers read. It never waits
+/// for a consumer.
 pub struct StoreSink {
-    wal: wal::Wal,
+    wal: Wal,
     next_seq: u64,
     wal_seq: Arc<AtomicU64>,
-    hot_tx: Option<SyncSender<hot::HotApply>>,
-    lake_tx: Option<SyncSender<lake::LakeMsg>>,
-    journal_tx: Option<SyncSender<journal::JournalApply>>,
+    feed: Arc<WalFeed>,
+    status: Arc<StoreStatus>,
     hot: Arc<HotShared>,
     lake: Arc<LakeShared>,
     journal: Arc<JournalShared>,
@@ -464,53 +504,24 @@ impl BatchSink for StoreSink {
             .enumerate()
             .map(|(i, (table, batch))| (self.next_seq + i as u64, *table, batch))
             .collect();
-        self.wal
-            .append(&records)
-            .map_err(|e| SinkError(Box::new(e)))?;
+        if let Err(e) = self.wal.append(&records) {
+            let reason = e.io().map_or_else(|| e.to_string(), fsio::describe_io);
+            self.status.wal.stalled("wal", &reason);
+            return Err(SinkError(Box::new(e)));
+        }
+        self.status.wal.ok("wal");
         // Durable from here on: never report an error past this point, or the
         // writer would write the same batches again under new sequences.
         self.next_seq += records.len() as u64;
         if let Some(&(last, _, _)) = records.last() {
             self.wal_seq.store(last, Ordering::Release);
         }
-        for (seq, table, batch) in records {
-            if let Some(tx) = &self.hot_tx
-                && tx
-                    .send(hot::HotApply {
-                        seq,
-                        table,
-                        batch: batch.clone(),
-                    })
-                    .is_err()
-            {
-                tracing::error!("the hot store thread has stopped; batches stay in the WAL");
-                self.hot_tx = None;
-            }
-            if let Some(tx) = &self.lake_tx
-                && tx
-                    .send(lake::LakeMsg::Batch {
-                        seq,
-                        table,
-                        batch: batch.clone(),
-                    })
-                    .is_err()
-            {
-                tracing::error!("the lake thread has stopped; batches stay in the WAL");
-                self.lake_tx = None;
-            }
-            if let Some(tx) = &self.journal_tx
-                && tx
-                    .send(journal::JournalApply::Batch {
-                        seq,
-                        table,
-                        batch: batch.clone(),
-                    })
-                    .is_err()
-            {
-                tracing::error!("the journal thread has stopped; batches stay in the WAL");
-                self.journal_tx = None;
-            }
-        }
+        self.feed
+            .publish(records.into_iter().map(|(seq, table, batch)| WalRecord {
+                seq,
+                table,
+                batch: batch.clone(),
+            }));
         Ok(())
     }
 
@@ -520,12 +531,5 @@ impl BatchSink for StoreSink {
             .delete_through(applied)
             .map(|_| ())
             .map_err(|e| SinkError(Box::new(e)))
-    }
-
-    fn close(&mut self) -> Result<(), SinkError> {
-        self.hot_tx = None;
-        self.lake_tx = None;
-        self.journal_tx = None;
-        Ok(())
     }
 }

@@ -60,6 +60,25 @@ pub enum SqliteError {
     },
 }
 
+impl SqliteError {
+    /// A short reason for status lines ("disk full" where SQLite says so).
+    pub fn describe(&self) -> String {
+        let full =
+            |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        match self {
+            SqliteError::Open { source, .. }
+            | SqliteError::Migrate { source, .. }
+            | SqliteError::Sql { source, .. }
+                if full(source) =>
+            {
+                "disk full".to_string()
+            }
+            SqliteError::Sql { step, source, .. } => format!("{step}: {source}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One migration: applied in order of `version`, each in its own transaction.
 pub struct Migration {
     pub version: u32,

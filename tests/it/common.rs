@@ -161,3 +161,50 @@ pub fn market_event(id: u64, level: quiver::event::Level) -> Event {
         regime: Regime::Range,
     })
 }
+
+/// Invariant 9, after any fault: every `event_id` of `hot.<t>` is in
+/// `events.<t>`, and `events.<t>` holds each event once.
+pub async fn assert_hot_within_events(h: &Harness, stage: &str) {
+    for table in quiver::event::Table::ALL {
+        let t = table.name();
+        let dup = h
+            .scalar(&format!(
+                "SELECT count(*) - count(DISTINCT event_id) FROM events.{t}"
+            ))
+            .await;
+        assert_eq!(dup, 0, "{stage}: duplicates in events.{t}");
+        let hidden = h
+            .scalar(&format!(
+                "SELECT count(*) FROM hot.{t} h WHERE NOT EXISTS \
+                 (SELECT 1 FROM events.{t} e WHERE e.event_id = h.event_id)"
+            ))
+            .await;
+        assert_eq!(
+            hidden, 0,
+            "{stage}: rows of hot.{t} missing from events.{t}"
+        );
+    }
+}
+
+/// The event ids of `events.<table>`.
+pub async fn event_ids(h: &Harness, table: &str) -> std::collections::BTreeSet<String> {
+    let batches = h
+        .query(&format!("SELECT event_id FROM events.{table}"))
+        .await;
+    let mut out = std::collections::BTreeSet::new();
+    for b in &batches {
+        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        for v in col.as_string::<i32>().iter().flatten() {
+            out.insert(v.to_string());
+        }
+    }
+    out
+}
+
+/// Parquet files under `dir`, recursively.
+pub fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    crate::validation::walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}

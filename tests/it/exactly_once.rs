@@ -52,6 +52,14 @@ async fn every_accepted_event_once_across_rolls_compaction_and_restart() {
     h.logger.flush().await.unwrap();
     assert!(h.store.wait_hot_caught_up(Duration::from_secs(60)));
     assert_each_once(&h, &expected, "after flush").await;
+    // The lake reads the WAL on its own thread: it rolls (every 2,000 rows
+    // here) soon after, not before flush() returns.
+    let started = std::time::Instant::now();
+    while h.scalar("SELECT lake_rolls FROM system.writer").await <= 1
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(h.scalar("SELECT lake_rolls FROM system.writer").await > 1);
 
     h.store.roll_lake().unwrap();

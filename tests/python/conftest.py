@@ -48,16 +48,21 @@ result_rows_max = 100000
         env=quiver_env(),
         stdout=subprocess.DEVNULL,
     )
+    proc, url, log = start_server(binary, config, data, work)
+    yield {"url": url, "user": USER, "password": PASSWORD, "data": data, "config": config}
+    stop_server(proc, log)
+
+
+def start_server(binary, config, data, work, name="serve"):
+    """Starts `quiver serve` on `data`; returns (process, url, log file)."""
     # Output goes to a file, not a pipe nobody drains, so the server never
     # blocks on a full pipe.
-    log_path = os.path.join(work, "serve.log")
+    log_path = os.path.join(work, f"{name}.log")
     log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [binary, "--config", config, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
-        env=quiver_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [binary, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"]
+    if config:
+        args[1:1] = ["--config", config]
+    proc = subprocess.Popen(args, env=quiver_env(), stdout=log, stderr=subprocess.STDOUT)
     url = None
     deadline = time.time() + 60
     while url is None and time.time() < deadline and proc.poll() is None:
@@ -71,10 +76,14 @@ result_rows_max = 100000
         proc.kill()
         with open(log_path) as f:
             pytest.fail("quiver serve did not start:\n" + f.read())
-    yield {"url": url, "user": USER, "password": PASSWORD, "data": data, "config": config}
+    return proc, url, log
+
+
+def stop_server(proc, log):
+    """Stops a server cleanly (the lake rolls everything) and checks its exit."""
     proc.terminate()
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise

@@ -1,0 +1,171 @@
+//! Writing and checking the lake's Parquet files.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::{LakeConfig, LakeError};
+use crate::event::{SYMBOL_COLUMN, Table};
+use crate::store::fsio::{self, FileSystem};
+
+/// The schema of a table's Parquet files: the table schema without `symbol`,
+/// which (with `date`) lives in the path.
+pub fn file_schema(table: Table) -> SchemaRef {
+    let schema = table.schema();
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != SYMBOL_COLUMN)
+        .map(|(_, f)| f.clone())
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Indices of the file columns of a table batch (all but `symbol`).
+pub fn file_columns(batch: &RecordBatch) -> Vec<usize> {
+    (0..batch.num_columns())
+        .filter(|i| *i != SYMBOL_COLUMN)
+        .collect()
+}
+
+/// Spelled out: parquet-rs writes uncompressed unless told.
+pub fn writer_properties(config: &LakeConfig) -> WriterProperties {
+    let level = ZstdLevel::try_new(config.zstd_level).unwrap_or_default();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(config.row_group_rows_max))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Files are sorted by ts (column 1 of the file schema).
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 1,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_created_by(format!("quiver {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn to_lake_error(path: &Path, e: std::io::Error) -> LakeError {
+    match e.downcast::<parquet::errors::ParquetError>() {
+        Ok(source) => LakeError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        },
+        Err(source) => LakeError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Writes `batches` as a new file at `path` ([`fsio::publish_new`]). Returns its size.
+pub fn write_new(
+    fs: &dyn FileSystem,
+    path: &Path,
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    props: &WriterProperties,
+) -> Result<u64, LakeError> {
+    fsio::publish_new(fs, path, |file| {
+        let mut counter = CountingWriter {
+            inner: file,
+            bytes: 0,
+        };
+        let mut writer = ArrowWriter::try_new(&mut counter, schema.clone(), Some(props.clone()))
+            .map_err(std::io::Error::other)?;
+        for batch in batches {
+            writer.write(batch).map_err(std::io::Error::other)?;
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(counter.bytes)
+    })
+    .map_err(|e| to_lake_error(path, e))
+}
+
+/// Streams `inputs` (oldest first) into one new file, adapting older files to
+/// the current schema (missing nullable columns become NULL).
+pub fn write_merged(
+    fs: &dyn FileSystem,
+    path: &Path,
+    inputs: &[&Path],
+    schema: &SchemaRef,
+    props: &WriterProperties,
+) -> Result<u64, LakeError> {
+    fsio::publish_new(fs, path, |file| {
+        let mut counter = CountingWriter {
+            inner: file,
+            bytes: 0,
+        };
+        let mut writer = ArrowWriter::try_new(&mut counter, schema.clone(), Some(props.clone()))
+            .map_err(std::io::Error::other)?;
+        for input in inputs {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(input)?)
+                .map_err(std::io::Error::other)?
+                .with_batch_size(64 * 1024)
+                .build()
+                .map_err(std::io::Error::other)?;
+            for batch in reader {
+                let batch = batch.map_err(std::io::Error::other)?;
+                let batch = adapt(&batch, schema).map_err(std::io::Error::other)?;
+                writer.write(&batch).map_err(std::io::Error::other)?;
+            }
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(counter.bytes)
+    })
+    .map_err(|e| to_lake_error(path, e))
+}
+
+/// Counts the bytes written (the file's size, without a metadata call).
+struct CountingWriter<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Maps a batch onto `schema` by column name; missing columns become NULL.
+fn adapt(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+            Some(col) => arrow::compute::cast(col, field.data_type()),
+            None => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Row count and size from the footer, or why the file is unreadable.
+pub fn check_footer(path: &Path) -> Result<(u64, u64), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
+    let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    Ok((rows, bytes))
+}

@@ -1,0 +1,639 @@
+//! The lake thread: rolls records from the WAL feed into Parquet, compacts,
+//! retires compacted files after their grace, and fills holes from the hot store.
+//!
+//! It is a consumer like the hot store: it reads the feed at its own pace (from
+//! memory, or from the WAL files once it falls behind), so a long roll or
+//! compaction is lag, never a stalled writer. A range of sequences the WAL no
+//! longer has ([`Fetched::Gap`]) is read back from the hot store; what the hot
+//! store does not have either is recorded as lost in the next roll's commit and
+//! in `system.holes`, never skipped silently. A failed roll or compaction is
+//! retried with backoff; inputs are retired only after the commit that replaces
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use chrono::NaiveDate;
+
+use super::log::{Change, CommitOp, LakeLog};
+use super::parquet::{
+    check_footer, file_columns, file_schema, write_merged, write_new, writer_properties,
+};
+use super::partition::{part_name, partition_dir, split_partitions};
+use super::recovery::quarantine_file;
+use super::{LakeConfig, LakeError, LakeFile, LakeShared};
+use crate::event::{Table, Ts};
+use crate::store::fsio::{self, FileSystem};
+use crate::store::hot::HotShared;
+use crate::store::seq::SeqRanges;
+use crate::store::status::{Hole, HoleStatus, StoreStatus};
+use crate::store::wal::{Fetched, WalCursor, WalRecord};
+
+/// Requests to the lake thread.
+pub enum LakeRequest {
+    /// Merge every partition with at least `min_files` files; answer with the
+    /// number of partitions compacted.
+    Compact {
+        min_files: usize,
+        reply: SyncSender<Result<usize, LakeError>>,
+    },
+    /// Roll everything durable now.
+    Roll {
+        reply: SyncSender<Result<(), LakeError>>,
+    },
+}
+
+/// Records read from the feed in one go.
+const FETCH_RECORDS_MAX: usize = 256;
+/// How long the thread waits for a record before looking at its timers.
+const FETCH_WAIT: Duration = Duration::from_millis(50);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The lake thread's state.
+pub struct LakeWriter {
+    root: PathBuf,
+    quarantine_root: PathBuf,
+    config: LakeConfig,
+    fs: Arc<dyn FileSystem>,
+    shared: Arc<LakeShared>,
+    log: LakeLog,
+    hot: Arc<HotShared>,
+    status: Arc<StoreStatus>,
+    pending: BTreeMap<Table, Vec<RecordBatch>>,
+    pending_rows: usize,
+    /// Every sequence up to here has been read from the feed (or found lost).
+    read_to: u64,
+    pending_since: Option<Instant>,
+    /// Sequences in no copy, recorded by the next roll's commit.
+    lost: Vec<(u64, u64)>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Compaction inputs waiting out the grace period: (retired at, path).
+    retired: Vec<(Instant, PathBuf)>,
+}
+
+/// What a [`LakeWriter`] is built from.
+pub struct LakeWriterParts {
+    pub root: PathBuf,
+    pub quarantine_root: PathBuf,
+    pub config: LakeConfig,
+    pub fs: Arc<dyn FileSystem>,
+    pub shared: Arc<LakeShared>,
+    pub log: LakeLog,
+    pub hot: Arc<HotShared>,
+    pub status: Arc<StoreStatus>,
+}
+
+impl LakeWriter {
+    pub fn new(parts: LakeWriterParts) -> Self {
+        let read_to = parts.log.state().lake_seq;
+        Self {
+            root: parts.root,
+            quarantine_root: parts.quarantine_root,
+            config: parts.config,
+            fs: parts.fs,
+            shared: parts.shared,
+            log: parts.log,
+            hot: parts.hot,
+            status: parts.status,
+            pending: BTreeMap::new(),
+            pending_rows: 0,
+            read_to,
+            pending_since: None,
+            lost: Vec::new(),
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            retired: Vec::new(),
+        }
+    }
+
+    pub fn lake_seq(&self) -> u64 {
+        self.log.state().lake_seq
+    }
+
+    pub fn run(mut self, mut cursor: WalCursor, requests: Receiver<LakeRequest>) {
+        loop {
+            while let Ok(request) = requests.try_recv() {
+                self.handle(request, &mut cursor);
+            }
+            match cursor.fetch(FETCH_RECORDS_MAX, FETCH_WAIT) {
+                Ok(Fetched::Records(records)) => {
+                    for r in records {
+                        self.add(r);
+                    }
+                }
+                Ok(Fetched::Gap { from, to }) => self.fill_gap(from, to),
+                Ok(Fetched::Idle) => {}
+                Ok(Fetched::Closed) => {
+                    if let Err(e) = self.roll() {
+                        tracing::error!(error = %e, "final lake roll failed; rows stay in the WAL");
+                    }
+                    self.delete_retired(true);
+                    return;
+                }
+                Err(e) => {
+                    self.status
+                        .lake
+                        .stalled("lake", &format!("reading the WAL: {e}"));
+                    std::thread::sleep(BACKOFF_MIN);
+                    continue;
+                }
+            }
+            if !self.retired.is_empty() {
+                self.delete_retired(false);
+            }
+            let due = self.pending_rows >= self.config.roll_rows_max
+                || self
+                    .pending_since
+                    .is_some_and(|t| t.elapsed() >= self.config.roll_interval);
+            if due && self.retry_at.is_none_or(|t| Instant::now() >= t) {
+                let result = self.roll();
+                self.after(result.map(|_| ()), "roll");
+            }
+        }
+    }
+
+    /// Records how an operation went: backoff and a stalled state on failure.
+    fn after(&mut self, result: Result<(), LakeError>, what: &str) {
+        match result {
+            Ok(()) => {
+                self.retry_at = None;
+                self.backoff = BACKOFF_MIN;
+                self.status.lake.ok("lake");
+            }
+            Err(e) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                let reason = describe(&e);
+                tracing::warn!(error = %e, "lake {what} failed; retrying in {:?}", self.backoff);
+                self.status
+                    .lake
+                    .stalled("lake", &format!("{what} failed: {reason}"));
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    fn handle(&mut self, request: LakeRequest, cursor: &mut WalCursor) {
+        match request {
+            LakeRequest::Roll { reply } => {
+                let result = self.catch_up(cursor).and_then(|()| self.roll());
+                let _ = reply.send(result);
+            }
+            LakeRequest::Compact { min_files, reply } => {
+                let _ = reply.send(self.compact(min_files, None));
+            }
+        }
+    }
+
+    /// Reads everything durable now.
+    fn catch_up(&mut self, cursor: &mut WalCursor) -> Result<(), LakeError> {
+        let target = cursor.feed().durable_seq();
+        while cursor.next_seq() <= target {
+            match cursor.fetch(FETCH_RECORDS_MAX, Duration::ZERO) {
+                Ok(Fetched::Records(records)) => {
+                    for r in records {
+                        self.add(r);
+                    }
+                }
+                Ok(Fetched::Gap { from, to }) => self.fill_gap(from, to),
+                Ok(Fetched::Idle | Fetched::Closed) => break,
+                Err(e) => {
+                    return Err(LakeError::Io {
+                        path: self.root.join("../wal"),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, record: WalRecord) {
+        if record.seq <= self.read_to {
+            return;
+        }
+        self.read_to = record.seq;
+        if record.batch.num_rows() == 0 {
+            return;
+        }
+        self.pending_rows += record.batch.num_rows();
+        self.pending_since.get_or_insert_with(Instant::now);
+        self.pending
+            .entry(record.table)
+            .or_default()
+            .push(record.batch);
+        self.shared
+            .pending_rows
+            .store(self.pending_rows as u64, Ordering::Relaxed);
+    }
+
+    /// Sequences `from..=to` are in no WAL segment: take them from the hot store.
+    fn fill_gap(&mut self, from: u64, to: u64) {
+        let mut records = None;
+        for attempt in 0..3u32 {
+            match self.hot.read_seq_range(from, to, Table::ALL) {
+                Ok(r) => {
+                    records = Some(r);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "reading a WAL gap back from the hot store");
+                    std::thread::sleep(Duration::from_millis(200 << attempt));
+                }
+            }
+        }
+        let records = records.unwrap_or_default();
+        let found = SeqRanges::from_ranges(records.iter().map(|r| (r.seq, r.seq)));
+        let rows: u64 = records.iter().map(|r| r.batch.num_rows() as u64).sum();
+        for r in records {
+            self.add(r);
+        }
+        if !found.is_empty() {
+            self.status.hole(Hole {
+                component: "lake",
+                table: None,
+                seq_from: from,
+                seq_to: to,
+                rows: Some(rows),
+                status: HoleStatus::Refilled,
+                detected_at_us: Ts::now().0,
+                detail: "not in the WAL; read back from the hot store".into(),
+            });
+        }
+        for (a, b) in found.missing_in(from, to) {
+            self.lost.push((a, b));
+            self.status.hole(Hole {
+                component: "lake",
+                table: None,
+                seq_from: a,
+                seq_to: b,
+                rows: None,
+                status: HoleStatus::Lost,
+                detected_at_us: Ts::now().0,
+                detail: "in neither the WAL nor the hot store".into(),
+            });
+        }
+        self.read_to = self.read_to.max(to);
+    }
+
+    /// Writes everything read so far into the lake and commits it.
+    pub fn roll(&mut self) -> Result<(), LakeError> {
+        let lake_seq = self.lake_seq();
+        if self.read_to <= lake_seq {
+            return Ok(());
+        }
+        let (from, to) = (lake_seq + 1, self.read_to);
+        let props = writer_properties(&self.config);
+        let mut written: Vec<LakeFile> = Vec::new();
+        let result = (|| {
+            for (table, batches) in &self.pending {
+                let all = concat_batches(&table.schema(), batches).map_err(LakeError::Arrow)?;
+                for (date, symbol, rows) in split_partitions(&all)? {
+                    let path =
+                        partition_dir(&self.root, *table, date, &symbol).join(part_name(from, to));
+                    let n = rows.num_rows() as u64;
+                    let file_rows = rows
+                        .project(&file_columns(&rows))
+                        .map_err(LakeError::Arrow)?;
+                    let bytes = write_new(
+                        self.fs.as_ref(),
+                        &path,
+                        &[file_rows],
+                        &file_schema(*table),
+                        &props,
+                    )
+                    .inspect_err(|_| {
+                        let _ = self.fs.remove_file(&path);
+                    })?;
+                    written.push(LakeFile {
+                        table: *table,
+                        date,
+                        symbol,
+                        path,
+                        bytes,
+                        rows: n,
+                        seq_from: from,
+                        seq_to: to,
+                    });
+                }
+            }
+            let mut change = Change::new(CommitOp::Roll, to);
+            change.add = written.clone();
+            change.lost = self.lost.clone();
+            self.log.commit(change)
+        })();
+        if let Err(e) = result {
+            if !matches!(e, LakeError::CommitUnknown { .. }) {
+                // Never committed: these files are ours to take back.
+                for f in &written {
+                    let _ = self.fs.remove_file(&f.path);
+                }
+            }
+            return Err(e);
+        }
+        let rows: u64 = written.iter().map(|f| f.rows).sum();
+        let touched: Vec<(Table, NaiveDate, String)> = written
+            .iter()
+            .map(|f| (f.table, f.date, f.symbol.clone()))
+            .collect();
+        self.shared.publish(self.log.state());
+        self.pending.clear();
+        self.pending_rows = 0;
+        self.pending_since = None;
+        self.lost.clear();
+        self.shared.pending_rows.store(0, Ordering::Relaxed);
+        self.shared.rows_rolled.fetch_add(rows, Ordering::Relaxed);
+        self.shared.rolls.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.compact(self.config.compact_trigger_files, Some(&touched)) {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "automatic compaction failed");
+        }
+        Ok(())
+    }
+
+    /// Merges each partition holding at least `min_files` files (among `only`,
+    /// if given) into one file, one commit per partition. Returns the number of
+    /// partitions merged; on error, the partitions before it stay merged.
+    pub fn compact(
+        &mut self,
+        min_files: usize,
+        only: Option<&[(Table, NaiveDate, String)]>,
+    ) -> Result<usize, LakeError> {
+        let min_files = min_files.max(2);
+        let mut groups: BTreeMap<(Table, NaiveDate, String), Vec<LakeFile>> = BTreeMap::new();
+        for file in &self.log.state().files {
+            groups
+                .entry((file.table, file.date, file.symbol.clone()))
+                .or_default()
+                .push(file.clone());
+        }
+        let props = writer_properties(&self.config);
+        let mut merged = 0;
+        for (key, mut inputs) in groups {
+            if inputs.len() < min_files || only.is_some_and(|o| !o.contains(&key)) {
+                continue;
+            }
+            let (table, date, symbol) = key;
+            // An unreadable input is quarantined and its rows refilled; the
+            // partition is merged on a later pass.
+            let bad: Vec<(PathBuf, String)> = inputs
+                .iter()
+                .filter_map(|f| check_footer(&f.path).err().map(|r| (f.path.clone(), r)))
+                .collect();
+            if !bad.is_empty() {
+                self.quarantine_committed(bad)?;
+                continue;
+            }
+            inputs.sort_by_key(|f| f.seq_from);
+            let from = inputs.iter().map(|f| f.seq_from).min().unwrap_or(0);
+            let to = inputs.iter().map(|f| f.seq_to).max().unwrap_or(0);
+            let path = partition_dir(&self.root, table, date, &symbol).join(part_name(from, to));
+            let input_paths: Vec<&Path> = inputs.iter().map(|f| f.path.as_path()).collect();
+            let bytes = write_merged(
+                self.fs.as_ref(),
+                &path,
+                &input_paths,
+                &file_schema(table),
+                &props,
+            )
+            .inspect_err(|_| {
+                let _ = self.fs.remove_file(&path);
+            })?;
+            let output = LakeFile {
+                table,
+                date,
+                symbol,
+                path: path.clone(),
+                bytes,
+                rows: inputs.iter().map(|f| f.rows).sum(),
+                seq_from: from,
+                seq_to: to,
+            };
+            let mut change = Change::new(CommitOp::Compact, self.lake_seq());
+            change.add.push(output);
+            change.remove = inputs.iter().map(|f| f.path.clone()).collect();
+            if let Err(e) = self.log.commit(change) {
+                if !matches!(e, LakeError::CommitUnknown { .. }) {
+                    let _ = self.fs.remove_file(&path);
+                }
+                return Err(e);
+            }
+            // Committed: only now may the inputs go, after their grace.
+            let now = Instant::now();
+            self.retired
+                .extend(inputs.iter().map(|input| (now, input.path.clone())));
+            self.shared.publish(self.log.state());
+            merged += 1;
+            self.shared.compactions.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(merged)
+    }
+
+    /// Moves unreadable committed files to quarantine (one commit), then writes
+    /// back from the hot store what it still holds of their rows.
+    fn quarantine_committed(&mut self, bad: Vec<(PathBuf, String)>) -> Result<(), LakeError> {
+        let mut change = Change::new(CommitOp::Quarantine, self.lake_seq());
+        for (path, reason) in bad {
+            quarantine_file(
+                self.fs.as_ref(),
+                &self.root,
+                &self.quarantine_root,
+                &self.shared,
+                &path,
+                reason,
+            )?;
+            change.remove.push(path);
+        }
+        self.log.commit(change)?;
+        self.shared.publish(self.log.state());
+        self.check_holes()?;
+        Ok(())
+    }
+
+    /// Deletes retired files whose grace period is over (all of them if `all`).
+    fn delete_retired(&mut self, all: bool) {
+        let grace = self.config.retired_file_grace;
+        let fs = self.fs.clone();
+        let mut dirs = Vec::new();
+        self.retired.retain(|(at, path)| {
+            if !all && at.elapsed() < grace {
+                return true;
+            }
+            match fs.remove_file(path) {
+                Ok(()) => dirs.extend(path.parent().map(Path::to_path_buf)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "could not delete a compacted file");
+                    return true;
+                }
+            }
+            false
+        });
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let _ = fs.sync_dir(&dir);
+        }
+    }
+
+    /// Finds rows the hot store holds at or below `lake_seq` that no committed
+    /// file of their partition covers (a quarantined or missing file, a WAL
+    /// record lost before it reached the lake, a rebuilt log) and writes them
+    /// back into the lake in one commit. Returns the rows written back.
+    pub fn check_holes(&mut self) -> Result<u64, LakeError> {
+        let lake_seq = self.lake_seq();
+        let props = writer_properties(&self.config);
+        let mut written: Vec<LakeFile> = Vec::new();
+        let mut holes: Vec<Hole> = Vec::new();
+        let mut ranges: std::collections::HashMap<(Table, NaiveDate, String), Vec<(u64, u64)>> =
+            std::collections::HashMap::new();
+        for f in &self.log.state().files {
+            ranges
+                .entry((f.table, f.date, f.symbol.clone()))
+                .or_default()
+                .push((f.seq_from, f.seq_to));
+        }
+        for r in ranges.values_mut() {
+            r.sort_unstable();
+        }
+        let no_ranges = Vec::new();
+        let result = (|| {
+            for table in Table::ALL {
+                let groups = self
+                    .hot
+                    .partition_seqs(*table, lake_seq)
+                    .map_err(|e| LakeError::Hot(Box::new(e)))?;
+                let mut missing: BTreeMap<(NaiveDate, String), Vec<u64>> = BTreeMap::new();
+                for (seq, date, symbol) in groups {
+                    let key = (*table, date, symbol);
+                    let covered = ranges.get(&key).is_some_and(|r| covers(r, seq));
+                    if !covered {
+                        missing.entry((key.1, key.2)).or_default().push(seq);
+                    }
+                }
+                for ((date, symbol), mut seqs) in missing {
+                    seqs.sort_unstable();
+                    let committed = ranges
+                        .get(&(*table, date, symbol.clone()))
+                        .unwrap_or(&no_ranges);
+                    for (a, b) in runs(&seqs, committed) {
+                        let batch = self
+                            .hot
+                            .read_partition(*table, date, &symbol, a, b)
+                            .map_err(|e| LakeError::Hot(Box::new(e)))?;
+                        if batch.num_rows() == 0 {
+                            continue;
+                        }
+                        let sorted = split_partitions(&batch)?;
+                        let rows: Vec<RecordBatch> = sorted
+                            .into_iter()
+                            .map(|(_, _, b)| b.project(&file_columns(&b)).map_err(LakeError::Arrow))
+                            .collect::<Result<_, _>>()?;
+                        let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                        let path =
+                            partition_dir(&self.root, *table, date, &symbol).join(part_name(a, b));
+                        let bytes =
+                            write_new(self.fs.as_ref(), &path, &rows, &file_schema(*table), &props)
+                                .inspect_err(|_| {
+                                    let _ = self.fs.remove_file(&path);
+                                })?;
+                        written.push(LakeFile {
+                            table: *table,
+                            date,
+                            symbol: symbol.clone(),
+                            path,
+                            bytes,
+                            rows: n,
+                            seq_from: a,
+                            seq_to: b,
+                        });
+                        holes.push(Hole {
+                            component: "lake",
+                            table: Some(*table),
+                            seq_from: a,
+                            seq_to: b,
+                            rows: Some(n),
+                            status: HoleStatus::Refilled,
+                            detected_at_us: Ts::now().0,
+                            detail: format!(
+                                "rows of {date} {symbol} below lake_seq in no committed file; written back from the hot store"
+                            ),
+                        });
+                    }
+                }
+            }
+            if written.is_empty() {
+                return Ok(());
+            }
+            let mut change = Change::new(CommitOp::Refill, lake_seq);
+            change.add = written.clone();
+            self.log.commit(change)
+        })();
+        if let Err(e) = result {
+            if !matches!(e, LakeError::CommitUnknown { .. }) {
+                for f in &written {
+                    let _ = self.fs.remove_file(&f.path);
+                }
+            }
+            return Err(e);
+        }
+        let rows: u64 = written.iter().map(|f| f.rows).sum();
+        for hole in holes {
+            self.status.hole(hole);
+        }
+        if rows > 0 {
+            self.shared.refilled_rows.fetch_add(rows, Ordering::Relaxed);
+            self.shared.publish(self.log.state());
+        }
+        Ok(rows)
+    }
+}
+
+/// Whether sorted, possibly overlapping ranges contain `seq`.
+fn covers(ranges: &[(u64, u64)], seq: u64) -> bool {
+    // Ranges are sorted by start; any that starts at or before `seq` may hold it.
+    let end = ranges.partition_point(|r| r.0 <= seq);
+    ranges[..end].iter().rev().any(|r| r.1 >= seq)
+}
+
+/// Splits sorted missing sequences into ranges that no committed range of the
+/// partition intersects (so a refill file never claims sequences another file
+/// holds: the file invariant).
+fn runs(missing: &[u64], committed: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &s in missing {
+        match out.last_mut() {
+            Some(last) if !committed.iter().any(|&(a, b)| a <= s && last.1 < b) => last.1 = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
+fn describe(e: &LakeError) -> String {
+    match e {
+        LakeError::Io { source, .. } => fsio::describe_io(source),
+        LakeError::Parquet { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn refill_runs_never_span_a_committed_range() {
+        assert_eq!(runs(&[3, 4, 5, 9], &[]), vec![(3, 9)]);
+        assert_eq!(runs(&[3, 4, 9, 10], &[(6, 7)]), vec![(3, 4), (9, 10)]);
+        assert_eq!(runs(&[3, 9], &[(1, 2), (11, 12)]), vec![(3, 9)]);
+    }
+}
