@@ -215,6 +215,27 @@ async fn verify(dir: &Path, acked: u64) -> Result<(), String> {
         }
         Ok(())
     })();
+    let result = match result {
+        Ok(()) => {
+            // The lake must be whole by itself: recovery never had to fall
+            // back on the hot store's copy.
+            let holes = h.scalar("SELECT count(*) FROM system.holes").await;
+            let quarantined = h
+                .scalar("SELECT count(*) FROM system.quarantined_files")
+                .await;
+            let refilled = h
+                .scalar("SELECT lake_refilled_rows FROM system.writer")
+                .await;
+            if holes + quarantined + refilled > 0 {
+                Err(format!(
+                    "recovery needed the hot store: {holes} holes, {quarantined} quarantined files, {refilled} rows written back"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(e),
+    };
     if result.is_ok() {
         assert_hot_within_events(&h, "after a power loss").await;
         assert!(h.store.wait_journal_caught_up(Duration::from_secs(60)));
