@@ -1,8 +1,10 @@
 """Flight SQL benchmarks (run on demand with a release build; see benches/README.md).
 
 1. Streaming: a 10M-row result (the header columns of every event in the lake)
-   to pyarrow over loopback, in MB/s of Arrow data received, beside DuckDB
-   in-process reading the same Parquet files into Arrow in this same script.
+   to pyarrow over loopback, in MB/s of Arrow data received, beside two
+   baselines in this same script: pyarrow's own C++ Flight server
+   (benches/arrow_flight_server.py, a process of its own) serving the same
+   rows from memory, and DuckDB in-process reading the same Parquet into Arrow.
 2. Latency: client-observed time of a small aggregate through ADBC, median
    and p95 over repeated runs: over the live demo (`quiver demo` with its
    defaults: 30 minutes of backfill, then 500 events/s), and over the 10M-event
@@ -16,6 +18,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -91,9 +94,21 @@ def main():
         sql = " UNION ALL ".join(f"SELECT {HEADER} FROM events.{t}" for t in TABLES)
         glob = os.path.join(data, "lake", "*", "*", "*", "*.parquet")
         duck_sql = f"SELECT {HEADER} FROM read_parquet('{glob}', union_by_name = true)"
+        baseline = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "arrow_flight_server.py"), glob, HEADER],
+            stdout=subprocess.PIPE, text=True)
+        port = int(baseline.stdout.readline().split()[2])
+        arrow_client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
         for run in range(args.runs):
             table, secs = stream_flight(url, sql)
             mb = table.nbytes / 1e6
+            t = time.perf_counter()
+            base = arrow_client.do_get(flight.Ticket(b"all")).read_all()
+            bsecs = time.perf_counter() - t
+            bmb = base.nbytes / 1e6
+            print(f"run {run}: pyarrow C++ Flight server {base.num_rows:,} rows, {bmb:,.0f} MB in "
+                  f"{bsecs:.2f}s = {bmb / bsecs:,.0f} MB/s | Quiver / pyarrow server: "
+                  f"{(mb / secs) / (bmb / bsecs):.2f}", flush=True)
             con = duckdb.connect()
             t = time.perf_counter()
             duck = con.sql(duck_sql).arrow()
@@ -105,6 +120,7 @@ def main():
                   f"in {dsecs:.2f}s = {dmb / dsecs:,.0f} MB/s | ratio {(mb / secs) / (dmb / dsecs):.2f}",
                   flush=True)
 
+        baseline.terminate()
         latency(url, f"{args.events:,} simulated events")
     finally:
         proc.terminate()

@@ -1,6 +1,6 @@
 //! [`Logger`]: the non-blocking front door, and the writer thread behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -154,6 +154,10 @@ struct Shared {
     /// still waiting get an error, never a false confirmation.
     writer_failed: AtomicBool,
     closed: AtomicBool,
+    /// `log()`/`submit()` calls between their check of `closed` and their push:
+    /// the writer's last drain waits for them (with `closed`, a Dekker pair, so
+    /// no event is accepted after the writer's last look at the queue).
+    in_flight: AtomicUsize,
     writer: Mutex<Option<JoinHandle<Result<(), SinkError>>>>,
 }
 
@@ -221,7 +225,7 @@ impl Drop for CloseOnDrop {
 
 /// Stops accepting, drains, closes the sink and joins the writer. Idempotent.
 fn close_shared(shared: &Shared) -> Result<(), LoggerError> {
-    shared.closed.store(true, Ordering::Release);
+    shared.closed.store(true, Ordering::SeqCst);
     let handle = shared.writer.lock().ok().and_then(|mut g| g.take());
     let Some(handle) = handle else {
         return Ok(());
@@ -264,6 +268,7 @@ impl Logger {
             flush_done,
             writer_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             writer: Mutex::new(None),
         });
         let writer = Writer {
@@ -274,7 +279,10 @@ impl Logger {
         };
         let handle = std::thread::Builder::new()
             .name("quiver-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                let _exit = WriterExit(writer.shared.clone());
+                writer.run()
+            })
             .map_err(LoggerError::SpawnWriter)?;
         if let Ok(mut guard) = shared.writer.lock() {
             *guard = Some(handle);
@@ -288,10 +296,17 @@ impl Logger {
     /// Validates and enqueues one event. Never blocks, never waits for I/O, and
     /// takes no lock: the queue is a lock-free ring.
     pub fn log(&self, event: impl Into<Event>) -> LogOutcome {
-        let event = event.into();
+        let s = &*self.shared;
+        s.in_flight.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.admit(event.into());
+        s.in_flight.fetch_sub(1, Ordering::Release);
+        outcome
+    }
+
+    fn admit(&self, event: Event) -> LogOutcome {
         let s = &*self.shared;
         let level = event.header().level;
-        if s.closed.load(Ordering::Acquire) {
+        if s.closed.load(Ordering::SeqCst) {
             s.counters.dropped_closed.incr(level);
             return LogOutcome::Dropped(DropReason::Closed);
         }
@@ -365,7 +380,9 @@ impl Logger {
         let count = events.len();
         for mut event in events {
             loop {
-                if s.closed.load(Ordering::Acquire) {
+                s.in_flight.fetch_add(1, Ordering::SeqCst);
+                if s.closed.load(Ordering::SeqCst) {
+                    s.in_flight.fetch_sub(1, Ordering::Release);
                     return Err(SubmitError::Closed);
                 }
                 if s.queue.len() < s.debug_shed_len {
@@ -373,11 +390,13 @@ impl Logger {
                     match s.queue.push(event) {
                         Ok(()) => {
                             s.counters.accepted.incr(level);
+                            s.in_flight.fetch_sub(1, Ordering::Release);
                             break;
                         }
                         Err(back) => event = back,
                     }
                 }
+                s.in_flight.fetch_sub(1, Ordering::Release);
                 s.unpark_writer();
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
@@ -446,6 +465,19 @@ impl Logger {
     }
 }
 
+/// Fails waiting flushes if the writer thread dies by a panic (they would
+/// otherwise wait forever on a confirmation that cannot come).
+struct WriterExit(Arc<Shared>);
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.writer_failed.store(true, Ordering::Release);
+            self.0.flush_done.send_modify(|_| {});
+        }
+    }
+}
+
 /// The writer thread: drains the queue into per-table batches and writes them.
 struct Writer<S> {
     shared: Arc<Shared>,
@@ -475,6 +507,7 @@ impl<S: BatchSink> Writer<S> {
         let mut covering: Option<u64> = None;
         let mut backoff = RETRY_BACKOFF_MIN;
         let mut failing_since: Option<Instant> = None;
+        let mut closing_since: Option<Instant> = None;
         // One handle for the thread's life (not an Arc clone per iteration); the
         // loop body also needs `&mut self`.
         let shared = self.shared.clone();
@@ -482,7 +515,10 @@ impl<S: BatchSink> Writer<S> {
             let s = &*shared;
             let ticket = s.flush_requested.load(Ordering::Acquire);
             let flushing = ticket > *s.flush_done.borrow();
-            let closing = s.closed.load(Ordering::Acquire);
+            let closing = s.closed.load(Ordering::SeqCst);
+            if closing {
+                closing_since.get_or_insert_with(Instant::now);
+            }
 
             let mut popped = 0usize;
             if sealed.is_empty() {
@@ -536,7 +572,7 @@ impl<S: BatchSink> Writer<S> {
                     }
                     std::thread::park_timeout(backoff);
                     backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                    if closing && failing_since.is_some_and(|t| t.elapsed() >= CLOSE_GIVE_UP) {
+                    if closing_since.is_some_and(|t| t.elapsed() >= CLOSE_GIVE_UP) {
                         tracing::error!(
                             rows = sealed.iter().map(|(_, b)| b.num_rows()).sum::<usize>(),
                             "closing with batches that could not be made durable"
@@ -569,9 +605,12 @@ impl<S: BatchSink> Writer<S> {
                 }
             }
             if closing && buffers.is_empty() && s.queue.is_empty() && s.overflow.is_empty() {
-                // A producer that read `closed == false` just before close() may
-                // still be pushing: give it a moment, then drain once more.
-                std::thread::sleep(Duration::from_millis(5));
+                // A producer that read `closed == false` may still be pushing:
+                // wait for it, then drain once more.
+                if s.in_flight.load(Ordering::SeqCst) > 0 {
+                    std::thread::yield_now();
+                    continue;
+                }
                 if s.queue.is_empty() && s.overflow.is_empty() {
                     let result = self.sink.close();
                     s.flush_done.send_replace(u64::MAX);

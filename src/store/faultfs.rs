@@ -113,6 +113,12 @@ pub struct FaultConfig {
     pub ignore_sync: bool,
     /// Record names that differ only by ASCII case from a sibling.
     pub case_insensitive: bool,
+    /// At a power loss, keep half of each file's unsynced tail (a torn write)
+    /// instead of none of it.
+    pub torn_tails: bool,
+    /// Print each rule breach as a `VIOLATION ...` line on stdout as it happens
+    /// (for a child process whose parent checks).
+    pub print_violations: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -245,7 +251,12 @@ impl FaultFs {
         if s.dead {
             return Err(Errno::Io.error());
         }
-        if s.disk_full && matches!(op, Op::Create | Op::Write | Op::Link | Op::CreateDir) {
+        if s.disk_full
+            && matches!(
+                op,
+                Op::Create | Op::Write | Op::Link | Op::CreateDir | Op::SyncFile
+            )
+        {
             return Err(Errno::NoSpace.error());
         }
         let text = path.to_string_lossy().into_owned();
@@ -301,7 +312,7 @@ impl FaultFs {
             if other.to_ascii_lowercase() == name
                 && Some(entry.file_name().as_os_str()) != path.file_name()
             {
-                s.violations.push(format!(
+                s.violation(format!(
                     "case-insensitive collision: {} and {other}",
                     path.display()
                 ));
@@ -311,6 +322,13 @@ impl FaultFs {
 }
 
 impl State {
+    fn violation(&mut self, text: String) {
+        if self.config.print_violations {
+            println!("VIOLATION {text}");
+        }
+        self.violations.push(text);
+    }
+
     fn register_tree(&mut self, dir: &Path) -> io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -439,10 +457,12 @@ impl State {
                         && f.created_here
                         && f.live_len > f.durable_len
                     {
-                        OpenOptions::new()
-                            .write(true)
-                            .open(path)?
-                            .set_len(f.durable_len)?;
+                        let keep = if self.config.torn_tails {
+                            f.durable_len + (f.live_len - f.durable_len) / 2
+                        } else {
+                            f.durable_len
+                        };
+                        OpenOptions::new().write(true).open(path)?.set_len(keep)?;
                     }
                 }
                 Entry::File(id) => {
@@ -532,9 +552,12 @@ impl FaultFile {
         }
         fs.sync_point(&mut s)?;
         if let Err(e) = fs.check(&mut s, Op::SyncFile, &self.path) {
-            // The worst case: the dirty bytes are gone and the error is cleared.
+            // The worst case: the dirty bytes are gone (the kernel dropped the
+            // pages) and the error is cleared.
             if let Some(f) = s.files.get_mut(&self.id) {
                 f.failed = true;
+                f.live_len = f.durable_len;
+                let _ = self.file.set_len(f.durable_len);
             }
             return Err(e);
         }

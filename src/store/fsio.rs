@@ -121,10 +121,32 @@ pub fn describe_io(e: &io::Error) -> String {
     }
 }
 
+/// Directories this process created whose entry in their parent is not yet
+/// known durable (the parent's fsync failed, or has not happened yet).
+static UNSYNCED_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn unsynced(dir: &Path) -> bool {
+    UNSYNCED_DIRS
+        .lock()
+        .map(|d| d.iter().any(|p| p == dir))
+        .unwrap_or(true)
+}
+
+fn mark_unsynced(dir: &Path, pending: bool) {
+    if let Ok(mut d) = UNSYNCED_DIRS.lock() {
+        d.retain(|p| p != dir);
+        if pending {
+            d.push(dir.to_path_buf());
+        }
+    }
+}
+
 /// Creates `dir` and its missing ancestors, fsyncing each new directory into its
-/// parent.
+/// parent. A directory that exists is taken as durable, unless this process
+/// created it and its parent's fsync did not complete: then the fsync is done
+/// again.
 pub fn create_dir_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
+    if dir.as_os_str().is_empty() || (dir.is_dir() && !unsynced(dir)) {
         return Ok(());
     }
     let parent = dir
@@ -132,16 +154,19 @@ pub fn create_dir_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
         .ok_or_else(|| io::Error::other(format!("{} has no parent directory", dir.display())))?;
     create_dir_durable(fs, parent)?;
     match fs.create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Ok(()) => mark_unsynced(dir, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
         Err(e) => return Err(e),
     }
     // A relative path's parent may be "" (the working directory).
-    fs.sync_dir(if parent.as_os_str().is_empty() {
+    let parent = if parent.as_os_str().is_empty() {
         Path::new(".")
     } else {
         parent
-    })
+    };
+    fs.sync_dir(parent)?;
+    mark_unsynced(dir, false);
+    Ok(())
 }
 
 /// Temp path beside `path`, unique per process and call.

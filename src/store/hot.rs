@@ -53,6 +53,8 @@ pub enum HotError {
     },
     #[error("preparing a batch for the hot store")]
     Batch(#[source] arrow::error::ArrowError),
+    #[error("the hot store has not applied those sequences yet")]
+    NotYet,
 }
 
 fn duck(step: &'static str) -> impl FnOnce(duckdb::Error) -> HotError {
@@ -74,6 +76,7 @@ impl HotError {
         match self {
             HotError::Open { source, .. } | HotError::Duck { source, .. } => source.to_string(),
             HotError::Batch(e) => e.to_string(),
+            HotError::NotYet => String::new(),
         }
     }
 }
@@ -415,8 +418,9 @@ pub struct HotWriter {
     pub conn: Connection,
     pub shared: Arc<HotShared>,
     pub config: HotConfig,
-    /// The lake's committed sequence: rows at or below it may be pruned.
-    pub lake_seq: Arc<AtomicU64>,
+    /// The lake: rows at or below its committed sequence may be pruned, while
+    /// it holds every one of them (`holes_clear`).
+    pub lake: Arc<crate::store::LakeShared>,
     pub status: Arc<StoreStatus>,
 }
 
@@ -439,7 +443,7 @@ impl HotWriter {
                     }
                     dirty = true;
                 }
-                Ok(Fetched::Gap { from, to }) => self.gap(from, to),
+                Ok(Fetched::Gap { from, to }) => self.gap(from, to, cursor.feed()),
                 Ok(Fetched::Idle) => {}
                 Ok(Fetched::Closed) => {
                     if dirty && let Err(e) = self.maintain() {
@@ -495,8 +499,8 @@ impl HotWriter {
 
     /// Sequences the WAL no longer has: the hot store records them as passed
     /// (so nothing waits for them) and reports what it lacks.
-    fn gap(&self, from: u64, to: u64) {
-        let lake_seq = self.lake_seq.load(Ordering::Acquire);
+    fn gap(&self, from: u64, to: u64, feed: &WalFeed) {
+        let lake_seq = self.lake.lake_seq.load(Ordering::Acquire);
         for (a, b, status) in [
             (from, to.min(lake_seq), HoleStatus::InLake),
             (from.max(lake_seq + 1), to, HoleStatus::Lost),
@@ -515,8 +519,13 @@ impl HotWriter {
             }
         }
         let mut backoff = Duration::from_millis(50);
+        let mut attempts = 0;
         while let Err(e) = self.record_applied(to) {
+            attempts += 1;
             tracing::warn!(error = %e, "recording the hot store's sequence failed; retrying");
+            if feed.is_closed() && attempts >= CLOSING_ATTEMPTS_MAX {
+                return;
+            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -596,8 +605,12 @@ impl HotWriter {
     fn maintain(&self) -> Result<(), HotError> {
         let retention_us = i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
         let cutoff = Ts::now().0.saturating_sub(retention_us);
-        let lake_seq = i64::try_from(self.lake_seq.load(Ordering::Acquire)).unwrap_or(i64::MAX);
-        for table in Table::ALL {
+        let lake_seq =
+            i64::try_from(self.lake.lake_seq.load(Ordering::Acquire)).unwrap_or(i64::MAX);
+        // The hot store may be the only copy of rows the lake lost: keep
+        // everything until the lake has been checked whole.
+        let prunable = self.lake.holes_clear.load(Ordering::Acquire);
+        for table in Table::ALL.iter().filter(|_| prunable) {
             self.conn
                 .execute(
                     &format!(

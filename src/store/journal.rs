@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::hot::HotShared;
+use super::hot::{HotError, HotShared};
 use super::sqlite::{self, Migration, SqliteError};
 use super::status::{Hole, HoleStatus, StoreStatus};
 use super::wal::{Fetched, WalCursor, WalFeed, WalRecord};
@@ -593,6 +593,9 @@ fn apply_one(
 pub struct JournalShared {
     /// Every WAL sequence up to this one is in the journal (or held nothing for it).
     pub applied_seq: AtomicU64,
+    /// The part of `applied_seq` recorded in journal.sqlite, where the next start
+    /// resumes: WAL segments may go only up to here.
+    pub persisted_seq: AtomicU64,
     pub changes: AtomicU64,
     pub orphans: AtomicU64,
     pub busy_retries: AtomicU64,
@@ -612,6 +615,8 @@ pub struct JournalFollower {
 /// Records read from the feed in one go (most are other tables', only counted).
 const FETCH_RECORDS_MAX: usize = 1024;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often progress over records without trade events is recorded.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Attempts once the store is closing, before the rows are left to the WAL.
 const CLOSING_ATTEMPTS_MAX: u32 = 3;
 
@@ -620,20 +625,40 @@ impl JournalFollower {
         // Writes wait for a lock a while, then back off: a batch is never
         // skipped, because the sequence only advances past what was applied.
         self.journal.busy_wait_max = Duration::from_secs(5);
+        let mut last_persist = std::time::Instant::now();
         loop {
-            let (records, last) = match cursor.fetch(FETCH_RECORDS_MAX, Duration::from_millis(200))
-            {
+            // Progress over records without trade events is recorded now and
+            // then, so a restart does not read the WAL again for it.
+            if last_persist.elapsed() >= PERSIST_EVERY {
+                last_persist = std::time::Instant::now();
+                self.persist_progress();
+            }
+            let fetched = cursor.fetch(FETCH_RECORDS_MAX, Duration::from_millis(200));
+            let (records, last) = match fetched {
                 Ok(Fetched::Records(records)) => {
                     let last = records.last().map_or(0, |r| r.seq);
                     (records, last)
                 }
-                Ok(Fetched::Gap { from, to }) => (self.read_back(from, to), to),
+                Ok(Fetched::Gap { from, to }) => {
+                    let records = self.read_back(from, to, cursor.feed());
+                    if records.is_empty() && cursor.feed().is_closed() {
+                        self.persist_progress();
+                        return; // the gap is not recorded as applied: the next start retries
+                    }
+                    (records, to)
+                }
                 Ok(Fetched::Idle) => continue,
-                Ok(Fetched::Closed) => return,
+                Ok(Fetched::Closed) => {
+                    self.persist_progress();
+                    return;
+                }
                 Err(e) => {
                     self.status
                         .journal
                         .stalled("journal", &format!("reading the WAL: {e}"));
+                    if cursor.feed().is_closed() {
+                        return;
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -664,38 +689,58 @@ impl JournalFollower {
         }
     }
 
-    /// Trade events of sequences the WAL no longer has, from the hot store.
-    fn read_back(&self, from: u64, to: u64) -> Vec<WalRecord> {
-        match self
-            .hot
-            .read_seq_range(from, to, &[Table::Trade, Table::ShadowTrade])
+    /// Records `applied_seq` in journal.sqlite if it is ahead of what is there
+    /// (a failure is tried again later: the WAL keeps what the journal needs).
+    fn persist_progress(&mut self) {
+        let applied = self.shared.applied_seq.load(Ordering::Acquire);
+        if applied > self.shared.persisted_seq.load(Ordering::Acquire)
+            && self.journal.apply(&[], Some(applied)).is_ok()
         {
-            Ok(records) => {
-                let rows: u64 = records.iter().map(|r| r.batch.num_rows() as u64).sum();
-                self.status.hole(Hole {
-                    component: "journal",
-                    table: None,
-                    seq_from: from,
-                    seq_to: to,
-                    rows: Some(rows),
-                    status: HoleStatus::Refilled,
-                    detected_at_us: Ts::now().0,
-                    detail: "not in the WAL; trade events read back from the hot store".into(),
-                });
-                records
-            }
-            Err(e) => {
-                self.status.hole(Hole {
-                    component: "journal",
-                    table: None,
-                    seq_from: from,
-                    seq_to: to,
-                    rows: None,
-                    status: HoleStatus::Lost,
-                    detected_at_us: Ts::now().0,
-                    detail: format!("not in the WAL, and the hot store could not be read: {e}"),
-                });
-                Vec::new()
+            self.shared
+                .persisted_seq
+                .fetch_max(applied, Ordering::AcqRel);
+        }
+    }
+
+    /// Trade events of sequences the WAL no longer has, from the hot store,
+    /// once the hot store has passed them (it applies the same WAL, so what it
+    /// lacks then is lost). A failed read is retried, never taken as a loss.
+    fn read_back(&self, from: u64, to: u64, feed: &WalFeed) -> Vec<WalRecord> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let hot_done = self.hot.applied_seq.load(Ordering::Acquire) >= to;
+            let result = if hot_done {
+                self.hot
+                    .read_seq_range(from, to, &[Table::Trade, Table::ShadowTrade])
+            } else {
+                Err(HotError::NotYet)
+            };
+            match result {
+                Ok(records) => {
+                    let rows: u64 = records.iter().map(|r| r.batch.num_rows() as u64).sum();
+                    self.status.hole(Hole {
+                        component: "journal",
+                        table: None,
+                        seq_from: from,
+                        seq_to: to,
+                        rows: Some(rows),
+                        status: HoleStatus::Refilled,
+                        detected_at_us: Ts::now().0,
+                        detail: "not in the WAL; trade events read back from the hot store".into(),
+                    });
+                    return records;
+                }
+                Err(e) if feed.is_closed() => {
+                    tracing::warn!(error = %e, from, to, "journal: closing before sequences missing from the WAL were read back; the next start tries again");
+                    return Vec::new();
+                }
+                Err(e) => {
+                    if !matches!(e, HotError::NotYet) {
+                        tracing::warn!(error = %e, "journal: reading missing sequences from the hot store; retrying");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
             }
         }
     }
@@ -726,6 +771,7 @@ impl JournalFollower {
                             .fetch_add(applied.orphans, Ordering::Relaxed);
                     }
                     self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+                    self.shared.persisted_seq.fetch_max(seq, Ordering::AcqRel);
                     self.status.journal.ok("journal");
                     return true;
                 }

@@ -259,6 +259,9 @@ impl Store {
         journal_shared
             .applied_seq
             .store(journal_seq, Ordering::Release);
+        journal_shared
+            .persisted_seq
+            .store(journal_seq, Ordering::Release);
         // Created here so that readers (the query engine, the CLI) find it.
         drop(Registry::open(dir)?);
 
@@ -294,7 +297,7 @@ impl Store {
             conn,
             shared: hot_shared.clone(),
             config: config.hot.clone(),
-            lake_seq: lake_shared.lake_seq.clone(),
+            lake: lake_shared.clone(),
             status: status.clone(),
         };
         let (lake_tx, lake_rx) = sync_channel(16);
@@ -472,7 +475,7 @@ fn held_by_all(hot: &HotShared, lake: &LakeShared, journal: &JournalShared) -> u
     hot.applied_seq
         .load(Ordering::Acquire)
         .min(lake.lake_seq.load(Ordering::Acquire))
-        .min(journal.applied_seq.load(Ordering::Acquire))
+        .min(journal.persisted_seq.load(Ordering::Acquire))
 }
 
 /// The logger's sink: assigns sequence numbers, appends to the WAL (fsync),
@@ -499,6 +502,11 @@ impl std::fmt::Debug for StoreSink {
 
 impl BatchSink for StoreSink {
     fn write(&mut self, batches: &[(Table, RecordBatch)]) -> Result<(), SinkError> {
+        if self.feed.is_closed() {
+            // The store is closing (or closed): its WAL may be trimmed under
+            // this writer, so nothing more is acknowledged.
+            return Err(SinkError(Box::new(StoreError::ThreadStopped("store"))));
+        }
         let records: Vec<(u64, Table, &RecordBatch)> = batches
             .iter()
             .enumerate()

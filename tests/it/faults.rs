@@ -236,7 +236,7 @@ async fn an_empty_wal_segment_at_the_next_name_loses_nothing() {
     std::fs::write(dir.join("wal").join(format!("{next:020}.wal")), b"").unwrap();
     std::fs::write(
         dir.join("wal")
-            .join(format!("{next:020}-0000000000000001.wal")),
+            .join(format!("{next:020}-00000000000000000001-00000001.wal")),
         b"",
     )
     .unwrap();
@@ -337,6 +337,47 @@ async fn a_quarantined_file_is_written_back_from_the_hot_store() {
         h.scalar("SELECT lake_refilled_rows FROM system.writer")
             .await,
         0
+    );
+    h.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_finds_no_hole_even_without_trade_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(manual_roll(dir.path()), roomy());
+    log_durable(&h, 0, 2_000).await; // no trade events: the journal writes nothing
+    h.store.roll_lake().unwrap();
+    assert!(h.store.wait_journal_caught_up(Duration::from_secs(30)));
+    // Let the WAL be trimmed behind every consumer.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    h.close();
+    let h = reopen_and_check(dir.path(), &market_ids(0, 2_000), "restart").await;
+    assert_eq!(h.scalar("SELECT count(*) FROM system.holes").await, 0);
+    h.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_file_put_back_is_quarantined_again_not_deleted_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(manual_roll(dir.path()), roomy());
+    log_durable(&h, 0, 3_000).await;
+    h.store.roll_lake().unwrap();
+    h.close();
+    let victim = parquet_files(&dir.path().join("lake").join("market_context"))
+        .into_iter()
+        .next()
+        .unwrap();
+    let good = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &good[..good.len() / 2]).unwrap();
+    let h = reopen_and_check(dir.path(), &market_ids(0, 3_000), "quarantined").await;
+    h.close();
+    // An operator restores the good copy where it was.
+    std::fs::write(&victim, &good).unwrap();
+    let h = reopen_and_check(dir.path(), &market_ids(0, 3_000), "put back").await;
+    assert!(victim.exists() || !parquet_files(&dir.path().join("quarantine")).is_empty());
+    assert!(
+        !victim.exists(),
+        "a file removed from the lake came back into it"
     );
     h.close();
 }

@@ -74,7 +74,9 @@ pub struct FileEntry {
 pub struct Tombstone {
     pub path: String,
     pub version: u64,
-    /// The files that took its rows (empty when the rows went on purpose).
+    /// What removed it: a compaction, retention, a quarantine, a missing file.
+    pub op: CommitOp,
+    /// The files that took its rows (a compaction's output; empty otherwise).
     pub replaced_by: Vec<String>,
 }
 
@@ -508,6 +510,7 @@ fn apply(
         state.tombstones.push(Tombstone {
             path: rel.clone(),
             version: record.version,
+            op: record.op,
             replaced_by: if record.op == CommitOp::Compact {
                 replaced_by.clone()
             } else {

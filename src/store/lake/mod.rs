@@ -192,6 +192,10 @@ pub struct LakeShared {
     pub compactions: AtomicU64,
     pub refilled_rows: AtomicU64,
     pub errors: AtomicU64,
+    /// Every row the hot store holds at or below `lake_seq` is in a committed
+    /// file (the last check against the hot store found nothing missing). While
+    /// false, compaction waits and the hot store prunes nothing.
+    pub holes_clear: std::sync::atomic::AtomicBool,
     quarantined: Mutex<Vec<Quarantined>>,
 }
 

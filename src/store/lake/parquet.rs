@@ -161,11 +161,42 @@ fn adapt(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::
     RecordBatch::try_new(schema.clone(), columns)
 }
 
+/// What reading a file's footer found.
+#[derive(Debug)]
+pub enum Footer {
+    /// Rows and bytes.
+    Readable(u64, u64),
+    /// Not there.
+    Missing,
+    /// There, but not a Parquet file that reads: why.
+    Corrupt(String),
+}
+
+/// Reads a file's footer. An I/O error that says nothing about the file itself
+/// (permissions, too many open files, EIO) is an error, never a verdict on it.
+pub fn footer(path: &Path) -> Result<Footer, std::io::Error> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Footer::Missing),
+        Err(e) => return Err(e),
+    };
+    let bytes = file.metadata()?.len();
+    match SerializedFileReader::new(file) {
+        Ok(reader) => Ok(Footer::Readable(
+            u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0),
+            bytes,
+        )),
+        Err(parquet::errors::ParquetError::External(e)) => Err(std::io::Error::other(e)),
+        Err(e) => Ok(Footer::Corrupt(e.to_string())),
+    }
+}
+
 /// Row count and size from the footer, or why the file is unreadable.
 pub fn check_footer(path: &Path) -> Result<(u64, u64), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let bytes = file.metadata().map_err(|e| e.to_string())?.len();
-    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
-    let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
-    Ok((rows, bytes))
+    match footer(path) {
+        Ok(Footer::Readable(rows, bytes)) => Ok((rows, bytes)),
+        Ok(Footer::Missing) => Err("missing".into()),
+        Ok(Footer::Corrupt(reason)) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
 }

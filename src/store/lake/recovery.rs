@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::log::{Change, CommitOp, LakeLog, LakeState, Tombstone};
-use super::parquet::check_footer;
+use super::parquet::{Footer, check_footer, footer};
 use super::partition::{decode_symbol, parse_part_name};
 use super::{LakeError, LakeFile, LakeShared, Quarantined, io_err};
 use crate::event::{Table, Ts};
@@ -122,7 +122,13 @@ pub(crate) fn quarantine_file(
     reason: String,
 ) -> Result<PathBuf, LakeError> {
     let relative = path.strip_prefix(root).unwrap_or(path);
-    let target = quarantine_root.join(relative);
+    let mut target = quarantine_root.join(relative);
+    // Never over an earlier quarantined file of the same name.
+    let mut n = 1;
+    while target.exists() {
+        target = quarantine_root.join(format!("{}.{n}", relative.display()));
+        n += 1;
+    }
     let parent = target.parent().unwrap_or(quarantine_root);
     fsio::create_dir_durable(fs, parent).map_err(io_err(parent))?;
     fs.rename(path, &target).map_err(io_err(path))?;
@@ -267,7 +273,6 @@ fn drop_covered<'a>(files: &[&'a DiskFile]) -> Vec<&'a DiskFile> {
     kept
 }
 
-#[allow(clippy::too_many_arguments)]
 fn reconcile(
     log: &mut LakeLog,
     root: &Path,
@@ -284,12 +289,12 @@ fn reconcile(
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut unreadable: Vec<(PathBuf, String)> = Vec::new();
     for f in &state.files {
-        match check_footer(&f.path) {
-            Ok(_) => {
+        match footer(&f.path).map_err(io_err(&f.path))? {
+            Footer::Readable(..) => {
                 readable.insert(f.path.clone());
             }
-            Err(_) if !f.path.exists() => missing.push(f.path.clone()),
-            Err(reason) => unreadable.push((f.path.clone(), reason)),
+            Footer::Missing => missing.push(f.path.clone()),
+            Footer::Corrupt(reason) => unreadable.push((f.path.clone(), reason)),
         }
     }
     let committed: HashSet<&PathBuf> = state.files.iter().map(|f| &f.path).collect();
@@ -298,43 +303,81 @@ fn reconcile(
         .iter()
         .map(|t| (root.join(&t.path), t))
         .collect();
-    // Inputs of an unreadable compaction output take its place again.
-    let lost_outputs: HashSet<String> = unreadable
+    // Outputs lost now: their compaction inputs, if still on disk, take their
+    // place again (before anything is written back from the hot store, so no
+    // row can come back twice).
+    let lost_now: HashSet<String> = unreadable
         .iter()
-        .map(|(p, _)| super::log::relative(root, p))
+        .map(|(p, _)| p)
+        .chain(&missing)
+        .map(|p| super::log::relative(root, p))
         .collect();
     let mut restore: Vec<LakeFile> = Vec::new();
     let mut above: Option<SeqRanges> = None;
-    let mut verdicts: Vec<(&DiskFile, Verdict)> = Vec::new();
-    for f in disk.parts.iter().filter(|f| !committed.contains(&f.path)) {
+    let mut available_above = |from: u64, to: u64| -> Result<bool, LakeError> {
+        if above.is_none() {
+            let mut seqs = available(lake_seq)?;
+            for &(a, b) in state.lost.ranges() {
+                seqs.insert(a, b);
+            }
+            above = Some(seqs);
+        }
+        Ok(above.as_ref().is_some_and(|a| a.contains_range(from, to)))
+    };
+    // Whether committed files of `f`'s partition that read hold its rows of
+    // sequences `from..=to` (the log says the lake holds everything up to
+    // lake_seq).
+    let covered = |f: &DiskFile, to: u64| {
         let intersecting: Vec<&LakeFile> = state
             .files
             .iter()
             .filter(|c| {
-                c.is_in(f.table, f.date, &f.symbol) && c.seq_from <= f.to && f.from <= c.seq_to
+                c.is_in(f.table, f.date, &f.symbol) && c.seq_from <= to && f.from <= c.seq_to
             })
             .collect();
-        let covered =
-            !intersecting.is_empty() && intersecting.iter().all(|c| readable.contains(&c.path));
+        !intersecting.is_empty() && intersecting.iter().all(|c| readable.contains(&c.path))
+    };
+    let mut verdicts: Vec<(&DiskFile, Verdict)> = Vec::new();
+    for f in disk.parts.iter().filter(|f| !committed.contains(&f.path)) {
         let verdict = if let Some(t) = tombstones.get(&f.path) {
-            if t.replaced_by.iter().any(|r| lost_outputs.contains(r)) {
-                if let Ok((rows, bytes)) = check_footer(&f.path) {
-                    restore.push(f.as_lake_file(rows, bytes));
-                    continue;
+            match t.op {
+                CommitOp::Retention => Verdict::Delete("removed by retention"),
+                CommitOp::Compact if t.replaced_by.iter().any(|r| lost_now.contains(r)) => {
+                    match footer(&f.path).map_err(io_err(&f.path))? {
+                        Footer::Readable(rows, bytes) => {
+                            restore.push(f.as_lake_file(rows, bytes));
+                            continue;
+                        }
+                        _ => Verdict::Quarantine(
+                            "a compaction input whose output is lost, itself unreadable".into(),
+                        ),
+                    }
                 }
-                Verdict::Quarantine(
-                    "a compaction input whose output is unreadable, itself unreadable".into(),
-                )
-            } else if t.replaced_by.iter().all(|r| {
-                let p = root.join(r);
-                !committed.contains(&p) || readable.contains(&p)
-            }) {
-                Verdict::Delete("removed by a commit")
-            } else {
-                Verdict::Quarantine("removed by a commit whose replacement cannot be read".into())
+                CommitOp::Compact => {
+                    // Replaced by files that read, or that were merged again
+                    // (tombstoned by a later compaction).
+                    let proven = t.replaced_by.iter().all(|r| {
+                        let p = root.join(r);
+                        readable.contains(&p)
+                            || tombstones
+                                .get(&p)
+                                .is_some_and(|t| t.op == CommitOp::Compact)
+                    });
+                    if proven {
+                        Verdict::Delete("merged into a committed file that reads")
+                    } else {
+                        Verdict::Quarantine(
+                            "a compaction input whose replacement is not readable".into(),
+                        )
+                    }
+                }
+                _ => Verdict::Quarantine(format!(
+                    "was removed from the lake ({:?}) and came back; its rows may have been written back since",
+                    t.op
+                )),
             }
         } else if f.to <= lake_seq {
-            if covered {
+            if covered(f, f.to) {
                 Verdict::Delete("its rows are in committed files that read")
             } else {
                 Verdict::Quarantine(format!(
@@ -343,13 +386,7 @@ fn reconcile(
                 ))
             }
         } else if f.from > lake_seq {
-            if above.is_none() {
-                above = Some(available(lake_seq)?);
-            }
-            if above
-                .as_ref()
-                .is_some_and(|a| a.contains_range(f.from, f.to))
-            {
+            if available_above(f.from, f.to)? {
                 Verdict::Delete("an unfinished roll; the WAL or the hot store holds its rows")
             } else {
                 Verdict::Refuse(format!(
@@ -361,6 +398,10 @@ fn reconcile(
                     f.to
                 ))
             }
+        } else if covered(f, lake_seq) && available_above(lake_seq + 1, f.to)? {
+            // A roll retried after a commit whose outcome was unknown: its
+            // rows up to lake_seq are committed, the rest is still available.
+            Verdict::Delete("a retried roll: its rows are committed or still in the WAL")
         } else {
             Verdict::Refuse(format!(
                 "{} spans the log's lake_seq {lake_seq} (sequences {}..={}): the commit log \
@@ -372,19 +413,18 @@ fn reconcile(
         };
         verdicts.push((f, verdict));
     }
-    if let Some((_, Verdict::Refuse(problem))) = verdicts
+    let refused: Vec<&String> = verdicts
         .iter()
-        .find(|(_, v)| matches!(v, Verdict::Refuse(_)))
-    {
-        let others = verdicts
-            .iter()
-            .filter(|(_, v)| matches!(v, Verdict::Refuse(_)))
-            .count()
-            - 1;
-        let problem = if others > 0 {
-            format!("{problem} (and {others} more such files)")
+        .filter_map(|(_, v)| match v {
+            Verdict::Refuse(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = refused.first() {
+        let problem = if refused.len() > 1 {
+            format!("{first} (and {} more such files)", refused.len() - 1)
         } else {
-            problem.clone()
+            (*first).clone()
         };
         return Err(LakeError::NeedsRepair {
             root: root.to_path_buf(),
@@ -415,22 +455,25 @@ fn reconcile(
     for dir in touched_dirs {
         fs.sync_dir(&dir).map_err(io_err(&dir))?;
     }
-    if !missing.is_empty() {
+    if !missing.is_empty() || !unreadable.is_empty() {
         for path in &missing {
             tracing::error!(file = %path.display(), "a committed lake file is missing from disk");
         }
-        let mut change = Change::new(CommitOp::Missing, lake_seq);
-        change.remove = missing;
-        log.commit(change)?;
-    }
-    if !unreadable.is_empty() {
         let mut change = Change::new(CommitOp::Quarantine, lake_seq);
         for (path, reason) in unreadable {
             quarantine_file(fs, root, quarantine_root, shared, &path, reason)?;
             change.remove.push(path);
         }
+        if !missing.is_empty() {
+            // Missing files are their own commit: their tombstones say so.
+            let mut gone = Change::new(CommitOp::Missing, lake_seq);
+            gone.remove = missing;
+            log.commit(gone)?;
+        }
         change.add = restore;
-        log.commit(change)?;
+        if !change.remove.is_empty() || !change.add.is_empty() {
+            log.commit(change)?;
+        }
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ use crate::store::fsio::{self, FileSystem};
 use crate::store::hot::HotShared;
 use crate::store::seq::SeqRanges;
 use crate::store::status::{Hole, HoleStatus, StoreStatus};
-use crate::store::wal::{Fetched, WalCursor, WalRecord};
+use crate::store::wal::{Fetched, WalCursor, WalFeed, WalRecord};
 
 /// Requests to the lake thread.
 pub enum LakeRequest {
@@ -51,6 +51,10 @@ pub enum LakeRequest {
 
 /// Records read from the feed in one go.
 const FETCH_RECORDS_MAX: usize = 256;
+/// Sequences read back from the hot store at a time when filling a WAL gap.
+const GAP_CHUNK_SEQS: u64 = 1024;
+/// How often a failed check against the hot store is tried again.
+const HOLE_CHECK_RETRY: Duration = Duration::from_secs(60);
 /// How long the thread waits for a record before looking at its timers.
 const FETCH_WAIT: Duration = Duration::from_millis(50);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -119,9 +123,23 @@ impl LakeWriter {
     }
 
     pub fn run(mut self, mut cursor: WalCursor, requests: Receiver<LakeRequest>) {
+        let mut last_hole_check = Instant::now();
         loop {
             while let Ok(request) = requests.try_recv() {
                 self.handle(request, &mut cursor);
+            }
+            if self.log.is_poisoned() {
+                // Nothing more can be committed until a restart reads the log
+                // again; reading on would only grow `pending`.
+                self.status.lake.stalled(
+                    "lake",
+                    "a commit's outcome is unknown after an I/O error: restart Quiver",
+                );
+                if cursor.feed().is_closed() {
+                    return;
+                }
+                std::thread::sleep(FETCH_WAIT * 10);
+                continue;
             }
             match cursor.fetch(FETCH_RECORDS_MAX, FETCH_WAIT) {
                 Ok(Fetched::Records(records)) => {
@@ -129,25 +147,41 @@ impl LakeWriter {
                         self.add(r);
                     }
                 }
-                Ok(Fetched::Gap { from, to }) => self.fill_gap(from, to),
+                Ok(Fetched::Gap { from, to }) => {
+                    if !self.fill_gap(from, to, cursor.feed()) {
+                        // Closing before the gap could be read back: roll what
+                        // precedes it; the next start reads it again.
+                        self.finish();
+                        return;
+                    }
+                }
                 Ok(Fetched::Idle) => {}
                 Ok(Fetched::Closed) => {
-                    if let Err(e) = self.roll() {
-                        tracing::error!(error = %e, "final lake roll failed; rows stay in the WAL");
-                    }
-                    self.delete_retired(true);
+                    self.finish();
                     return;
                 }
                 Err(e) => {
                     self.status
                         .lake
                         .stalled("lake", &format!("reading the WAL: {e}"));
+                    if cursor.feed().is_closed() {
+                        self.finish();
+                        return;
+                    }
                     std::thread::sleep(BACKOFF_MIN);
                     continue;
                 }
             }
             if !self.retired.is_empty() {
                 self.delete_retired(false);
+            }
+            if !self.shared.holes_clear.load(Ordering::Acquire)
+                && last_hole_check.elapsed() >= HOLE_CHECK_RETRY
+            {
+                last_hole_check = Instant::now();
+                if let Err(e) = self.check_holes() {
+                    tracing::warn!(error = %e, "checking the lake against the hot store failed; retrying");
+                }
             }
             let due = self.pending_rows >= self.config.roll_rows_max
                 || self
@@ -158,6 +192,14 @@ impl LakeWriter {
                 self.after(result.map(|_| ()), "roll");
             }
         }
+    }
+
+    /// The last roll and the retired files' deletion, at shutdown.
+    fn finish(&mut self) {
+        if let Err(e) = self.roll() {
+            tracing::error!(error = %e, "final lake roll failed; rows stay in the WAL");
+        }
+        self.delete_retired(true);
     }
 
     /// Records how an operation went: backoff and a stalled state on failure.
@@ -203,7 +245,11 @@ impl LakeWriter {
                         self.add(r);
                     }
                 }
-                Ok(Fetched::Gap { from, to }) => self.fill_gap(from, to),
+                Ok(Fetched::Gap { from, to }) => {
+                    if !self.fill_gap(from, to, cursor.feed()) {
+                        break;
+                    }
+                }
                 Ok(Fetched::Idle | Fetched::Closed) => break,
                 Err(e) => {
                     return Err(LakeError::Io {
@@ -235,53 +281,79 @@ impl LakeWriter {
             .store(self.pending_rows as u64, Ordering::Relaxed);
     }
 
-    /// Sequences `from..=to` are in no WAL segment: take them from the hot store.
-    fn fill_gap(&mut self, from: u64, to: u64) {
-        let mut records = None;
-        for attempt in 0..3u32 {
-            match self.hot.read_seq_range(from, to, Table::ALL) {
-                Ok(r) => {
-                    records = Some(r);
-                    break;
-                }
+    /// Sequences `from..=to` are in no WAL segment: take them from the hot
+    /// store, once it has passed them (it applies the same WAL, so what it lacks
+    /// then is in no copy), in chunks so a long gap is never held whole. A read
+    /// that fails is retried, never taken as a loss. Returns false if the store
+    /// closed first (nothing past `from` is then taken as read).
+    fn fill_gap(&mut self, from: u64, to: u64, feed: &WalFeed) -> bool {
+        let mut at = from;
+        let mut backoff = Duration::from_millis(100);
+        let (mut found_rows, mut found_any) = (0u64, false);
+        while at <= to {
+            let end = to.min(at.saturating_add(GAP_CHUNK_SEQS - 1));
+            let ready = self.hot.applied_seq.load(Ordering::Acquire) >= end;
+            let result = if ready {
+                self.hot.read_seq_range(at, end, Table::ALL)
+            } else {
+                Err(crate::store::hot::HotError::NotYet)
+            };
+            let records = match result {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %e, attempt, "reading a WAL gap back from the hot store");
-                    std::thread::sleep(Duration::from_millis(200 << attempt));
+                    if feed.is_closed() {
+                        return false;
+                    }
+                    if !matches!(e, crate::store::hot::HotError::NotYet) {
+                        tracing::warn!(error = %e, "reading a WAL gap back from the hot store; retrying");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
                 }
+            };
+            let found = SeqRanges::from_ranges(records.iter().map(|r| (r.seq, r.seq)));
+            found_rows += records
+                .iter()
+                .map(|r| r.batch.num_rows() as u64)
+                .sum::<u64>();
+            found_any |= !found.is_empty();
+            for r in records {
+                self.add(r);
+            }
+            for (a, b) in found.missing_in(at, end) {
+                self.lost.push((a, b));
+                self.status.hole(Hole {
+                    component: "lake",
+                    table: None,
+                    seq_from: a,
+                    seq_to: b,
+                    rows: None,
+                    status: HoleStatus::Lost,
+                    detected_at_us: Ts::now().0,
+                    detail: "in neither the WAL nor the hot store".into(),
+                });
+            }
+            self.read_to = self.read_to.max(end);
+            at = end + 1;
+            if self.pending_rows >= self.config.roll_rows_max {
+                let result = self.roll();
+                self.after(result, "roll");
             }
         }
-        let records = records.unwrap_or_default();
-        let found = SeqRanges::from_ranges(records.iter().map(|r| (r.seq, r.seq)));
-        let rows: u64 = records.iter().map(|r| r.batch.num_rows() as u64).sum();
-        for r in records {
-            self.add(r);
-        }
-        if !found.is_empty() {
+        if found_any {
             self.status.hole(Hole {
                 component: "lake",
                 table: None,
                 seq_from: from,
                 seq_to: to,
-                rows: Some(rows),
+                rows: Some(found_rows),
                 status: HoleStatus::Refilled,
                 detected_at_us: Ts::now().0,
                 detail: "not in the WAL; read back from the hot store".into(),
             });
         }
-        for (a, b) in found.missing_in(from, to) {
-            self.lost.push((a, b));
-            self.status.hole(Hole {
-                component: "lake",
-                table: None,
-                seq_from: a,
-                seq_to: b,
-                rows: None,
-                status: HoleStatus::Lost,
-                detected_at_us: Ts::now().0,
-                detail: "in neither the WAL nor the hot store".into(),
-            });
-        }
-        self.read_to = self.read_to.max(to);
+        true
     }
 
     /// Writes everything read so far into the lake and commits it.
@@ -290,6 +362,7 @@ impl LakeWriter {
         if self.read_to <= lake_seq {
             return Ok(());
         }
+        self.refuse_if_poisoned()?;
         let (from, to) = (lake_seq + 1, self.read_to);
         let props = writer_properties(&self.config);
         let mut written: Vec<LakeFile> = Vec::new();
@@ -367,6 +440,12 @@ impl LakeWriter {
         min_files: usize,
         only: Option<&[(Table, NaiveDate, String)]>,
     ) -> Result<usize, LakeError> {
+        self.refuse_if_poisoned()?;
+        // A merged file is named for its inputs' whole range: merging across
+        // rows not yet written back would claim them. Wait for the check.
+        if !self.shared.holes_clear.load(Ordering::Acquire) {
+            return Ok(0);
+        }
         let min_files = min_files.max(2);
         let mut groups: BTreeMap<(Table, NaiveDate, String), Vec<LakeFile>> = BTreeMap::new();
         for file in &self.log.state().files {
@@ -437,6 +516,15 @@ impl LakeWriter {
         Ok(merged)
     }
 
+    fn refuse_if_poisoned(&self) -> Result<(), LakeError> {
+        if self.log.is_poisoned() {
+            return Err(LakeError::CommitUnknown {
+                path: self.root.join("_log"),
+            });
+        }
+        Ok(())
+    }
+
     /// Moves unreadable committed files to quarantine (one commit), then writes
     /// back from the hot store what it still holds of their rows.
     fn quarantine_committed(&mut self, bad: Vec<(PathBuf, String)>) -> Result<(), LakeError> {
@@ -452,6 +540,7 @@ impl LakeWriter {
             )?;
             change.remove.push(path);
         }
+        self.shared.holes_clear.store(false, Ordering::Release);
         self.log.commit(change)?;
         self.shared.publish(self.log.state());
         self.check_holes()?;
@@ -489,6 +578,7 @@ impl LakeWriter {
     /// record lost before it reached the lake, a rebuilt log) and writes them
     /// back into the lake in one commit. Returns the rows written back.
     pub fn check_holes(&mut self) -> Result<u64, LakeError> {
+        self.refuse_if_poisoned()?;
         let lake_seq = self.lake_seq();
         let props = writer_properties(&self.config);
         let mut written: Vec<LakeFile> = Vec::new();
@@ -593,6 +683,7 @@ impl LakeWriter {
             self.shared.refilled_rows.fetch_add(rows, Ordering::Relaxed);
             self.shared.publish(self.log.state());
         }
+        self.shared.holes_clear.store(true, Ordering::Release);
         Ok(rows)
     }
 }

@@ -212,39 +212,71 @@ impl WalCursor {
     fn read_files(&mut self, max_records: usize, upto: u64) -> Result<Fetched, WalError> {
         let mut out: Vec<WalRecord> = Vec::new();
         while out.len() < max_records && self.next <= upto {
-            let Some(record) = self.next_from_files()? else {
-                // No segment holds `next` or anything after it.
-                if !out.is_empty() {
-                    break;
-                }
-                let from = self.next;
-                self.next = upto + 1;
-                return Ok(Fetched::Gap { from, to: upto });
+            let record = self.next_from_files()?;
+            let found = match &record {
+                Some(r) if r.seq < self.next => continue,
+                Some(r) if r.seq == self.next => true,
+                _ => false,
             };
-            if record.seq < self.next {
+            if found {
+                self.next += 1;
+                out.extend(record);
                 continue;
             }
-            if record.seq > upto {
-                self.hold(record);
+            // `next` is not where the files' order says it should be: the
+            // records from `next` to the one found (or to `upto`) are missing.
+            if let Some(r) = record {
+                self.hold(r);
+            }
+            if !out.is_empty() {
                 break;
             }
-            if record.seq > self.next {
-                let (from, to) = (self.next, record.seq - 1);
-                self.hold(record);
-                if !out.is_empty() {
-                    break;
-                }
-                self.next = to + 1;
-                return Ok(Fetched::Gap { from, to });
+            // Before calling it a gap, look in every segment that could hold
+            // it (a failed segment and its retry share a first sequence).
+            if let Some(r) = self.scan_all_for(self.next)? {
+                self.next += 1;
+                out.push(r);
+                continue;
             }
-            self.next += 1;
-            out.push(record);
+            let from = self.next;
+            let to = self.held_seq().map_or(upto, |s| (s - 1).min(upto));
+            self.next = to + 1;
+            return Ok(Fetched::Gap { from, to });
         }
         Ok(if out.is_empty() {
             Fetched::Idle
         } else {
             Fetched::Records(out)
         })
+    }
+
+    fn held_seq(&self) -> Option<u64> {
+        self.reader.as_ref()?.pending.as_ref().map(|r| r.seq)
+    }
+
+    /// The record `seq` from any segment opened at or before it; the cursor
+    /// reads on from there if found.
+    fn scan_all_for(&mut self, seq: u64) -> Result<Option<WalRecord>, WalError> {
+        for seg in segment::list(&self.feed.dir)? {
+            if seg.first_seq > seq {
+                break;
+            }
+            let mut reader = SegmentReader::open(&seg.path)?;
+            while let Some(r) = reader.next(&|| false)? {
+                if r.seq == seq {
+                    self.reader = Some(FileReader {
+                        segment: seg,
+                        reader,
+                        pending: None,
+                    });
+                    return Ok(Some(r));
+                }
+                if r.seq > seq {
+                    break;
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn hold(&mut self, record: WalRecord) {
@@ -370,6 +402,25 @@ mod tests {
         let feed = WalFeed::new(&dir.path().join("nothing"), 12, 0);
         let mut cursor = feed.cursor(10);
         assert_eq!(drain(&mut cursor), (vec![], vec![(10, 12)]));
+    }
+
+    #[test]
+    fn a_record_missing_just_before_the_ring_is_a_gap_not_a_stall() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = WalScan::run(dir.path(), &StdFs, &dir.path().join("q")).unwrap();
+        let mut wal = Wal::open(dir.path(), Arc::new(StdFs), 1, &scan);
+        let one = batch(10).get_array_memory_size();
+        let feed = WalFeed::new(dir.path(), 0, one * 4);
+        records(&mut wal, &feed, 1..=3);
+        records(&mut wal, &feed, 4..=4);
+        records(&mut wal, &feed, 5..=8); // the ring now starts at 5
+        let segs = segment::list(dir.path()).unwrap();
+        std::fs::remove_file(&segs[1].path).unwrap();
+        let mut cursor = feed.cursor(1);
+        assert_eq!(
+            drain(&mut cursor),
+            ((1..=8).filter(|s| *s != 4).collect(), vec![(4, 4)])
+        );
     }
 
     #[test]

@@ -235,9 +235,7 @@ impl Wal {
     }
 
     fn open_segment(&mut self, first_seq: u64) -> Result<(), WalError> {
-        let path = self
-            .dir
-            .join(segment::segment_name(first_seq, rand::random::<u64>()));
+        let path = self.dir.join(segment::segment_name(first_seq));
         let file = self.fs.create_new(&path).map_err(io_err(&path))?;
         self.current = Some(Current {
             path,
@@ -421,7 +419,7 @@ pub(crate) mod tests {
         // A crash between creating the next segment and writing to it, in the
         // old naming scheme and the new one.
         std::fs::write(dir.path().join("00000000000000000002.wal"), b"").unwrap();
-        std::fs::write(dir.path().join(segment::segment_name(2, 7)), b"").unwrap();
+        std::fs::write(dir.path().join(segment::segment_name(2)), b"").unwrap();
         let mut wal = open(dir.path(), Arc::new(StdFs), u64::MAX);
         wal.append(&[(2, Table::MarketContext, &b)]).unwrap();
         wal.append(&[(3, Table::MarketContext, &b)]).unwrap();

@@ -1,10 +1,12 @@
 //! WAL segment files: their names, a full scan at startup, and a sequential
 //! reader for consumers that fall behind the in-memory feed.
 //!
-//! A segment is named `<first_seq:020>-<nonce:016x>.wal`: the first sequence it
-//! was opened for, and a random nonce, so that a name is never used twice in the
-//! life of a data dir (an empty segment left by a crash, or a file a power loss
-//! truncated to zero, would otherwise carry the name the next append uses). A
+//! A segment is named `<first_seq:020>-<created_ns:020>-<nonce:08x>.wal`: the
+//! first sequence it was opened for, when it was created and a random nonce, so
+//! that a name is never used twice in the life of a data dir (an empty segment
+//! left by a crash, or a file a power loss truncated to zero, would otherwise
+//! carry the name the next append uses), and segments opened for the same first
+//! sequence (a failed one and its retry) sort in the order they were written. A
 //! segment is created with `O_EXCL`, written sequentially, and never written
 //! again once a write or fsync on it failed. Names of the old form
 //! `<first_seq:020>.wal` are still read.
@@ -16,28 +18,39 @@ use std::path::{Path, PathBuf};
 use super::record::{self, HEADER_BYTES, Scanned};
 use super::{WalError, WalRecord, io_err};
 
-/// A segment file on disk.
+/// A segment file on disk, ordered by first sequence, then creation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SegmentFile {
     pub first_seq: u64,
+    /// Nanoseconds since the epoch when it was created (0 for old names).
+    pub created_ns: u64,
     pub path: PathBuf,
 }
 
-pub(super) fn segment_name(first_seq: u64, nonce: u64) -> String {
-    format!("{first_seq:020}-{nonce:016x}.wal")
+/// A new segment's name (see the module docs).
+pub(super) fn segment_name(first_seq: u64) -> String {
+    let created_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    format!(
+        "{first_seq:020}-{created_ns:020}-{:08x}.wal",
+        rand::random::<u32>()
+    )
 }
 
-/// The first sequence a segment name announces.
-pub(super) fn parse_name(name: &str) -> Option<u64> {
+/// The first sequence and creation time a segment name announces.
+pub(super) fn parse_name(name: &str) -> Option<(u64, u64)> {
     let stem = name.strip_suffix(".wal")?;
-    let first = match stem.split_once('-') {
-        Some((first, nonce)) => {
-            (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some(first)?
+    let mut parts = stem.split('-');
+    let first = parts.next().filter(|f| f.len() == 20)?.parse().ok()?;
+    let hex = |p: &str, len: usize| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit());
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, None, None) => Some((first, 0)),
+        (Some(created), Some(nonce), None) if created.len() == 20 && hex(nonce, 8) => {
+            Some((first, created.parse().ok()?))
         }
-        None => stem,
-    };
-    (first.len() == 20).then_some(())?;
-    first.parse().ok()
+        _ => None,
+    }
 }
 
 /// Every segment in `dir`, by first sequence (then name).
@@ -50,12 +63,16 @@ pub fn list(dir: &Path) -> Result<Vec<SegmentFile>, WalError> {
     };
     for entry in entries {
         let path = entry.map_err(io_err(dir))?.path();
-        let first = path
+        let parsed = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(parse_name);
-        if let Some(first_seq) = first {
-            segments.push(SegmentFile { first_seq, path });
+        if let Some((first_seq, created_ns)) = parsed {
+            segments.push(SegmentFile {
+                first_seq,
+                created_ns,
+                path,
+            });
         }
     }
     segments.sort();
@@ -209,21 +226,22 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn names_parse_in_both_forms() {
-        assert_eq!(parse_name(&segment_name(42, 0xabc)), Some(42));
-        assert_eq!(parse_name("00000000000000000042.wal"), Some(42));
+    fn names_parse_in_both_forms_and_sort_by_creation() {
+        let (a, b) = (segment_name(42), segment_name(42));
+        assert_ne!(a, b);
+        let (pa, pb) = (parse_name(&a).unwrap(), parse_name(&b).unwrap());
+        assert_eq!((pa.0, pb.0), (42, 42));
+        assert!(pa.1 <= pb.1);
+        assert_eq!(parse_name("00000000000000000042.wal"), Some((42, 0)));
         assert_eq!(parse_name("42.wal"), None);
         assert_eq!(parse_name("00000000000000000042-zz.wal"), None);
-        assert_eq!(
-            parse_name("00000000000000000042-0000000000000abc.wal.tmp"),
-            None
-        );
+        assert_eq!(parse_name(&format!("{a}.tmp")), None);
     }
 
     proptest! {
         #[test]
-        fn segment_names_round_trip(first in any::<u64>(), nonce in any::<u64>()) {
-            prop_assert_eq!(parse_name(&segment_name(first, nonce)), Some(first));
+        fn segment_names_round_trip(first in any::<u64>()) {
+            prop_assert_eq!(parse_name(&segment_name(first)).map(|p| p.0), Some(first));
         }
     }
 }
