@@ -3,15 +3,14 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::array::RecordBatch;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use tokio::sync::watch;
 
 use super::stats::{Counters, LoggerStats};
 use super::{BatchSink, SinkError};
-use crate::event::{Event, EventBuffers, Level, Table, Ts, ValidationError, ValidationLimits};
+use crate::event::{Event, Level, Ts, ValidationError, ValidationLimits};
 
 /// How the logger queues and batches. See the module docs for the tier rules.
 #[derive(Debug, Clone)]
@@ -135,34 +134,51 @@ pub enum LoggerError {
     CloseSink(#[source] SinkError),
 }
 
-struct Shared {
-    queue: ArrayQueue<Event>,
+pub(super) struct Shared {
+    pub(super) queue: ArrayQueue<Event>,
     /// CRITICAL events that found the queue full, up to `overflow_max`.
-    overflow: SegQueue<Event>,
-    overflow_max: usize,
-    debug_shed_len: usize,
-    trip_len: usize,
-    rearm_len: usize,
-    rearm_hold_us: i64,
-    limits: ValidationLimits,
-    counters: Counters,
-    kill_switch: AtomicBool,
-    kill_switch_tripped_at_us: AtomicI64,
-    flush_requested: AtomicU64,
-    flush_done: watch::Sender<u64>,
+    pub(super) overflow: SegQueue<Event>,
+    pub(super) overflow_max: usize,
+    pub(super) capacity: usize,
+    pub(super) debug_shed_len: usize,
+    pub(super) trip_len: usize,
+    pub(super) rearm_len: usize,
+    pub(super) rearm_hold_us: i64,
+    pub(super) limits: ValidationLimits,
+    pub(super) counters: Counters,
+    pub(super) kill_switch: AtomicBool,
+    pub(super) kill_switch_tripped_at_us: AtomicI64,
+    pub(super) flush_requested: AtomicU64,
+    pub(super) flush_done: watch::Sender<u64>,
     /// The writer gave up (at close, on a sink that kept failing): flushes
     /// still waiting get an error, never a false confirmation.
-    writer_failed: AtomicBool,
-    closed: AtomicBool,
+    pub(super) writer_failed: AtomicBool,
+    pub(super) closed: AtomicBool,
     /// `log()`/`submit()` calls between their check of `closed` and their push:
     /// the writer's last drain waits for them (with `closed`, a Dekker pair, so
     /// no event is accepted after the writer's last look at the queue).
-    in_flight: AtomicUsize,
-    writer: Mutex<Option<JoinHandle<Result<(), SinkError>>>>,
+    pub(super) in_flight: AtomicUsize,
+    /// Events accepted (outside the CRITICAL overflow lane) that the committer
+    /// has not yet taken to write: what the queue's fill, the tiers and
+    /// `queue_len` count. The builder may hold a few groups of them while a
+    /// write is under way; they are still the queue's.
+    pub(super) backlog: AtomicUsize,
+    pub(super) writer: Mutex<Option<JoinHandle<Result<(), SinkError>>>>,
 }
 
 impl Shared {
-    fn now_us() -> i64 {
+    /// Puts an event in the queue if the backlog (`len`, just read) has room.
+    fn enqueue(&self, event: Event, len: usize) -> Result<(), Event> {
+        if len >= self.capacity {
+            return Err(event);
+        }
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        self.queue.push(event).inspect_err(|_| {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    pub(super) fn now_us() -> i64 {
         Ts::now().0
     }
 
@@ -177,7 +193,7 @@ impl Shared {
     }
 
     /// The re-arm rule: fill at or below the re-arm fill, and tripped long enough.
-    fn maybe_rearm(&self, len: usize) {
+    pub(super) fn maybe_rearm(&self, len: usize) {
         if len <= self.rearm_len
             && self.kill_switch.load(Ordering::Acquire)
             && Self::now_us() - self.kill_switch_tripped_at_us.load(Ordering::Acquire)
@@ -240,7 +256,7 @@ fn close_shared(shared: &Shared) -> Result<(), LoggerError> {
 impl std::fmt::Debug for Logger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Logger")
-            .field("queue_len", &self.shared.queue.len())
+            .field("queue_len", &self.shared.backlog.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -255,6 +271,7 @@ impl Logger {
             queue: ArrayQueue::new(capacity),
             overflow: SegQueue::new(),
             overflow_max: config.critical_overflow_max,
+            capacity,
             debug_shed_len: len_at(config.debug_shed_fill),
             trip_len: len_at(config.kill_switch_trip_fill),
             rearm_len: (capacity as f64 * config.kill_switch_rearm_fill).floor() as usize,
@@ -269,21 +286,16 @@ impl Logger {
             writer_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            backlog: AtomicUsize::new(0),
             writer: Mutex::new(None),
         });
-        let writer = Writer {
-            shared: shared.clone(),
+        let handle = super::writer::start(
+            shared.clone(),
             sink,
-            batch_rows_max: config.batch_rows_max.max(1),
-            flush_interval: config.flush_interval,
-        };
-        let handle = std::thread::Builder::new()
-            .name("quiver-writer".into())
-            .spawn(move || {
-                let _exit = WriterExit(writer.shared.clone());
-                writer.run()
-            })
-            .map_err(LoggerError::SpawnWriter)?;
+            config.batch_rows_max.max(1),
+            config.flush_interval,
+        )
+        .map_err(LoggerError::SpawnWriter)?;
         if let Ok(mut guard) = shared.writer.lock() {
             *guard = Some(handle);
         }
@@ -314,7 +326,7 @@ impl Logger {
             s.counters.rejected_invalid.incr(level);
             return LogOutcome::Dropped(DropReason::Invalid(Box::new(e)));
         }
-        let len = s.queue.len();
+        let len = s.backlog.load(Ordering::Relaxed);
         if len >= s.trip_len {
             s.trip();
         } else if len <= s.rearm_len {
@@ -322,7 +334,7 @@ impl Logger {
         }
         match level {
             Level::Critical => {
-                if let Err(event) = s.queue.push(event) {
+                if let Err(event) = s.enqueue(event, len) {
                     if s.overflow.len() >= s.overflow_max {
                         s.counters.dropped_queue_full.incr(level);
                         return LogOutcome::Dropped(DropReason::QueueFull);
@@ -342,7 +354,7 @@ impl Logger {
                 return LogOutcome::Dropped(DropReason::DebugShed);
             }
             _ => {
-                if s.queue.push(event).is_err() {
+                if s.enqueue(event, len).is_err() {
                     s.trip();
                     s.counters.dropped_queue_full.incr(level);
                     return LogOutcome::Dropped(DropReason::QueueFull);
@@ -385,9 +397,10 @@ impl Logger {
                     s.in_flight.fetch_sub(1, Ordering::Release);
                     return Err(SubmitError::Closed);
                 }
-                if s.queue.len() < s.debug_shed_len {
+                let len = s.backlog.load(Ordering::Relaxed);
+                if len < s.debug_shed_len {
                     let level = event.header().level;
-                    match s.queue.push(event) {
+                    match s.enqueue(event, len) {
                         Ok(()) => {
                             s.counters.accepted.incr(level);
                             s.in_flight.fetch_sub(1, Ordering::Release);
@@ -437,7 +450,7 @@ impl Logger {
         let tripped_at = s.kill_switch_tripped_at_us.load(Ordering::Acquire);
         let last_write = c.writer.last_write_us.load(Ordering::Acquire);
         LoggerStats {
-            queue_len: s.queue.len(),
+            queue_len: s.backlog.load(Ordering::Relaxed),
             overflow_len: s.overflow.len(),
             queue_capacity: s.queue.capacity(),
             accepted: c.accepted.snapshot(),
@@ -462,213 +475,5 @@ impl Logger {
     /// the same.
     pub fn close(&self) -> Result<(), LoggerError> {
         close_shared(&self.shared)
-    }
-}
-
-/// Fails waiting flushes if the writer thread dies by a panic (they would
-/// otherwise wait forever on a confirmation that cannot come).
-struct WriterExit(Arc<Shared>);
-
-impl Drop for WriterExit {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.writer_failed.store(true, Ordering::Release);
-            self.0.flush_done.send_modify(|_| {});
-        }
-    }
-}
-
-/// The writer thread: drains the queue into per-table batches and writes them.
-struct Writer<S> {
-    shared: Arc<Shared>,
-    sink: S,
-    batch_rows_max: usize,
-    flush_interval: Duration,
-}
-
-/// How long the writer sleeps when there is nothing to do. `log()` does not wake
-/// it (a wake-up costs a syscall on the bot's thread); `flush()` and `close()` do.
-const IDLE_PARK: Duration = Duration::from_millis(2);
-const TICK_EVERY: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long `close()` keeps retrying a failing sink before it gives up (the
-/// events in those batches were accepted but never acknowledged durable).
-const CLOSE_GIVE_UP: Duration = Duration::from_secs(30);
-
-impl<S: BatchSink> Writer<S> {
-    fn run(mut self) -> Result<(), SinkError> {
-        let mut buffers = EventBuffers::default();
-        let mut sealed: Vec<(Table, RecordBatch)> = Vec::new();
-        let mut pending_since: Option<Instant> = None;
-        let mut last_tick = Instant::now();
-        // The newest flush ticket whose events are all in `buffers`/`sealed`
-        // (or written): confirmed once those are durable, never earlier.
-        let mut covering: Option<u64> = None;
-        let mut backoff = RETRY_BACKOFF_MIN;
-        let mut failing_since: Option<Instant> = None;
-        let mut closing_since: Option<Instant> = None;
-        // One handle for the thread's life (not an Arc clone per iteration); the
-        // loop body also needs `&mut self`.
-        let shared = self.shared.clone();
-        loop {
-            let s = &*shared;
-            let ticket = s.flush_requested.load(Ordering::Acquire);
-            let flushing = ticket > *s.flush_done.borrow();
-            let closing = s.closed.load(Ordering::SeqCst);
-            if closing {
-                closing_since.get_or_insert_with(Instant::now);
-            }
-
-            let mut popped = 0usize;
-            if sealed.is_empty() {
-                // CRITICAL overflow first, then the queue. When flushing, take at
-                // least what the queue held when the flush was seen: every event
-                // accepted before the flush call is in that prefix.
-                let must_take = if flushing || closing {
-                    s.queue.len()
-                } else {
-                    0
-                };
-                while let Some(event) = s.overflow.pop() {
-                    self.push(&mut buffers, &mut sealed, event, &mut pending_since);
-                    popped += 1;
-                }
-                let mut taken = 0usize;
-                while taken < must_take
-                    || (sealed.is_empty() && buffers.len() < self.batch_rows_max)
-                {
-                    let Some(event) = s.queue.pop() else { break };
-                    self.push(&mut buffers, &mut sealed, event, &mut pending_since);
-                    taken += 1;
-                }
-                popped += taken;
-                if flushing || closing {
-                    covering = Some(ticket);
-                }
-                s.maybe_rearm(s.queue.len());
-                let due = pending_since.is_some_and(|t| t.elapsed() >= self.flush_interval);
-                if !buffers.is_empty()
-                    && (buffers.len() >= self.batch_rows_max || due || flushing || closing)
-                {
-                    self.seal(&mut buffers, &mut sealed);
-                    pending_since = None;
-                }
-            }
-
-            if !sealed.is_empty() {
-                if let Err(e) = self.write(&sealed) {
-                    s.counters
-                        .writer
-                        .write_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    // The sink reports the stall itself; here only the first
-                    // failure of a streak is an error, the retries are quiet.
-                    if failing_since.is_none() {
-                        tracing::error!(error = %e, "writing a batch failed; retrying with backoff");
-                        failing_since = Some(Instant::now());
-                    } else {
-                        tracing::debug!(error = %e, "writing a batch failed again");
-                    }
-                    std::thread::park_timeout(backoff);
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                    if closing_since.is_some_and(|t| t.elapsed() >= CLOSE_GIVE_UP) {
-                        tracing::error!(
-                            rows = sealed.iter().map(|(_, b)| b.num_rows()).sum::<usize>(),
-                            "closing with batches that could not be made durable"
-                        );
-                        s.writer_failed.store(true, Ordering::Release);
-                        s.flush_done.send_modify(|_| {});
-                        return Err(e);
-                    }
-                    continue;
-                }
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(
-                        after_s = since.elapsed().as_secs_f64(),
-                        "writing batches works again"
-                    );
-                }
-                backoff = RETRY_BACKOFF_MIN;
-                sealed.clear();
-            }
-
-            if buffers.is_empty()
-                && let Some(t) = covering.take()
-            {
-                s.flush_done.send_replace(t);
-            }
-            if last_tick.elapsed() >= TICK_EVERY {
-                last_tick = Instant::now();
-                if let Err(e) = self.sink.tick() {
-                    tracing::warn!(error = %e, "sink maintenance failed");
-                }
-            }
-            if closing && buffers.is_empty() && s.queue.is_empty() && s.overflow.is_empty() {
-                // A producer that read `closed == false` may still be pushing:
-                // wait for it, then drain once more.
-                if s.in_flight.load(Ordering::SeqCst) > 0 {
-                    std::thread::yield_now();
-                    continue;
-                }
-                if s.queue.is_empty() && s.overflow.is_empty() {
-                    let result = self.sink.close();
-                    s.flush_done.send_replace(u64::MAX);
-                    return result;
-                }
-                continue;
-            }
-            if popped == 0 && !flushing {
-                std::thread::park_timeout(IDLE_PARK);
-            }
-        }
-    }
-
-    fn push(
-        &self,
-        buffers: &mut EventBuffers,
-        sealed: &mut Vec<(Table, RecordBatch)>,
-        event: Event,
-        pending_since: &mut Option<Instant>,
-    ) {
-        if pending_since.is_none() {
-            *pending_since = Some(Instant::now());
-        }
-        buffers.push(event);
-        if buffers.len() >= self.batch_rows_max {
-            self.seal(buffers, sealed);
-        }
-    }
-
-    fn seal(&self, buffers: &mut EventBuffers, sealed: &mut Vec<(Table, RecordBatch)>) {
-        match buffers.take_batches() {
-            Ok(batches) => sealed.extend(batches),
-            // The builders only fail on a schema mismatch, which the table
-            // declarations rule out; count it rather than lose the thread.
-            Err(e) => {
-                self.shared
-                    .counters
-                    .writer
-                    .write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "building a record batch failed");
-            }
-        }
-    }
-
-    fn write(&mut self, sealed: &[(Table, RecordBatch)]) -> Result<(), SinkError> {
-        self.sink.write(sealed)?;
-        let c = &self.shared.counters;
-        let rows: usize = sealed.iter().map(|(_, b)| b.num_rows()).sum();
-        c.writer
-            .batches_written
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        c.writer
-            .rows_written
-            .fetch_add(rows as u64, Ordering::Relaxed);
-        c.writer
-            .last_write_us
-            .store(Shared::now_us(), Ordering::Release);
-        Ok(())
     }
 }

@@ -21,6 +21,7 @@
 
 mod logger;
 mod stats;
+mod writer;
 
 pub use logger::{DropReason, LogOutcome, Logger, LoggerConfig, LoggerError, SubmitError};
 pub use stats::{LevelCounts, LoggerStats};
