@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-200}"
-QUIVER_CRASH_ROUNDS="$rounds" cargo test --release --locked --test it \
+# CRASH_PROFILE=debug reuses the test build instead of compiling a release one.
+profile=(--release)
+[ "${CRASH_PROFILE:-release}" = debug ] && profile=()
+QUIVER_CRASH_ROUNDS="$rounds" cargo test "${profile[@]}" --locked --test it \
   crash::kill_nine_at_random_points -- --exact --nocapture 2>&1 | grep -E "TALLY|acknowledged per round|test result|panicked"

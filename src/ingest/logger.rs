@@ -168,6 +168,9 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Puts an event in the queue if the backlog (`len`, just read) has room.
+    /// A refused event comes back by value: boxing it would cost every
+    /// accepted event an allocation on the bot's thread.
+    #[allow(clippy::result_large_err)]
     fn enqueue(&self, event: Event, len: usize) -> Result<(), Event> {
         if len >= self.capacity {
             return Err(event);
