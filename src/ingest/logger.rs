@@ -163,6 +163,13 @@ pub(super) struct Shared {
     /// `queue_len` count. The builder may hold a few groups of them while a
     /// write is under way; they are still the queue's.
     pub(super) backlog: AtomicUsize,
+    /// A recent reading of the clock (µs), never ahead of it: the builder
+    /// refreshes it every round. `log()` checks an event's time against it and
+    /// reads the real clock only when the event looks too far ahead, so the
+    /// happy path makes no clock call.
+    pub(super) clock_floor_us: AtomicI64,
+    /// `limits.future_skew_max` in µs.
+    future_skew_us: i64,
     pub(super) writer: Mutex<Option<JoinHandle<Result<(), SinkError>>>>,
 }
 
@@ -183,6 +190,25 @@ impl Shared {
 
     pub(super) fn now_us() -> i64 {
         Ts::now().0
+    }
+
+    /// The `now` to validate an event stamped `ts` against: the cached floor
+    /// when `ts` is within the skew limit of it (then it is within the limit
+    /// of the real clock too, which is later), else a fresh reading, kept for
+    /// the next caller.
+    fn now_for(&self, ts: Ts) -> Ts {
+        let floor = self.clock_floor_us.load(Ordering::Relaxed);
+        if ts.0 <= floor.saturating_add(self.future_skew_us) {
+            return Ts(floor);
+        }
+        let now = Self::now_us();
+        self.clock_floor_us.fetch_max(now, Ordering::Relaxed);
+        Ts(now)
+    }
+
+    /// Called by the builder every round.
+    pub(super) fn refresh_clock(&self) {
+        self.clock_floor_us.store(Self::now_us(), Ordering::Relaxed);
     }
 
     fn trip(&self) {
@@ -290,6 +316,9 @@ impl Logger {
             closed: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             backlog: AtomicUsize::new(0),
+            clock_floor_us: AtomicI64::new(Ts::now().0),
+            future_skew_us: i64::try_from(config.validation.future_skew_max.as_micros())
+                .unwrap_or(i64::MAX),
             writer: Mutex::new(None),
         });
         let handle = super::writer::start(
@@ -325,7 +354,7 @@ impl Logger {
             s.counters.dropped_closed.incr(level);
             return LogOutcome::Dropped(DropReason::Closed);
         }
-        if let Err(e) = event.validate(&s.limits, Ts::now()) {
+        if let Err(e) = event.validate(&s.limits, s.now_for(event.header().ts)) {
             s.counters.rejected_invalid.incr(level);
             return LogOutcome::Dropped(DropReason::Invalid(Box::new(e)));
         }

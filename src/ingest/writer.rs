@@ -126,6 +126,7 @@ impl Builder {
         let shared = self.shared.clone();
         loop {
             let s = &*shared;
+            s.refresh_clock();
             let ticket = s.flush_requested.load(Ordering::Acquire);
             let flushing = ticket > self.sent_ticket;
             let closing = s.closed.load(Ordering::SeqCst);

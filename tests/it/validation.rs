@@ -329,3 +329,33 @@ async fn a_truncated_parquet_file_is_quarantined_and_the_rest_stays_queryable() 
     assert!(h.scalar("SELECT count(*) FROM signals").await > 0);
     h.close();
 }
+
+/// `log()` checks event times against a cached clock; the cache must neither
+/// let a future event in nor refuse one that only looks ahead of a stale
+/// reading (the logger idle for longer than the skew limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_judges_event_times_by_the_real_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_logger_config();
+    config.validation.future_skew_max = Duration::from_millis(200);
+    config.flush_interval = Duration::from_secs(3600);
+    let h = Harness::open(small_store_config(dir.path()), config);
+    let at = |id: &str, ts: Ts| {
+        let mut e = signal();
+        e.header.event_id = id.into();
+        e.header.ts = ts;
+        e
+    };
+    assert!(h.logger.log(at("now", Ts::now())).is_accepted());
+    let ahead = Ts(Ts::now().0 + 2_000_000);
+    match h.logger.log(at("ahead", ahead)) {
+        LogOutcome::Dropped(DropReason::Invalid(e)) => {
+            assert!(matches!(e.violation, Violation::InFuture { .. }), "{e}")
+        }
+        other => panic!("an event 2 s ahead was {other:?}"),
+    }
+    // Idle past the skew limit: the cached reading is stale, the event is not.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(h.logger.log(at("later", Ts::now())).is_accepted());
+    h.close();
+}
