@@ -300,24 +300,26 @@ async fn a_corrupt_wal_record_is_read_back_from_the_hot_store() {
     h.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quarantined_file_is_written_back_from_the_hot_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(manual_roll(dir.path()), roomy());
+/// A data dir holding 3,000 market events rolled into the lake, one of whose
+/// Parquet files is then cut in half. Returns the file's path and its bytes.
+async fn lake_with_a_truncated_file(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let h = Harness::open(manual_roll(dir), roomy());
     log_durable(&h, 0, 3_000).await;
     h.store.roll_lake().unwrap();
     h.close();
-    let victim = parquet_files(&dir.path().join("lake").join("market_context"))
+    let victim = parquet_files(&dir.join("lake").join("market_context"))
         .into_iter()
         .next()
         .unwrap();
-    let len = std::fs::metadata(&victim).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&victim)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    let good = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &good[..good.len() / 2]).unwrap();
+    (victim, good)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_file_is_written_back_from_the_hot_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (victim, _) = lake_with_a_truncated_file(dir.path()).await;
     let h = reopen_and_check(dir.path(), &market_ids(0, 3_000), "a quarantined file").await;
     assert!(!victim.exists());
     assert_eq!(
@@ -359,16 +361,7 @@ async fn a_clean_restart_finds_no_hole_even_without_trade_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_file_put_back_is_quarantined_again_not_deleted_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(manual_roll(dir.path()), roomy());
-    log_durable(&h, 0, 3_000).await;
-    h.store.roll_lake().unwrap();
-    h.close();
-    let victim = parquet_files(&dir.path().join("lake").join("market_context"))
-        .into_iter()
-        .next()
-        .unwrap();
-    let good = std::fs::read(&victim).unwrap();
-    std::fs::write(&victim, &good[..good.len() / 2]).unwrap();
+    let (victim, good) = lake_with_a_truncated_file(dir.path()).await;
     let h = reopen_and_check(dir.path(), &market_ids(0, 3_000), "quarantined").await;
     h.close();
     // An operator restores the good copy where it was.
