@@ -148,7 +148,8 @@ def main():
                 return cur.fetch_arrow_table().num_rows
 
         def duck_run(sql):
-            return duck.sql(sql).arrow().num_rows
+            result = duck.sql(sql).arrow()  # a reader since DuckDB 1.4, a table before
+            return (result.read_all() if hasattr(result, "read_all") else result).num_rows
 
         quiver("SELECT 1")  # warm the connection
         ratios = {}
