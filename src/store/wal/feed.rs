@@ -341,6 +341,12 @@ mod tests {
     use crate::store::wal::tests::batch;
     use crate::store::wal::{Wal, WalScan};
 
+    /// A WAL over an empty dir, with segments of `segment_bytes_max`.
+    fn open_wal(dir: &Path, segment_bytes_max: u64) -> Wal {
+        let scan = WalScan::run(dir, &StdFs, &dir.join("q")).unwrap();
+        Wal::open(dir, Arc::new(StdFs), segment_bytes_max, &scan)
+    }
+
     fn records(wal: &mut Wal, feed: &WalFeed, seqs: std::ops::RangeInclusive<u64>) {
         let b = batch(10);
         let rs: Vec<(u64, Table, &arrow::array::RecordBatch)> = seqs
@@ -369,8 +375,7 @@ mod tests {
     #[test]
     fn a_consumer_behind_the_ring_reads_the_files_then_catches_up() {
         let dir = tempfile::tempdir().unwrap();
-        let scan = WalScan::run(dir.path(), &StdFs, &dir.path().join("q")).unwrap();
-        let mut wal = Wal::open(dir.path(), Arc::new(StdFs), 4096, &scan);
+        let mut wal = open_wal(dir.path(), 4096);
         // A ring that holds only a few batches.
         let one = batch(10).get_array_memory_size();
         let feed = WalFeed::new(dir.path(), 0, one * 5);
@@ -387,8 +392,7 @@ mod tests {
     #[test]
     fn a_missing_range_is_reported_as_a_gap() {
         let dir = tempfile::tempdir().unwrap();
-        let scan = WalScan::run(dir.path(), &StdFs, &dir.path().join("q")).unwrap();
-        let mut wal = Wal::open(dir.path(), Arc::new(StdFs), 1, &scan);
+        let mut wal = open_wal(dir.path(), 1);
         let feed = WalFeed::new(dir.path(), 0, 0);
         records(&mut wal, &feed, 1..=3);
         records(&mut wal, &feed, 4..=6);
@@ -407,8 +411,7 @@ mod tests {
     #[test]
     fn a_record_missing_just_before_the_ring_is_a_gap_not_a_stall() {
         let dir = tempfile::tempdir().unwrap();
-        let scan = WalScan::run(dir.path(), &StdFs, &dir.path().join("q")).unwrap();
-        let mut wal = Wal::open(dir.path(), Arc::new(StdFs), 1, &scan);
+        let mut wal = open_wal(dir.path(), 1);
         let one = batch(10).get_array_memory_size();
         let feed = WalFeed::new(dir.path(), 0, one * 4);
         records(&mut wal, &feed, 1..=3);
@@ -426,8 +429,7 @@ mod tests {
     #[test]
     fn a_closed_feed_drains_then_says_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let scan = WalScan::run(dir.path(), &StdFs, &dir.path().join("q")).unwrap();
-        let mut wal = Wal::open(dir.path(), Arc::new(StdFs), 1 << 20, &scan);
+        let mut wal = open_wal(dir.path(), 1 << 20);
         let feed = WalFeed::new(dir.path(), 0, 1 << 20);
         let mut cursor = feed.cursor(1);
         records(&mut wal, &feed, 1..=2);
