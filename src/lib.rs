@@ -35,6 +35,8 @@
 //! Data flows one way; a module uses only those above it.
 //!
 //! - [`event`]: the eight event tables as Rust types and Arrow schemas, validation.
+//! - [`gates`]: `configs/gates.yaml`, the six gates' thresholds, their history and
+//!   explanation templates (the spec the simulator, explainer and metrics share).
 //! - [`ingest`]: the logger, priority tiers, kill switch, the writer thread, and the
 //!   [`ingest::BatchSink`] trait it writes through.
 //! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
@@ -77,6 +79,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod flight;
+pub mod gates;
 pub mod ingest;
 pub mod metrics;
 pub mod query;

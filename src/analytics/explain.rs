@@ -7,7 +7,7 @@
 //! ```
 //! use quiver::analytics::explain::{Decision, Outcome, Verdict, explain};
 //! use quiver::event::{Direction, Gate, GateResult, Mode, Regime};
-//! use quiver::sim::gates::GatesConfig;
+//! use quiver::gates::GatesConfig;
 //!
 //! let gates = GatesConfig::builtin().unwrap();
 //! let decision = Decision {
@@ -27,20 +27,8 @@
 //! ```
 
 use crate::event::{Direction, Gate, GateResult, Mode, Regime};
-use crate::sim::gates::{GateDef, GatesConfig};
-
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &[
-    "gate",
-    "value",
-    "threshold",
-    "margin",
-    "margin_pct",
-    "unit",
-    "regime",
-    "mode",
-    "allowed",
-];
+use crate::gates::template::render;
+use crate::gates::{GateDef, GatesConfig};
 
 /// One gate decision, as logged in `events.gate_decisions`.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,72 +168,6 @@ fn format_pct(pct: Option<f64>) -> String {
 
 fn format_bps(v: f64) -> String {
     trimmed(v.abs(), 2)
-}
-
-/// Fills `{name}` placeholders from `value`. Templates are checked when the
-/// gates file is read ([`check_template`]), so an unknown name cannot reach
-/// here; it is left as written if it does.
-pub fn render(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close) => {
-                let name = &after[..close];
-                match value(name) {
-                    Some(v) => out.push_str(&v),
-                    None => {
-                        out.push('{');
-                        out.push_str(name);
-                        out.push('}');
-                    }
-                }
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push_str(&rest[open..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Checks a template: braces balanced, every placeholder known.
-pub fn check_template(template: &str) -> Result<(), String> {
-    const TEMPLATE_BYTES_MAX: usize = 1024;
-    if template.len() > TEMPLATE_BYTES_MAX {
-        return Err(format!(
-            "is {} bytes; the limit is {TEMPLATE_BYTES_MAX}",
-            template.len()
-        ));
-    }
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
-            return Err(format!("has a '}}' without its '{{' in {template:?}"));
-        }
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Err(format!("has a '{{' without its '}}' in {template:?}"));
-        };
-        let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder {{{name}}}; known: {}",
-                PLACEHOLDERS
-                    .iter()
-                    .map(|p| format!("{{{p}}}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ));
-        }
-        rest = &after[close + 1..];
-    }
-    Ok(())
 }
 
 /// How far `value` is on the passing side of `threshold`.
@@ -492,26 +414,5 @@ mod tests {
                  (recalibrated model v7; ECE 0.021)"
             )
         );
-    }
-
-    #[test]
-    fn templates_are_checked() {
-        assert!(check_template("{gate} at {value}").is_ok());
-        assert!(check_template("no placeholders").is_ok());
-        let err = check_template("{gate} {evil}").unwrap_err();
-        assert!(err.contains("unknown placeholder {evil}"), "{err}");
-        assert!(
-            check_template("{gate")
-                .unwrap_err()
-                .contains("without its '}'")
-        );
-        assert!(
-            check_template("gate}")
-                .unwrap_err()
-                .contains("without its '{'")
-        );
-        assert!(check_template(&"x".repeat(2000)).is_err());
-        // Unknown names are left as written by render.
-        assert_eq!(render("a {x} b {", |_| None), "a {x} b {");
     }
 }

@@ -18,7 +18,7 @@ use crate::analytics::explain::{
 };
 use crate::config::Config;
 use crate::event::{Gate, GateResult};
-use crate::sim::gates::GatesConfig;
+use crate::gates::GatesConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

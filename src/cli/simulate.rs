@@ -10,8 +10,8 @@ use super::demo::{EVENTS_PER_CYCLE, wait_for_room};
 use super::pipeline::Pipeline;
 use crate::config::Config;
 use crate::event::{Event, Ts};
+use crate::gates::GatesConfig;
 use crate::sim::Simulator;
-use crate::sim::gates::GatesConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -21,6 +21,13 @@ pub use column::{Ts, ts_type};
 pub use tables::*;
 pub use validate::{ValidationError, ValidationLimits, Violation, is_valid_symbol};
 
+/// The hex SHA-256 of `bytes`: a model's id is that of its artifact (the
+/// registry's content address), a config version's that of its text.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Version of the event schemas written by this build. See the module docs for
 /// the rule on schema changes. Version 2 added `trades.features`.
 pub const SCHEMA_VERSION: i32 = 2;

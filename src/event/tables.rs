@@ -451,8 +451,7 @@ mod tests {
 
     #[test]
     fn every_table_reads_back_what_it_wrote() {
-        let mut sim =
-            crate::sim::Simulator::new(7, crate::sim::gates::GatesConfig::builtin().unwrap());
+        let mut sim = crate::sim::Simulator::new(7, crate::gates::GatesConfig::builtin().unwrap());
         let mut events = Vec::new();
         for i in 0..400 {
             sim.cycle(Ts(1_700_000_000_000_000 + i * 1_000_000), &mut events);

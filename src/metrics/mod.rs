@@ -125,7 +125,7 @@ pub struct Definitions {
     pub metrics: MetricsFile,
     pub analyses: Vec<Analysis>,
     /// The gates file read (`None`: the built-in one).
-    pub gates: Option<crate::sim::gates::GatesConfig>,
+    pub gates: Option<crate::gates::GatesConfig>,
 }
 
 impl Definitions {
@@ -146,7 +146,7 @@ impl Definitions {
         };
         let gates = if paths.gates_file.exists() {
             Some(
-                crate::sim::gates::GatesConfig::load(&paths.gates_file)
+                crate::gates::GatesConfig::load(&paths.gates_file)
                     .map_err(|e| MetricsError::file(&paths.gates_file, e.message))?,
             )
         } else {

@@ -14,7 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 
 use crate::analytics::explain::{Decision, Outcome, explain};
-use crate::sim::gates::{GatesConfig, GatesError};
+use crate::gates::{GatesConfig, GatesError};
 
 pub const EXPLAIN_GATE: &str = "explain_gate";
 

@@ -14,8 +14,8 @@
 //! the regime, so the win rate sits near 50% and PANIC loses; execution dominates
 //! the decision latency, with a lognormal tail. Same seed and same clock, same
 //! events.
-
-pub mod gates;
+//!
+//! A client of the library: it uses only [`crate::event`] and [`crate::gates`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, LogNormal, Normal, StudentT};
 
 use crate::event::*;
-use gates::GatesConfig;
+use crate::gates::GatesConfig;
 
 /// Instruments the demo bot trades, with a starting price.
 pub const SYMBOLS: &[(&str, f64)] = &[
@@ -202,7 +202,7 @@ impl Simulator {
         })
         .to_string()
         .into_bytes();
-        let model_id = crate::store::registry::sha256_hex(&artifact);
+        let model_id = sha256_hex(&artifact);
         let total: f64 = weights.iter().map(|w| w.abs()).sum::<f64>().max(1e-9);
         let importance = FEATURES
             .iter()

@@ -15,7 +15,6 @@ use arrow::array::RecordBatch;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use super::fsio;
 use super::sqlite::{self, Migration, SqliteError};
@@ -99,10 +98,7 @@ pub struct TrainingSession {
     pub metrics: String,
 }
 
-/// The hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::event::sha256_hex;
 
 /// The data snapshot hash of a manifest: the lines (lake file paths, one per
 /// line, blank lines and `#` comments ignored) trimmed, sorted and

@@ -7,10 +7,10 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use quiver::event::{Event, Ts};
+use quiver::gates::GatesConfig;
 use quiver::ingest::{Logger, LoggerConfig};
 use quiver::query::{QueryConfig, QueryEngine};
 use quiver::sim::Simulator;
-use quiver::sim::gates::GatesConfig;
 use quiver::store::{LakeConfig, Store, StoreConfig};
 
 /// A store config that rolls and compacts often, so tests cross every path.

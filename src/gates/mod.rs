@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::event::{Direction, Gate, Mode, Regime};
 
+pub mod template;
+
 /// The gates file shipped with Quiver, used when no file is given.
 pub const BUILTIN_GATES_YAML: &str = include_str!("../../configs/gates.yaml");
 
@@ -194,8 +196,7 @@ impl GatesConfig {
                 ("fail", &g.explain.fail),
                 ("suggestion", &g.explain.suggestion),
             ] {
-                crate::analytics::explain::check_template(template)
-                    .map_err(|e| at(&format!("explain.{key}"), e))?;
+                template::check(template).map_err(|e| at(&format!("explain.{key}"), e))?;
             }
             if history.windows(2).any(|w| w[0].at > w[1].at) {
                 return Err(at("history", "must be oldest first".into()));
