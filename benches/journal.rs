@@ -21,7 +21,7 @@ use quiver::event::*;
 use quiver::ingest::{Logger, LoggerConfig};
 use quiver::query::{QueryConfig, QueryEngine};
 use quiver::sim::Simulator;
-use quiver::sim::gates::GatesConfig;
+use quiver::gates::GatesConfig;
 use quiver::store::journal::{Journal, JournalChange, TradeEntry, TradeExit, TradeFilter};
 use quiver::store::{Store, StoreConfig};
 
