@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use quiver::analytics::{TradeStats, group_stats};
 use quiver::event::*;
+use quiver::gates::GatesConfig;
 use quiver::ingest::{Logger, LoggerConfig};
 use quiver::query::{QueryConfig, QueryEngine};
 use quiver::sim::Simulator;
-use quiver::gates::GatesConfig;
 use quiver::store::journal::{Journal, JournalChange, TradeEntry, TradeExit, TradeFilter};
 use quiver::store::{Store, StoreConfig};
 

@@ -186,16 +186,18 @@ impl Default for QuerySection {
 }
 
 /// Metric definitions and SQL analyses, reloaded while the server runs.
+/// Unset paths are the data dir's own copy (`<data_dir>/configs/`, written
+/// from the built-in definitions when the dir is first used); a path that is
+/// set must exist.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Metric formulas, thresholds and alert rules (missing: no metrics).
-    pub file: PathBuf,
-    /// `*.sql` analyses, one view each (missing: no analyses).
-    pub analysis_dir: PathBuf,
-    /// The gates file whose `explain` templates the gate explainer uses
-    /// (missing: the built-in one).
-    pub gates_file: PathBuf,
+    /// Metric formulas, thresholds and alert rules.
+    pub file: Option<PathBuf>,
+    /// `*.sql` analyses, one view each.
+    pub analysis_dir: Option<PathBuf>,
+    /// The gates file whose `explain` templates the gate explainer uses.
+    pub gates_file: Option<PathBuf>,
     /// How often a running server looks for edits of all three.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
@@ -204,9 +206,9 @@ pub struct MetricsSection {
 impl Default for MetricsSection {
     fn default() -> Self {
         Self {
-            file: PathBuf::from("configs/metrics.yaml"),
-            analysis_dir: PathBuf::from("sql/analysis"),
-            gates_file: PathBuf::from("configs/gates.yaml"),
+            file: None,
+            analysis_dir: None,
+            gates_file: None,
             reload_interval: Duration::from_secs(1),
         }
     }
@@ -489,12 +491,23 @@ impl Config {
         }
     }
 
+    /// The definitions' paths: those set, else the data dir's copy.
     pub fn definition_paths(&self) -> crate::metrics::DefinitionPaths {
-        crate::metrics::DefinitionPaths {
-            metrics_file: self.metrics.file.clone(),
-            analysis_dir: self.metrics.analysis_dir.clone(),
-            gates_file: self.metrics.gates_file.clone(),
+        let m = &self.metrics;
+        let mut paths = crate::metrics::DefinitionPaths::in_data_dir(&self.data_dir);
+        if let Some(file) = &m.file {
+            paths.metrics_file = file.clone();
         }
+        if let Some(dir) = &m.analysis_dir {
+            paths.analysis_dir = dir.clone();
+        }
+        if let Some(file) = &m.gates_file {
+            paths.gates_file = file.clone();
+        }
+        if m.file.is_some() && m.analysis_dir.is_some() && m.gates_file.is_some() {
+            paths.data_dir = None;
+        }
+        paths
     }
 
     pub fn query_config(&self) -> QueryConfig {

@@ -8,13 +8,11 @@ use super::model_feed::ModelFeed;
 use super::pipeline::{Pipeline, shutdown_signal};
 use crate::config::Config;
 use crate::event::{Event, Ts};
-use crate::gates::{BUILTIN_GATES_YAML, GatesConfig};
 use crate::ingest::Logger;
 use crate::sim::Simulator;
 use crate::store::registry::manifest_of;
 use crate::store::{Registry, Store};
 use anyhow::Context;
-use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,7 +33,7 @@ pub struct Args {
     /// `0s` starts empty.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub backfill: Duration,
-    /// gates.yaml to use (default: the built-in configs/gates.yaml).
+    /// gates.yaml to use (default: the data dir's configs/gates.yaml).
     #[arg(long, value_name = "FILE")]
     pub gates: Option<std::path::PathBuf>,
 }
@@ -102,39 +100,19 @@ fn lake_manifest(store: &Store) -> String {
     manifest_of(lines)
 }
 
-/// Records the gates config the demo runs with, if it changed since the last
-/// recorded version.
-fn record_gates_config(data_dir: &Path, gates: Option<&Path>) -> anyhow::Result<()> {
-    let text = match gates {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
-        None => BUILTIN_GATES_YAML.to_string(),
-    };
-    let mut registry = Registry::open(data_dir)?;
-    if let Some(id) = registry.record_config("configs/gates.yaml", &text, "quiver demo started")? {
-        tracing::info!(
-            change_id = id,
-            "recorded a new version of configs/gates.yaml"
-        );
-    }
-    Ok(())
-}
-
 pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rate.is_finite() && args.rate > 0.0,
         "--rate must be a positive number of events per second"
     );
-    let gates = match &args.gates {
-        Some(path) => {
-            // The explainer reads the templates of the gates the bot runs.
-            config.metrics.gates_file = path.clone();
-            GatesConfig::load(path)?
-        }
-        None => GatesConfig::builtin()?,
-    };
+    // The bot runs the gates whose templates the explainer reads: the data
+    // dir's gates.yaml, or --gates. Opening the pipeline records the file in
+    // the registry's config history (and seeds the data dir's copy).
+    if let Some(path) = &args.gates {
+        config.metrics.gates_file = Some(path.clone());
+    }
     let pipeline = Pipeline::open(&config).await?;
+    let gates = config.definition_paths().gates()?;
     let data_dir = pipeline.store.data_dir.display().to_string();
     println!(
         "quiver demo: bot at {} events/s, data in {data_dir}",
@@ -152,7 +130,6 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     // recorded (once per change) in the config history.
     let registry = Registry::open(&pipeline.store.data_dir)?;
     let feed = ModelFeed::start(registry)?;
-    record_gates_config(&pipeline.store.data_dir, args.gates.as_deref())?;
     let mut initial = sim.take_model_updates();
     let first_ts = Ts(Ts::now().0 - i64::try_from(args.backfill.as_micros()).unwrap_or(0));
     for m in &mut initial.trained {

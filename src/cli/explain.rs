@@ -219,11 +219,7 @@ fn market_line(m: Option<&Market>) -> String {
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let gates = if config.metrics.gates_file.exists() {
-        GatesConfig::load(&config.metrics.gates_file)?
-    } else {
-        GatesConfig::builtin()?
-    };
+    let gates = config.definition_paths().gates()?;
     let mut session = Session::open(&config, args.server.as_deref(), Definitions::Skip).await?;
     let result = explain_in(&mut session, &gates, args).await;
     session.close().await?;

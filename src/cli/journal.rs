@@ -12,6 +12,7 @@ use super::output::{self, Format};
 use crate::analytics::TradeStats;
 use crate::config::Config;
 use crate::event::{Mode, Regime, Ts};
+use crate::store::Layout;
 use crate::store::journal::{Journal, TradeFilter};
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +144,7 @@ impl FilterArgs {
 
 /// Opens the data dir's journal read-only.
 pub fn open_journal(config: &Config) -> anyhow::Result<Journal> {
-    let path = config.data_dir.join("journal.sqlite");
+    let path = Layout::new(&config.data_dir).journal();
     anyhow::ensure!(
         path.exists(),
         "no journal at {}: run `quiver demo` or `quiver serve` on this data dir first",

@@ -22,7 +22,7 @@ use crate::metrics::values::{
 use crate::metrics::{Definitions, MetricSource};
 use crate::query::QueryEngine;
 use crate::query::definitions::Loaded;
-use crate::store::{Store, StoreConfig};
+use crate::store::{Layout, Store, StoreConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,14 +70,15 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Command::Check => {
             let loaded = compile_scratch(&config).await?;
+            let paths = config.definition_paths();
             let d = &loaded.definitions;
             println!(
                 "ok: {} metrics, {} alert rules ({}); {} analyses ({})",
                 d.metrics.metrics.len(),
                 d.metrics.alerts.len(),
-                config.metrics.file.display(),
+                paths.metrics_file.display(),
                 d.analyses.len(),
-                config.metrics.analysis_dir.display()
+                paths.analysis_dir.display()
             );
             Ok(())
         }
@@ -277,7 +278,7 @@ async fn compute(
         eprintln!("computing through the server at {url}");
     }
     let today = Utc::now().date_naive();
-    let lake_root = config.data_dir.join("lake");
+    let lake_root = Layout::new(&config.data_dir).lake();
     let bar = indicatif::ProgressBar::new((days.len() * metrics.len()) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")

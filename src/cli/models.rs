@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use super::output::{self, Format};
 use crate::config::Config;
-use crate::store::Registry;
 use crate::store::registry::{ModelMeta, batches_to_json, manifest_of, read_manifest};
+use crate::store::{Layout, Registry};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,7 +89,7 @@ fn open_registry(config: &Config) -> anyhow::Result<Registry> {
 /// The lake's Parquet files, relative to the data dir.
 fn lake_files(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut stack = vec![data_dir.join("lake")];
+    let mut stack = vec![Layout::new(data_dir).lake()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

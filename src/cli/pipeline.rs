@@ -13,12 +13,10 @@ use crate::config::Config;
 use crate::flight::{FlightServer, ServeError};
 use crate::ingest::Logger;
 use crate::query::QueryEngine;
-use crate::store::Store;
+use crate::store::{Layout, Store};
 
-/// Where a running server advertises itself inside the data dir it holds, so
-/// `quiver sql` on the same dir can query through it.
-pub const ADVERT_FILE: &str = "flight.json";
-
+/// Where a running server advertises itself inside the data dir it holds
+/// ([`Layout::advert`]), so `quiver sql` on the same dir can query through it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Advert {
     pub url: String,
@@ -27,7 +25,7 @@ pub struct Advert {
 
 impl Advert {
     pub fn read(data_dir: &Path) -> Option<Advert> {
-        let text = std::fs::read_to_string(data_dir.join(ADVERT_FILE)).ok()?;
+        let text = std::fs::read_to_string(Layout::new(data_dir).advert()).ok()?;
         serde_json::from_str(&text).ok()
     }
 }
@@ -126,7 +124,7 @@ impl Pipeline {
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
-        let advert = self.store.data_dir.join(ADVERT_FILE);
+        let advert = Layout::new(&self.store.data_dir).advert();
         let text = serde_json::to_string(&Advert {
             url: url.clone(),
             pid: std::process::id(),

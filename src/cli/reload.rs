@@ -86,6 +86,7 @@ pub async fn start(
     data_dir: PathBuf,
     interval: Duration,
 ) -> anyhow::Result<JoinHandle<()>> {
+    paths.prepare()?;
     let first = snapshot(&paths);
     let summary = tokio::task::spawn_blocking({
         let (engine, paths, data_dir, first) = (

@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::store::{fsio, lake, lock_data_dir};
+use crate::store::{Layout, fsio, lake, lock_data_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,8 +33,8 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             std::fs::canonicalize(&dir).with_context(|| format!("data dir {}", dir.display()))?;
         let _lock = lock_data_dir(&dir)?;
         let report = lake::repair(
-            &dir.join("lake"),
-            &dir.join("quarantine"),
+            &Layout::new(&dir).lake(),
+            &Layout::new(&dir).quarantine(),
             fsio::std_fs(),
             dry_run,
         )

@@ -42,14 +42,18 @@ pub async fn run_queries(
     sqls: &[&str],
 ) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
     // Compiling the definitions takes a moment (~170 ms in a release build);
-    // a query that cannot name the metrics or analysis schemas goes without.
-    let mentions = |s: &&str| {
-        let s = s.to_ascii_lowercase();
-        ["metrics", "analysis", "information_schema"]
-            .iter()
-            .any(|schema| s.contains(schema))
+    // a query that cannot name the metrics or analysis schemas goes without,
+    // and one that names them fails if they do not load (saying why, rather
+    // than that the table does not exist).
+    let mentions = |names: &[&str]| {
+        sqls.iter().any(|s| {
+            let s = s.to_ascii_lowercase();
+            names.iter().any(|schema| s.contains(schema))
+        })
     };
-    let definitions = if sqls.iter().any(mentions) {
+    let definitions = if mentions(&["metrics", "analysis"]) {
+        Definitions::Required
+    } else if mentions(&["information_schema"]) {
         Definitions::BestEffort
     } else {
         Definitions::Skip
@@ -134,6 +138,7 @@ impl Session {
         let installed = tokio::task::spawn_blocking({
             let engine = engine.clone();
             move || {
+                paths.prepare()?;
                 let definitions = crate::metrics::Definitions::load(&paths)?;
                 engine.install_definitions(definitions)
             }

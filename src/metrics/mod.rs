@@ -1,6 +1,8 @@
-//! Metric definitions (`configs/metrics.yaml`) and SQL analyses
-//! (`sql/analysis/*.sql`): read, validated, and compiled into DataFusion plans
-//! that the query engine serves as the `metrics` and `analysis` schemas.
+//! Metric definitions (`metrics.yaml`) and SQL analyses (`analysis/*.sql`):
+//! read, validated, and compiled into DataFusion plans that the query engine
+//! serves as the `metrics` and `analysis` schemas. They are read from the data
+//! dir's own copy (`<data>/configs/`, seeded from [`builtin`]) unless the
+//! config names other paths.
 //!
 //! Nothing here pastes text into SQL: a formula is parsed as one expression,
 //! checked against an allowlist, resolved against its source's schema, and
@@ -8,6 +10,7 @@
 //! plan.
 
 pub mod analysis;
+pub mod builtin;
 pub mod compile;
 pub mod def;
 mod drawdown;
@@ -106,16 +109,89 @@ impl MetricsError {
     }
 }
 
-/// Where the definitions live.
+/// Where the definitions live. Each must exist: a missing file is an error
+/// naming it, never an empty catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefinitionPaths {
-    /// `metrics.yaml`; a missing file means no metrics.
+    /// `metrics.yaml`.
     pub metrics_file: PathBuf,
-    /// `*.sql` analyses; a missing directory means no analyses.
+    /// The directory of `*.sql` analyses.
     pub analysis_dir: PathBuf,
-    /// `gates.yaml`, whose `explain` templates `explain_gate` fills; a
-    /// missing file means the built-in one.
+    /// `gates.yaml`, whose `explain` templates `explain_gate` fills.
     pub gates_file: PathBuf,
+    /// The data dir whose `configs/` holds some of them: seeded with the
+    /// built-in definitions before the first read ([`builtin::seed`]).
+    pub data_dir: Option<crate::store::Layout>,
+}
+
+impl DefinitionPaths {
+    /// The data dir's own copy.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        let layout = crate::store::Layout::new(data_dir);
+        Self {
+            metrics_file: layout.metrics_file(),
+            analysis_dir: layout.analysis_dir(),
+            gates_file: layout.gates_file(),
+            data_dir: Some(layout),
+        }
+    }
+
+    /// Seeds the data dir's copy if it has none. Called by whoever opens the
+    /// data dir for writing (a server, a local session); until then, reads
+    /// of the dir's paths get the built-in definitions.
+    pub fn prepare(&self) -> Result<(), MetricsError> {
+        if let Some(layout) = &self.data_dir {
+            builtin::seed(layout).map_err(|e| {
+                MetricsError::file(
+                    &layout.configs(),
+                    format!("writing the built-in definitions: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether `path` is in a data dir's copy that is not written yet: then
+    /// it reads as the built-in definition.
+    fn is_unseeded(&self, path: &Path) -> bool {
+        self.data_dir
+            .as_ref()
+            .is_some_and(|l| path.starts_with(l.configs()) && !l.configs().exists())
+    }
+
+    /// The gates whose `explain` templates the explainer fills.
+    pub fn gates(&self) -> Result<crate::gates::GatesConfig, MetricsError> {
+        let gates = if self.is_unseeded(&self.gates_file) {
+            crate::gates::GatesConfig::builtin()
+        } else {
+            self.check_exists(&self.gates_file)?;
+            crate::gates::GatesConfig::load(&self.gates_file)
+        };
+        gates.map_err(|e| MetricsError::file(&self.gates_file, e.message))
+    }
+
+    /// What to do about a definition file that is not there.
+    fn missing_hint(&self, path: &Path) -> String {
+        match &self.data_dir {
+            Some(layout) if path.starts_with(layout.configs()) => format!(
+                "not found in the data dir's definitions; restore it, or delete {} \
+                 to get the built-in definitions back on the next start",
+                layout.configs().display()
+            ),
+            _ => "not found; check the [metrics] paths of the config \
+                  (unset, they are the data dir's own configs/)"
+                .to_string(),
+        }
+    }
+
+    /// The error for `path` if it is missing, else `None`.
+    fn check_exists(&self, path: &Path) -> Result<(), MetricsError> {
+        if path.exists() {
+            Ok(())
+        } else {
+            Err(MetricsError::file(path, self.missing_hint(path)))
+        }
+    }
 }
 
 /// Every definition, read and validated (not yet compiled: that needs the
@@ -129,33 +205,32 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    /// Reads both; all or nothing. Missing paths are empty definitions.
+    /// Reads all three; all or nothing. A missing file is an error naming
+    /// it; a data dir whose copy is not written yet reads as the built-in
+    /// definitions.
     pub fn load(paths: &DefinitionPaths) -> Result<Definitions, MetricsError> {
-        let metrics = if paths.metrics_file.exists() {
+        let metrics = if paths.is_unseeded(&paths.metrics_file) {
+            MetricsFile::parse(&paths.metrics_file, builtin::METRICS_YAML)?
+        } else {
+            paths.check_exists(&paths.metrics_file)?;
             MetricsFile::load(&paths.metrics_file)?
-        } else {
-            MetricsFile {
-                path: paths.metrics_file.clone(),
-                ..MetricsFile::default()
-            }
         };
-        let analyses = if paths.analysis_dir.exists() {
+        let analyses = if paths.is_unseeded(&paths.analysis_dir) {
+            builtin::ANALYSES
+                .iter()
+                .map(|(file, sql)| {
+                    let name = file.trim_end_matches(".sql");
+                    analysis::parse(&paths.analysis_dir.join(file), name, sql)
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            paths.check_exists(&paths.analysis_dir)?;
             analysis::load_dir(&paths.analysis_dir)?
-        } else {
-            Vec::new()
-        };
-        let gates = if paths.gates_file.exists() {
-            Some(
-                crate::gates::GatesConfig::load(&paths.gates_file)
-                    .map_err(|e| MetricsError::file(&paths.gates_file, e.message))?,
-            )
-        } else {
-            None
         };
         Ok(Definitions {
             metrics,
             analyses,
-            gates,
+            gates: Some(paths.gates()?),
         })
     }
 }

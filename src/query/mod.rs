@@ -46,7 +46,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_
 
 use crate::event::Table;
 use crate::ingest::Logger;
-use crate::store::Store;
+use crate::store::{Layout, Store};
 
 /// Name of Quiver's catalog.
 pub const CATALOG: &str = "quiver";
@@ -222,14 +222,14 @@ impl QueryEngine {
         let journal = Arc::new(MemorySchemaProvider::new());
         let registry = Arc::new(MemorySchemaProvider::new());
         let learning = Arc::new(MemorySchemaProvider::new());
-        for (file, pick) in [
-            ("journal.sqlite", None),
+        let layout = Layout::new(&store.data_dir);
+        for (path, pick) in [
+            (layout.journal(), None),
             (
-                "registry.sqlite",
+                layout.registry(),
                 Some(crate::store::registry::LEARNING_RELATIONS),
             ),
         ] {
-            let path = store.data_dir.join(file);
             let relations = crate::store::sqlite::list_relations(&path)
                 .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?;
             for relation in relations {
@@ -255,8 +255,7 @@ impl QueryEngine {
             .register_schema("learning", learning.clone())
             .map_err(QueryError::Catalog)?;
         let definitions = Arc::new(
-            definitions::DefinitionSchemas::new(&store.data_dir.join("lake"))
-                .map_err(QueryError::Catalog)?,
+            definitions::DefinitionSchemas::new(&layout.lake()).map_err(QueryError::Catalog)?,
         );
         catalog
             .register_schema("metrics", definitions.metrics.clone())

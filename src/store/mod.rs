@@ -11,7 +11,11 @@
 //! <data>/lake/           Parquet lake, hive-partitioned, rolled from the WAL
 //! <data>/lake/_log/      the lake's commit log
 //! <data>/quarantine/     files recovery could not read or account for
+//! <data>/configs/        the dir's own metrics.yaml, gates.yaml, analysis/*.sql
+//! <data>/flight.json     the address of the server holding the dir
 //! ```
+//!
+//! [`layout::Layout`] is the one place that spells these names.
 //!
 //! # What ties them together
 //!
@@ -45,6 +49,7 @@ pub mod fsio;
 pub mod hot;
 pub mod journal;
 pub mod lake;
+pub mod layout;
 pub mod registry;
 pub mod seq;
 pub mod sqlite;
@@ -68,6 +73,7 @@ pub use fsio::FileSystem;
 pub use hot::{HotConfig, HotShared};
 pub use journal::{Journal, JournalShared};
 pub use lake::{LakeConfig, LakeFile, LakeShared, LakeSnapshot, Quarantined};
+pub use layout::Layout;
 pub use registry::Registry;
 pub use sqlite::SqliteError;
 pub use status::{Hole, HoleStatus, StoreStatus};
@@ -184,7 +190,7 @@ impl std::fmt::Debug for Store {
 
 /// Takes the data dir's lock (held while the returned file is open).
 pub fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
-    let path = dir.join("quiver.lock");
+    let path = Layout::new(dir).lock();
     let io = |source| StoreError::Io {
         path: path.clone(),
         source,
@@ -237,12 +243,13 @@ impl Store {
         // object store rooted at `/`, and messages should say where things are.
         let dir = &std::fs::canonicalize(&config.data_dir).map_err(io(&config.data_dir))?;
         let lock = lock_data_dir(dir)?;
+        let layout = Layout::new(dir);
         let status = Arc::new(StoreStatus::default());
-        let wal_dir = dir.join("wal");
-        let quarantine = dir.join("quarantine");
+        let wal_dir = layout.wal();
+        let quarantine = layout.quarantine();
         let wal_scan = WalScan::run(&wal_dir, fs.as_ref(), &quarantine.join("wal"))?;
-        let (conn, hot_shared) = hot::open(&dir.join("hot.duckdb"))?;
-        let lake_root = dir.join("lake");
+        let (conn, hot_shared) = hot::open(&layout.hot())?;
+        let lake_root = layout.lake();
         let available = |lake_seq: u64| {
             let mut seqs = hot_shared
                 .seqs_above(lake_seq)
@@ -253,7 +260,7 @@ impl Store {
             Ok(seqs)
         };
         let (log, lake_shared) = lake::open(&lake_root, &quarantine, fs.clone(), &available)?;
-        let journal = Journal::open(&dir.join("journal.sqlite"))?;
+        let journal = Journal::open(&layout.journal())?;
         let journal_shared = Arc::new(JournalShared::default());
         let journal_seq = journal.applied_seq()?;
         journal_shared

@@ -255,8 +255,8 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Opens (creating and migrating) the registry of a data directory.
     pub fn open(data_dir: &Path) -> Result<Self, RegistryError> {
-        let path = data_dir.join("registry.sqlite");
-        let models_dir = data_dir.join("models").join("sha256");
+        let layout = super::Layout::new(data_dir);
+        let (path, models_dir) = (layout.registry(), layout.models());
         std::fs::create_dir_all(&models_dir).map_err(|source| RegistryError::Io {
             path: models_dir.clone(),
             source,
@@ -270,11 +270,12 @@ impl Registry {
 
     /// Opens an existing registry read-only.
     pub fn open_read_only(data_dir: &Path) -> Result<Self, RegistryError> {
-        let path = data_dir.join("registry.sqlite");
+        let layout = super::Layout::new(data_dir);
+        let path = layout.registry();
         Ok(Self {
             conn: sqlite::open_ro(&path)?,
             path,
-            models_dir: data_dir.join("models").join("sha256"),
+            models_dir: layout.models(),
         })
     }
 

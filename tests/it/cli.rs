@@ -203,6 +203,77 @@ fn a_relative_data_dir_works_from_simulate_to_sql() {
     assert!(rows[0]["n"].as_i64().unwrap() > 1_000, "{rows}");
 }
 
+/// An installed binary works from any directory: a data dir keeps its own
+/// copy of the definitions (seeded from the built-in ones), serves what that
+/// copy says, and a file missing from it is an error naming the file.
+#[test]
+fn definitions_travel_with_the_data_dir_not_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = quiver()
+            .current_dir(&elsewhere)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["simulate", "--events", "20000", "--quiet"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT count(*) > 0 AS any FROM metrics.win_rate",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "any\ntrue\n");
+    let (ok, out, err) = run(&["metrics", "list", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(out.lines().count() > 50, "{out}");
+    let configs = data.join("configs");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(
+        std::fs::read_to_string(configs.join("metrics.yaml")).unwrap(),
+        std::fs::read_to_string(shipped.join("configs/metrics.yaml")).unwrap()
+    );
+    assert!(configs.join("analysis/gate_explanations.sql").exists());
+
+    // The dir's copy is what it serves.
+    std::fs::write(
+        configs.join("metrics.yaml"),
+        "version: 1\nmetrics:\n  - { name: only_me, unit: trades, source: events.trades, formula: \"count(*)\" }\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["metrics", "list", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("only_me"), "{out}");
+
+    // A missing file is an error naming it, never an empty catalog.
+    std::fs::remove_file(configs.join("metrics.yaml")).unwrap();
+    for args in [
+        &["metrics", "list"][..],
+        &["sql", "SELECT * FROM metrics.only_me"][..],
+    ] {
+        let (ok, out, err) = run(args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            err.contains(&configs.join("metrics.yaml").display().to_string())
+                && err.contains("not found"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// Runs quiver on `dir`; returns (success, stdout, stderr).
 pub fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = quiver()

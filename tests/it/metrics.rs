@@ -30,6 +30,7 @@ pub fn shipped_paths() -> DefinitionPaths {
         metrics_file: repo("configs/metrics.yaml"),
         analysis_dir: repo("sql/analysis"),
         gates_file: repo("configs/gates.yaml"),
+        data_dir: None,
     }
 }
 
@@ -343,14 +344,16 @@ async fn slt() {
 }
 
 /// Writes `text` as a metrics file in `dir` and returns the paths (with an
-/// analysis dir beside it).
+/// analysis dir and the built-in gates file beside it).
 fn definitions_in(dir: &Path, metrics: &str) -> DefinitionPaths {
     std::fs::create_dir_all(dir.join("analysis")).unwrap();
     std::fs::write(dir.join("metrics.yaml"), metrics).unwrap();
+    std::fs::write(dir.join("gates.yaml"), quiver::gates::BUILTIN_GATES_YAML).unwrap();
     DefinitionPaths {
         metrics_file: dir.join("metrics.yaml"),
         analysis_dir: dir.join("analysis"),
         gates_file: dir.join("gates.yaml"),
+        data_dir: None,
     }
 }
 
