@@ -4,8 +4,11 @@
 //!
 //! Environment variables name a key by its path, sections joined by `__`:
 //! `QUIVER_DATA_DIR=/srv/q`, `QUIVER_LOGGER__QUEUE_CAPACITY=20000`,
-//! `QUIVER_LAKE__ROLL_INTERVAL=5m`. Values are read as TOML scalars when they
-//! parse as one (numbers, booleans), else as strings.
+//! `QUIVER_LAKE__ROLL_INTERVAL=5m`. A value takes the type of the key it sets:
+//! a string or path key keeps the text as written (`QUIVER_FLIGHT__PASSWORD=1234`
+//! is the string "1234"), a list key takes a TOML array or comma-separated
+//! items (`QUIVER_VALIDATION__SYMBOLS_ALLOWED=BTC-USD,ETH-USD`), and any other
+//! key reads the text as a TOML scalar (numbers, booleans).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Ts, ValidationLimits};
+use crate::event::ValidationLimits;
 use crate::flight::{Credentials, FlightConfig, QueryLimits, TlsFiles};
 use crate::ingest::LoggerConfig;
 use crate::query::QueryConfig;
@@ -158,14 +161,15 @@ pub struct LakeSection {
 impl Default for LakeSection {
     fn default() -> Self {
         let d = LakeConfig::default();
+        let store = StoreConfig::new("");
         Self {
             roll_rows_max: d.roll_rows_max,
             roll_interval: d.roll_interval,
             compact_trigger_files: d.compact_trigger_files,
             zstd_level: d.zstd_level,
             row_group_rows_max: d.row_group_rows_max,
-            wal_segment_bytes_max: 64 << 20,
-            wal_feed_bytes_max: 128 << 20,
+            wal_segment_bytes_max: store.wal_segment_bytes_max,
+            wal_feed_bytes_max: store.feed_bytes_max,
             retired_file_grace: d.retired_file_grace,
         }
     }
@@ -298,19 +302,45 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     }
 }
 
-fn env_layer(vars: impl Iterator<Item = (String, String)>) -> toml::Value {
+/// The value at `path` in `value`, if any.
+fn value_at<'a>(value: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter()
+        .try_fold(value, |v, key| v.as_table().and_then(|t| t.get(key)))
+}
+
+/// `text` as a TOML value, if it is one.
+fn parse_toml_value(text: &str) -> Option<toml::Value> {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+}
+
+/// The environment's layer, each value typed by the key it sets in
+/// `defaults` (see the module header).
+fn env_layer(vars: impl Iterator<Item = (String, String)>, defaults: &toml::Value) -> toml::Value {
     let mut root = toml::Table::new();
-    for (key, value) in vars {
+    for (key, text) in vars {
         let Some(path) = key.strip_prefix("QUIVER_") else {
             continue;
         };
         let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(value));
-        insert_path(&mut root, &parts, parsed);
+        let value = match value_at(defaults, &parts) {
+            // Strings, and the optional paths that have no default.
+            Some(toml::Value::String(_)) | None => toml::Value::String(text),
+            Some(toml::Value::Array(_)) => match parse_toml_value(&text) {
+                Some(array @ toml::Value::Array(_)) => array,
+                _ => toml::Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            },
+            Some(_) => parse_toml_value(&text).unwrap_or(toml::Value::String(text)),
+        };
+        insert_path(&mut root, &parts, value);
     }
     toml::Value::Table(root)
 }
@@ -353,7 +383,8 @@ impl Config {
                 .map_err(|e| invalid(path.display().to_string(), e))?;
             merge(&mut value, layer);
         }
-        let env_value = env_layer(env);
+        let defaults = value.clone();
+        let env_value = env_layer(env, &defaults);
         merge(&mut value, env_value);
         let mut config: Config = value
             .try_into()
@@ -435,12 +466,12 @@ impl Config {
             kill_switch_rearm_hold: l.kill_switch_rearm_hold,
             critical_overflow_max: l.critical_overflow_max,
             validation: ValidationLimits {
-                ts_min: Ts(946_684_800_000_000),
                 future_skew_max: v.future_skew_max,
                 string_bytes_max: v.string_bytes_max,
                 json_bytes_max: v.json_bytes_max,
                 symbols_allowed: (!v.symbols_allowed.is_empty())
                     .then(|| v.symbols_allowed.iter().cloned().collect::<HashSet<_>>()),
+                ..ValidationLimits::default()
             },
         }
     }
@@ -554,6 +585,28 @@ mod tests {
         assert_eq!(c.logger.batch_rows_max, 5_000);
     }
 
+    /// Each layer's own defaults are the config's defaults: no copy drifts.
+    #[test]
+    fn defaults_are_each_layers_own() {
+        let c = Config::default();
+        assert_eq!(
+            format!("{:?}", c.logger_config()),
+            format!("{:?}", LoggerConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", c.store_config()),
+            format!("{:?}", StoreConfig::new(c.data_dir.clone()))
+        );
+        assert_eq!(
+            format!("{:?}", c.query_config()),
+            format!("{:?}", QueryConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", c.flight_config()),
+            format!("{:?}", FlightConfig::default())
+        );
+    }
+
     #[test]
     fn unknown_keys_are_errors_naming_the_origin() {
         let dir = tempfile::tempdir().unwrap();
@@ -578,6 +631,52 @@ mod tests {
             err.contains("environment") && err.contains("loger"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn environment_values_take_the_type_of_their_key() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("QUIVER_FLIGHT__USERNAME", "007"),
+                ("QUIVER_FLIGHT__PASSWORD", "1234"),
+                ("QUIVER_FLIGHT__TLS_CERT", "/etc/quiver/cert.pem"),
+                ("QUIVER_FLIGHT__TLS_KEY", "true"),
+                ("QUIVER_DATA_DIR", "2026"),
+                ("QUIVER_VALIDATION__SYMBOLS_ALLOWED", "BTC-USD, ETH-USD"),
+                ("QUIVER_LOGGER__QUEUE_CAPACITY", "456"),
+                ("QUIVER_LAKE__ROLL_INTERVAL", "5m"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.flight.username, "007");
+        assert_eq!(c.flight.password, "1234");
+        assert_eq!(
+            c.flight.tls_cert,
+            Some(PathBuf::from("/etc/quiver/cert.pem"))
+        );
+        assert_eq!(c.flight.tls_key, Some(PathBuf::from("true")));
+        assert_eq!(c.data_dir, PathBuf::from("2026"));
+        assert_eq!(c.validation.symbols_allowed, ["BTC-USD", "ETH-USD"]);
+        assert_eq!(c.logger.queue_capacity, 456);
+        assert_eq!(c.lake.roll_interval, Duration::from_secs(300));
+        let c = Config::load_from(
+            None,
+            env(&[("QUIVER_VALIDATION__SYMBOLS_ALLOWED", "[\"SOL-USD\"]")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.validation.symbols_allowed, ["SOL-USD"]);
+        // A number key still refuses text, naming the layer.
+        let err = Config::load_from(
+            None,
+            env(&[("QUIVER_LOGGER__QUEUE_CAPACITY", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("environment") && err.contains("many"), "{err}");
     }
 
     #[test]
