@@ -6,6 +6,7 @@
 mod calibration;
 pub mod compare;
 pub mod explain;
+pub mod format;
 pub mod insights;
 mod stats;
 pub mod trace;

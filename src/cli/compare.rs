@@ -147,7 +147,11 @@ pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
     };
     let registered = side_by_side(&registered(model_a.as_ref()), &registered(model_b.as_ref()));
     writeln!(out, "\nRegistered metrics:")?;
-    output::print(&[table(&registered)?], args.format)?;
+    output::print_or_say(
+        &[table(&registered)?],
+        args.format,
+        "no registered metrics for A or B",
+    )?;
 
     let mut session = Session::open(config, args.server.as_deref(), Definitions::Skip).await?;
     let result = compare_in(&mut session, &a, &b, args, &mut out).await;
@@ -191,16 +195,26 @@ async fn compare_in(
     let fb = importance(&session.query(&latest(b)).await?)?;
     let mut rows = side_by_side(&fa, &fb);
     by_largest_change(&mut rows);
-    output::print(&[table(&rows)?], args.format)?;
+    output::print_or_say(
+        &[table(&rows)?],
+        args.format,
+        "no training session with feature importances for A or B",
+    )?;
 
     let (ca, cb) = (
         calibration(session, a).await?,
         calibration(session, b).await?,
     );
     writeln!(out, "\nCalibration on labelled predictions (10 bins):")?;
-    output::print(
-        &[table(&calibration_rows(ca.as_ref(), cb.as_ref()))?],
+    let rows = if ca.is_none() && cb.is_none() {
+        Vec::new()
+    } else {
+        calibration_rows(ca.as_ref(), cb.as_ref())
+    };
+    output::print_or_say(
+        &[table(&rows)?],
         args.format,
+        "no labelled predictions for A or B",
     )?;
 
     // Both ids are full model ids and the alias was checked above, so none
@@ -219,7 +233,11 @@ async fn compare_in(
          GROUP BY regime ORDER BY regime"
     );
     writeln!(out, "\nPredictions by regime (labelled):")?;
-    output::print(&session.query(&by_regime).await?, args.format)?;
+    output::print_or_say(
+        &session.query(&by_regime).await?,
+        args.format,
+        "no labelled predictions for A or B",
+    )?;
 
     let live = format!(
         "WITH live AS ( \
@@ -249,5 +267,12 @@ async fn compare_in(
         .query(&live)
         .await
         .context("trades while each model was live")?;
-    output::print(&live, args.format)
+    output::print_or_say(
+        &live,
+        args.format,
+        &format!(
+            "no closed trades opened while A or B held the {} alias",
+            args.alias
+        ),
+    )
 }

@@ -231,11 +231,16 @@ pub fn evaluate_alerts(
                 _ => t.warning,
             });
             let dims = v.dimensions_json();
-            let value_text = v
-                .value
-                .map_or_else(|| "NULL".to_string(), |x| format!("{x:.4}"));
-            let threshold_text =
-                threshold.map_or_else(String::new, |t| format!(" (threshold {t})"));
+            let value_text = v.value.map_or_else(
+                || "NULL".to_string(),
+                |x| crate::analytics::format::with_unit(x, &v.unit),
+            );
+            let threshold_text = threshold.map_or_else(String::new, |t| {
+                format!(
+                    " (threshold {})",
+                    crate::analytics::format::with_unit(t, &v.unit)
+                )
+            });
             let what = if rule.message.is_empty() {
                 format!("{} is {}", rule.metric, status.as_str())
             } else {
@@ -250,8 +255,8 @@ pub fn evaluate_alerts(
                 value: v.value,
                 threshold,
                 message: format!(
-                    "{what}: {} = {value_text} {}{threshold_text} on {date} {dims}",
-                    rule.metric, v.unit
+                    "{what}: {} = {value_text}{threshold_text} on {date} {dims}",
+                    rule.metric
                 ),
                 dimensions: dims,
             });

@@ -236,6 +236,10 @@ fn definitions_travel_with_the_data_dir_not_the_working_directory() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(out, "any\ntrue\n");
+    // For people, a ratio metric reads as a percentage.
+    let (ok, out, err) = run(&["sql", "SELECT value, unit FROM metrics.win_rate LIMIT 1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("% | ratio"), "{out}");
     let (ok, out, err) = run(&["metrics", "list", "--format", "csv"]);
     assert!(ok, "{err}");
     assert!(out.lines().count() > 50, "{out}");
@@ -272,6 +276,19 @@ fn definitions_travel_with_the_data_dir_not_the_working_directory() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// Tables round floats for people; CSV and JSON keep every digit.
+#[test]
+fn tables_format_numbers_for_people_and_csv_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let query = "SELECT 0.5033503509891513 AS r, -5506.47000000001 AS p, 305.0 AS n";
+    let (ok, out, err) = run_in(dir.path(), &["sql", query]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| 0.5034 | -5506.47 | 305 |"), "{out}");
+    let (ok, out, err) = run_in(dir.path(), &["sql", "--format", "csv", query]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "r,p,n\n0.5033503509891513,-5506.47000000001,305.0\n");
 }
 
 /// Runs quiver on `dir`; returns (success, stdout, stderr).

@@ -889,6 +889,45 @@ async fn models_compare_side_by_side_with_hand_worked_values() {
     }
 }
 
+/// Two models with nothing recorded but their registration: each empty
+/// section says what is missing instead of printing an empty table.
+#[test]
+fn models_compare_says_what_is_missing() {
+    use quiver::store::Registry;
+    use quiver::store::registry::ModelMeta;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut registry = Registry::open(&data).unwrap();
+    let meta = ModelMeta {
+        name: "meta-label".into(),
+        git_sha: "abc".into(),
+        data_manifest: "lake/x.parquet\n".into(),
+        params: "{}".into(),
+        metrics: "{}".into(),
+        parent_id: None,
+        tags: vec![],
+    };
+    let a = registry.register(b"model a", &meta).unwrap();
+    let b = registry.register(b"model b", &meta).unwrap();
+    drop(registry);
+    let (ok, out, err) = run_in(&data, &["models", "compare", &a, &b]);
+    assert!(ok, "{err}");
+    for said in [
+        "(no registered metrics for A or B)",
+        "(no training session with feature importances for A or B)",
+        "(no labelled predictions for A or B)",
+        "(no closed trades opened while A or B held the production alias)",
+    ] {
+        assert!(out.contains(said), "missing {said:?} in\n{out}");
+    }
+    assert!(!out.contains("++"), "{out}");
+    // CSV keeps its empty form for programs: a header, or nothing.
+    let (ok, out, err) = run_in(&data, &["models", "compare", &a, &b, "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("(no "), "{out}");
+}
+
 /// The numbers of `text`: tokens that are numbers (`-12`, `0.5`, `69.8`
 /// in `69.8%`) and hex ids (`9f86d081884c`), skipping the `#N` ranks.
 fn numbers_in(text: &str) -> Vec<String> {
