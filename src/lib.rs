@@ -42,11 +42,16 @@
 //! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
 //!   The SQLite journal and model registry.
 //! - [`analytics`]: trading statistics and calibration, as pure functions.
+//! - [`metrics`]: metric definitions and SQL analyses, compiled into views; the
+//!   built-in definitions, copied into each data dir's `configs/`.
 //! - [`query`]: the DataFusion session and its table providers.
 //! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
-//! - [`cli`]: the `quiver` command, one file per subcommand.
+//! - [`app`]: the application layer: the pipeline and its server, the local or
+//!   remote query session, the metrics job; for the CLI and for embedders.
+//! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
+//!   [`app`], prints.
 //!
 //! # Example
 //!
@@ -75,6 +80,7 @@
 //! ```
 
 pub mod analytics;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -13,11 +13,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::output::{self, Format};
 use super::rows::{opt_floats, strings};
-use super::sql::{Definitions, Session};
 use crate::analytics::Calibration;
 use crate::analytics::compare::{
     Row, by_largest_change, calibration_rows, registered_metrics, side_by_side,
 };
+use crate::app::{Load, Session};
 use crate::config::Config;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
@@ -153,7 +153,7 @@ pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
         "no registered metrics for A or B",
     )?;
 
-    let mut session = Session::open(config, args.server.as_deref(), Definitions::Skip).await?;
+    let mut session = Session::open(config, args.server.as_deref(), Load::Skip).await?;
     let result = compare_in(&mut session, &a, &b, args, &mut out).await;
     session.close().await?;
     result

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::model_feed::ModelFeed;
-use super::pipeline::{Pipeline, shutdown_signal};
+use crate::app::{Pipeline, shutdown_signal};
 use crate::config::Config;
 use crate::event::{Event, Ts};
 use crate::ingest::Logger;

@@ -12,10 +12,10 @@ use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 
 use super::rows::{check_id, floats, opt_floats, strings};
-use super::sql::{Definitions, Session};
 use crate::analytics::explain::{
     Decision, Explanation, Outcome, explain, format_margin, threshold_note,
 };
+use crate::app::{Load, Session};
 use crate::config::Config;
 use crate::event::{Gate, GateResult};
 use crate::gates::GatesConfig;
@@ -220,7 +220,7 @@ fn market_line(m: Option<&Market>) -> String {
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let gates = config.definition_paths().gates()?;
-    let mut session = Session::open(&config, args.server.as_deref(), Definitions::Skip).await?;
+    let mut session = Session::open(&config, args.server.as_deref(), Load::Skip).await?;
     let result = explain_in(&mut session, &gates, args).await;
     session.close().await?;
     result

@@ -10,8 +10,8 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use chrono::NaiveDate;
 
 use super::rows::strings;
-use super::sql::{Definitions, Session};
 use crate::analytics::insights::{Row, Value, findings, queries};
+use crate::app::{Load, Session};
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +83,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         None => chrono::Utc::now().date_naive(),
     };
     let queries = queries(day);
-    let mut session = Session::open(&config, args.server.as_deref(), Definitions::Skip).await?;
+    let mut session = Session::open(&config, args.server.as_deref(), Load::Skip).await?;
     let mut results = BTreeMap::new();
     let mut failed = None;
     for q in &queries {

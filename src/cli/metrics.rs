@@ -14,15 +14,12 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::{NaiveDate, Utc};
 
 use super::output::{self, Format};
-use super::sql::{Definitions as Load, Session};
+use crate::app::metrics_job::{DayOutcome, MetricsJob};
 use crate::config::Config;
-use crate::metrics::values::{
-    self, ALERTS, METRIC_VALUES, MetricValue, evaluate_alerts, read_metric_rows,
-};
 use crate::metrics::{Definitions, MetricSource};
 use crate::query::QueryEngine;
 use crate::query::definitions::Loaded;
-use crate::store::{Layout, Store, StoreConfig};
+use crate::store::{Store, StoreConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -261,25 +258,16 @@ async fn compute(
     jobs: usize,
 ) -> anyhow::Result<()> {
     let opened = std::time::Instant::now();
-    let mut session = Session::open(config, server, Load::Required).await?;
-    // On the data dir, the definitions the engine compiled; through a server,
-    // the local file names the metrics and holds the alert rules (the
-    // server's own views answer).
-    let definitions = match &session {
-        Session::Local { engine, .. } => engine.definitions().definitions.clone(),
-        Session::Remote { .. } => Definitions::load(&config.definition_paths())?,
-    };
-    let metrics = &definitions.metrics.metrics;
+    let mut job = MetricsJob::open(config, server, jobs).await?;
     tracing::debug!(
         elapsed_ms = opened.elapsed().as_secs_f64() * 1e3,
         "session open"
     );
-    if let Some(url) = session.server_url() {
+    if let Some(url) = job.server_url() {
         eprintln!("computing through the server at {url}");
     }
-    let today = Utc::now().date_naive();
-    let lake_root = Layout::new(&config.data_dir).lake();
-    let bar = indicatif::ProgressBar::new((days.len() * metrics.len()) as u64);
+    let metrics = job.metrics().len();
+    let bar = indicatif::ProgressBar::new((days.len() * metrics) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -287,73 +275,46 @@ async fn compute(
     let mut failed_days = Vec::new();
     for &day in days {
         bar.set_message(day.to_string());
-        // A snapshot describes the present: it belongs to today only.
-        let todo: Vec<&crate::metrics::MetricDef> = metrics
-            .iter()
-            .filter(|def| !def.is_snapshot() || day == today)
-            .collect();
-        bar.inc((metrics.len() - todo.len()) as u64);
-        let sqls: Vec<String> = todo
-            .iter()
-            .map(|def| {
-                // The name is validated ([a-z][a-z0-9_]*) and the day is a date.
-                format!(
-                    "SELECT * FROM metrics.\"{}\" WHERE day = DATE '{}'",
-                    def.name,
-                    day.format("%Y-%m-%d")
-                )
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        let mut results = session.query_all(sqls.clone(), jobs, || bar.inc(1)).await;
-        // Queries in flight together share the memory pool; one that ran out
-        // (a percentile holds its values) gets a second go on its own.
-        for (sql, result) in sqls.iter().zip(results.iter_mut()) {
-            if result.is_err() {
-                *result = session.query(sql).await;
+        let outcome = match job.compute_day(day, || bar.inc(1)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                bar.finish_and_clear();
+                job.close().await?;
+                return Err(e);
             }
-        }
-        tracing::debug!(%day, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "metrics computed");
-        let mut day_values: Vec<MetricValue> = Vec::new();
-        let mut errors = Vec::new();
-        for (def, result) in todo.iter().zip(results) {
-            match result {
-                Ok(batches) => match read_metric_rows(&batches) {
-                    Ok(rows) => day_values.extend(rows),
-                    Err(e) => errors.push(format!("{}: {e}", def.name)),
-                },
-                Err(e) => errors.push(format!("{}: {e:#}", def.name)),
-            }
-        }
-        if !errors.is_empty() {
-            bar.suspend(|| {
-                eprintln!("{day}: not written; {} metrics failed:", errors.len());
-                for e in &errors {
-                    eprintln!("  {e}");
-                }
-            });
+        };
+        bar.suspend(|| print_day(day, metrics, &outcome));
+        if matches!(outcome, DayOutcome::Failed { .. }) {
             failed_days.push(day);
-            continue;
         }
-        let alerts = evaluate_alerts(&definitions.metrics.alerts, metrics, day, &day_values);
-        let now_us = Utc::now().timestamp_micros();
-        // Parquet encoding and fsyncs: off the async runtime.
-        let values_batch = values::metric_values_batch(&day_values, now_us)?;
-        let alerts_batch = values::alerts_batch(&alerts, now_us)?;
-        let root = lake_root.clone();
-        let values_path = tokio::task::spawn_blocking(move || {
-            let path = values::write_day(&root, METRIC_VALUES, day, &values_batch)?;
-            values::write_day(&root, ALERTS, day, &alerts_batch)?;
-            Ok::<_, String>(path)
-        })
-        .await?
-        .map_err(anyhow::Error::msg)?;
-        let count = |status: &str| day_values.iter().filter(|v| v.status == status).count();
-        bar.suspend(|| {
+    }
+    bar.finish_and_clear();
+    job.close().await?;
+    if !failed_days.is_empty() {
+        let list: Vec<String> = failed_days.iter().map(|d| d.to_string()).collect();
+        bail!("metrics compute failed for {}", list.join(", "));
+    }
+    Ok(())
+}
+
+/// One day's line, and the alerts it fired (the first 20).
+fn print_day(day: NaiveDate, metrics: usize, outcome: &DayOutcome) {
+    match outcome {
+        DayOutcome::Failed { errors } => {
+            eprintln!("{day}: not written; {} metrics failed:", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+        }
+        DayOutcome::Written {
+            values,
+            alerts,
+            values_path,
+        } => {
+            let count = |status: &str| values.iter().filter(|v| v.status == status).count();
             println!(
-                "{day}: {} values of {} metrics ({} warning, {} critical, {} no data); {} alerts -> {}",
-                day_values.len(),
-                metrics.len(),
+                "{day}: {} values of {metrics} metrics ({} warning, {} critical, {} no data); {} alerts -> {}",
+                values.len(),
                 count("warning"),
                 count("critical"),
                 count("no_data"),
@@ -362,7 +323,12 @@ async fn compute(
             );
             const ALERTS_SHOWN: usize = 20;
             for alert in alerts.iter().take(ALERTS_SHOWN) {
-                println!("  {:<8} {}: {}", alert.severity.to_uppercase(), alert.rule, alert.message);
+                println!(
+                    "  {:<8} {}: {}",
+                    alert.severity.to_uppercase(),
+                    alert.rule,
+                    alert.message
+                );
             }
             if alerts.len() > ALERTS_SHOWN {
                 println!(
@@ -370,13 +336,6 @@ async fn compute(
                     alerts.len() - ALERTS_SHOWN
                 );
             }
-        });
+        }
     }
-    bar.finish_and_clear();
-    session.close().await?;
-    if !failed_days.is_empty() {
-        let list: Vec<String> = failed_days.iter().map(|d| d.to_string()).collect();
-        bail!("metrics compute failed for {}", list.join(", "));
-    }
-    Ok(())
 }

@@ -12,8 +12,6 @@ mod metrics;
 mod model_feed;
 mod models;
 mod output;
-mod pipeline;
-mod reload;
 mod repair;
 mod rows;
 mod serve;

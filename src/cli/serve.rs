@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::pipeline::{Pipeline, shutdown_signal};
+use crate::app::{Pipeline, shutdown_signal};
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::demo::{EVENTS_PER_CYCLE, wait_for_room};
-use super::pipeline::Pipeline;
+use crate::app::Pipeline;
 use crate::config::Config;
 use crate::event::{Event, Ts};
 use crate::gates::GatesConfig;

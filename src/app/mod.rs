@@ -1,0 +1,21 @@
+//! The application layer: what a Quiver process is made of, for the `quiver`
+//! command, a bot that embeds Quiver, and the tools built on it.
+//!
+//! - [`Pipeline`]: the data dir opened for writing (store, logger, query
+//!   engine, definitions reloaded on every edit) and its Flight SQL server,
+//!   advertised in the data dir ([`Advert`]).
+//! - [`Session`]: where queries go: an engine over the data dir, or the server
+//!   that holds it, or any server by URL.
+//! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
+//!   retried one by one when they ran out of memory together, written to the
+//!   lake.
+//!
+//! `cli/` parses arguments, calls these, and prints.
+
+pub mod metrics_job;
+mod pipeline;
+mod reload;
+mod session;
+
+pub use pipeline::{Advert, Pipeline, RunningServer, shutdown_signal};
+pub use session::{Load, Session};
