@@ -392,10 +392,11 @@ impl QueryEngine {
     /// the hot store applies the WAL a moment after each write. Returns
     /// whether it caught up.
     pub async fn wait_visible(&self, timeout: std::time::Duration) -> bool {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.wait_hot_caught_up(timeout))
+        let target = self.store.durable_seq();
+        let mut applied = self.store.hot.applied();
+        tokio::time::timeout(timeout, applied.wait_for(|&seq| seq >= target))
             .await
-            .unwrap_or(false)
+            .is_ok_and(|seen| seen.is_ok())
     }
 
     /// Bytes the running queries hold in the shared memory pool.

@@ -100,6 +100,8 @@ impl Default for HotConfig {
 pub struct HotShared {
     /// Highest WAL sequence applied and committed.
     pub applied_seq: AtomicU64,
+    /// `applied_seq`, for those who wait for it ([`HotShared::applied`]).
+    applied_tx: tokio::sync::watch::Sender<u64>,
     pub rows_applied: AtomicU64,
     pub apply_errors: AtomicU64,
     /// A connection to clone read connections from (DuckDB connections to one
@@ -116,6 +118,22 @@ impl std::fmt::Debug for HotShared {
 }
 
 impl HotShared {
+    /// Watches the applied sequence: readers wait on it for their writes to
+    /// become visible, without polling.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    /// Publishes a newly committed sequence.
+    fn set_applied(&self, seq: u64) {
+        self.applied_seq.fetch_max(seq, Ordering::AcqRel);
+        self.applied_tx.send_if_modified(|live| {
+            let moved = seq > *live;
+            *live = (*live).max(seq);
+            moved
+        });
+    }
+
     /// A new connection for a reader thread.
     pub fn connect(&self) -> Result<Connection, HotError> {
         let guard = self.template.lock().map_err(|_| HotError::Duck {
@@ -345,8 +363,10 @@ pub fn open(path: &Path) -> Result<(Connection, Arc<HotShared>), HotError> {
         )
         .map_err(duck("reading the applied sequence"))?;
     let template = conn.try_clone().map_err(duck("cloning the connection"))?;
+    let applied = u64::try_from(applied).unwrap_or(0);
     let shared = Arc::new(HotShared {
-        applied_seq: AtomicU64::new(u64::try_from(applied).unwrap_or(0)),
+        applied_seq: AtomicU64::new(applied),
+        applied_tx: tokio::sync::watch::Sender::new(applied),
         rows_applied: AtomicU64::new(0),
         apply_errors: AtomicU64::new(0),
         template: Mutex::new(template),
@@ -538,7 +558,7 @@ impl HotWriter {
                 [i64::try_from(seq).unwrap_or(i64::MAX)],
             )
             .map_err(duck("recording the applied sequence"))?;
-        self.shared.applied_seq.fetch_max(seq, Ordering::AcqRel);
+        self.shared.set_applied(seq);
         Ok(())
     }
 
@@ -591,7 +611,7 @@ impl HotWriter {
         })();
         match result {
             Ok(rows) => {
-                self.shared.applied_seq.store(max_seq, Ordering::Release);
+                self.shared.set_applied(max_seq);
                 self.shared.rows_applied.fetch_add(rows, Ordering::Relaxed);
                 Ok(())
             }

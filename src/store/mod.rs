@@ -416,6 +416,11 @@ impl Store {
         self.lake_request(|reply| lake::LakeRequest::Roll { reply })
     }
 
+    /// The last sequence durable in the WAL.
+    pub fn durable_seq(&self) -> u64 {
+        self.feed.durable_seq()
+    }
+
     /// Waits until the hot store has applied everything durable in the WAL.
     pub fn wait_hot_caught_up(&self, timeout: Duration) -> bool {
         self.wait_for(&self.hot.applied_seq, timeout)
