@@ -2,12 +2,11 @@
 //! regime where the bot loses, the biggest latency bottleneck, and
 //! calibration drift. Each finding is written from the rows of the queries
 //! it names, and quotes their values as the queries return them (rounded in
-//! SQL), so every number in the text is a number in a query result.
+//! SQL), so every number in the text is a number in a query result. The
+//! queries, and running them, are [`crate::app::insights`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-use chrono::{Days, NaiveDate};
 
 /// One value of a query result.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,13 +41,6 @@ impl std::fmt::Display for Value {
 /// One result row, by column name.
 pub type Row = BTreeMap<String, Value>;
 
-/// A query the findings rest on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Query {
-    pub name: &'static str,
-    pub sql: String,
-}
-
 pub const GATE_BLOCKS: &str = "gate_blocks";
 pub const REGIMES: &str = "regime_pnl";
 pub const LATENCY: &str = "step_latency";
@@ -59,86 +51,6 @@ pub const MODEL_CALIBRATION: &str = "model_calibration";
 /// Labelled predictions a model needs on the day before its calibration is
 /// judged (as the metrics' ECE needs).
 pub const MODEL_SAMPLES_MIN: i64 = 100;
-
-/// The queries behind the findings for `day`. The day is a parsed date
-/// printed back, so it cannot carry SQL.
-pub fn queries(day: NaiveDate) -> Vec<Query> {
-    let week_before = day.checked_sub_days(Days::new(7)).unwrap_or(day);
-    vec![
-        Query {
-            name: GATE_BLOCKS,
-            sql: format!(
-                "SELECT blocked_by AS gate, count(*) AS resolved_blocks, \
-                        sum(CASE WHEN outcome_pnl_bps > 0 THEN 1 ELSE 0 END) AS bad_blocks, \
-                        round(sum(CASE WHEN outcome_pnl_bps > 0 THEN outcome_pnl_bps ELSE 0 END), 2) \
-                            AS missed_bps, \
-                        round(sum(CASE WHEN outcome_pnl_bps <= 0 THEN -outcome_pnl_bps ELSE 0 END), 2) \
-                            AS saved_bps, \
-                        round(avg(CASE WHEN outcome_pnl_bps <= 0 THEN 1.0 ELSE 0.0 END), 3) \
-                            AS good_block_rate \
-                 FROM events.shadow_trades \
-                 WHERE kind = 'RESOLVED' AND outcome_pnl_bps IS NOT NULL AND date = DATE '{day}' \
-                 GROUP BY blocked_by ORDER BY missed_bps DESC, gate"
-            ),
-        },
-        Query {
-            name: REGIMES,
-            sql: format!(
-                "SELECT regime, count(*) AS trades, \
-                        round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 3) AS win_rate, \
-                        round(sum(pnl_bps), 2) AS total_pnl_bps, \
-                        round(avg(pnl_bps), 2) AS avg_pnl_bps \
-                 FROM events.trades \
-                 WHERE kind = 'CLOSE' AND pnl_bps IS NOT NULL AND date = DATE '{day}' \
-                 GROUP BY regime ORDER BY total_pnl_bps, regime"
-            ),
-        },
-        Query {
-            name: LATENCY,
-            sql: format!(
-                "WITH s AS ( \
-                     SELECT step, count(*) AS steps, sum(duration_ms) AS total_ms, \
-                            avg(duration_ms) AS avg_ms, \
-                            percentile_cont(duration_ms, 0.95) AS p95_ms \
-                     FROM events.trace_steps WHERE date = DATE '{day}' GROUP BY step), \
-                 t AS (SELECT sum(total_ms) AS all_ms FROM s) \
-                 SELECT step, steps, round(avg_ms, 2) AS avg_ms, round(p95_ms, 2) AS p95_ms, \
-                        round(100.0 * total_ms / all_ms, 1) AS share_pct \
-                 FROM s CROSS JOIN t ORDER BY share_pct DESC, step"
-            ),
-        },
-        Query {
-            name: LATENCY_BEFORE,
-            sql: format!(
-                "SELECT step, count(*) AS steps, \
-                        round(percentile_cont(duration_ms, 0.95), 2) AS p95_ms \
-                 FROM events.trace_steps \
-                 WHERE date >= DATE '{week_before}' AND date < DATE '{day}' GROUP BY step"
-            ),
-        },
-        Query {
-            name: CALIBRATION,
-            sql: format!(
-                "SELECT CASE WHEN day = DATE '{day}' THEN 'day' ELSE 'previous_7_days' END \
-                            AS period, \
-                        sum(samples) AS samples, \
-                        round(sum(ece * samples) / sum(samples), 4) AS ece \
-                 FROM learning.calibration \
-                 WHERE day >= DATE '{week_before}' AND day <= DATE '{day}' \
-                 GROUP BY CASE WHEN day = DATE '{day}' THEN 'day' ELSE 'previous_7_days' END"
-            ),
-        },
-        Query {
-            name: MODEL_CALIBRATION,
-            sql: format!(
-                "SELECT substr(model_id, 1, 12) AS model, samples, round(ece, 4) AS ece \
-                 FROM learning.calibration \
-                 WHERE day = DATE '{day}' AND samples >= {MODEL_SAMPLES_MIN} \
-                 ORDER BY ece DESC, model LIMIT 1"
-            ),
-        },
-    ]
-}
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

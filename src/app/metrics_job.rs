@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use chrono::{NaiveDate, Utc};
+use datafusion::common::ScalarValue;
 
 use super::{Load, Session};
 use crate::config::Config;
@@ -14,6 +15,7 @@ use crate::metrics::values::{
     self, ALERTS, Alert, METRIC_VALUES, MetricValue, evaluate_alerts, read_metric_rows,
 };
 use crate::metrics::{Definitions, MetricDef};
+use crate::query::param;
 use crate::store::Layout;
 
 /// What one day came to.
@@ -83,14 +85,14 @@ impl MetricsJob {
         for _ in todo.len()..self.metrics().len() {
             done();
         }
-        let sqls: Vec<String> = todo
+        let sqls: Vec<(String, Vec<ScalarValue>)> = todo
             .iter()
             .map(|def| {
-                // The name is validated ([a-z][a-z0-9_]*) and the day is a date.
-                format!(
-                    "SELECT * FROM metrics.\"{}\" WHERE day = DATE '{}'",
-                    def.name,
-                    day.format("%Y-%m-%d")
+                // The view's name is an identifier (validated: [a-z][a-z0-9_]*),
+                // quoted; the day is bound.
+                (
+                    format!("SELECT * FROM metrics.\"{}\" WHERE day = $1", def.name),
+                    vec![param::date(day)],
                 )
             })
             .collect();
@@ -98,9 +100,9 @@ impl MetricsJob {
         let mut results = self.session.query_all(sqls.clone(), self.jobs, done).await;
         // Queries in flight together share the memory pool; one that ran out
         // (a percentile holds its values) gets a second go on its own.
-        for (sql, result) in sqls.iter().zip(results.iter_mut()) {
+        for ((sql, params), result) in sqls.into_iter().zip(results.iter_mut()) {
             if result.is_err() {
-                *result = self.session.query(sql).await;
+                *result = self.session.query_with(&sql, params).await;
             }
         }
         tracing::debug!(%day, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "metrics computed");

@@ -6,15 +6,18 @@
 //!   advertised in the data dir ([`Advert`]).
 //! - [`Session`]: where queries go: an engine over the data dir, or the server
 //!   that holds it, or any server by URL.
+//! - [`insights`]: the insights report's queries, bound and run.
 //! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
 //!   retried one by one when they ran out of memory together, written to the
 //!   lake.
 //!
 //! `cli/` parses arguments, calls these, and prints.
 
+pub mod insights;
 pub mod metrics_job;
 mod pipeline;
 mod reload;
+pub mod rows;
 mod session;
 
 pub use pipeline::{Advert, Pipeline, RunningServer, shutdown_signal};

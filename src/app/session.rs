@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
 
 use super::Advert;
 use crate::config::Config;
@@ -122,10 +123,21 @@ impl Session {
     }
 
     pub async fn query(&mut self, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+        self.query_with(sql, Vec::new()).await
+    }
+
+    /// Runs `sql` with its parameters (`$1`, `$2`, ...) bound to `params`:
+    /// DataFusion's binding locally, a prepared statement through a server.
+    /// Values are never pasted into the text.
+    pub async fn query_with(
+        &mut self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> anyhow::Result<Vec<RecordBatch>> {
         match self {
-            Session::Local { engine, .. } => Ok(engine.query(sql).await?),
+            Session::Local { engine, .. } => Ok(engine.query_with(sql, params).await?),
             Session::Remote { client, url } => client
-                .query(sql)
+                .query_with(sql, params)
                 .await
                 .with_context(|| format!("querying {url}")),
         }
@@ -136,18 +148,18 @@ impl Session {
     /// calling `done` as each finishes. Results come back in order.
     pub async fn query_all(
         &mut self,
-        sqls: Vec<String>,
+        sqls: Vec<(String, Vec<ScalarValue>)>,
         concurrency: usize,
         done: impl Fn(),
     ) -> Vec<anyhow::Result<Vec<RecordBatch>>> {
         use futures::StreamExt;
         match self {
             Session::Local { engine, .. } => {
-                let tasks = sqls.into_iter().map(|sql| {
+                let tasks = sqls.into_iter().map(|(sql, params)| {
                     let engine = engine.clone();
                     // A task each, so the queries' own work spreads over the
                     // runtime's threads.
-                    tokio::spawn(async move { engine.query(&sql).await })
+                    tokio::spawn(async move { engine.query_with(&sql, params).await })
                 });
                 futures::stream::iter(tasks)
                     .buffered(concurrency.max(1))
@@ -163,8 +175,8 @@ impl Session {
             }
             Session::Remote { .. } => {
                 let mut results = Vec::with_capacity(sqls.len());
-                for sql in &sqls {
-                    results.push(self.query(sql).await);
+                for (sql, params) in sqls {
+                    results.push(self.query_with(&sql, params).await);
                     done();
                 }
                 results

@@ -12,13 +12,14 @@ use arrow::array::{Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::output::{self, Format};
-use super::rows::{opt_floats, strings};
 use crate::analytics::Calibration;
 use crate::analytics::compare::{
     Row, by_largest_change, calibration_rows, registered_metrics, side_by_side,
 };
+use crate::app::rows::{opt_floats, strings};
 use crate::app::{Load, Session};
 use crate::config::Config;
+use crate::query::param;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
 
@@ -72,12 +73,12 @@ fn table(rows: &[Row]) -> anyhow::Result<RecordBatch> {
 }
 
 async fn calibration(session: &mut Session, id: &str) -> anyhow::Result<Option<Calibration>> {
-    // `id` is a full model id (64 hex characters), so it cannot carry SQL.
     let batches = session
-        .query(&format!(
+        .query_with(
             "SELECT predicted_prob, CAST(label AS DOUBLE) AS label \
-             FROM learning.prediction_outcomes WHERE model_id = '{id}'"
-        ))
+             FROM learning.prediction_outcomes WHERE model_id = $1",
+            vec![param::text(id)],
+        )
         .await?;
     let mut pairs = Vec::new();
     for batch in &batches {
@@ -170,13 +171,9 @@ async fn compare_in(
         out,
         "\nFeature importance (latest training session of each):"
     )?;
-    let latest = |id: &str| {
-        format!(
-            "SELECT feature, importance FROM learning.v_feature_importance_evolution \
-             WHERE model_id = '{id}' AND started_ts = \
-                 (SELECT max(started_ts) FROM learning.training_sessions WHERE model_id = '{id}')"
-        )
-    };
+    const LATEST: &str = "SELECT feature, importance FROM learning.v_feature_importance_evolution \
+         WHERE model_id = $1 AND started_ts = \
+             (SELECT max(started_ts) FROM learning.training_sessions WHERE model_id = $1)";
     let importance = |batches: &[RecordBatch]| -> anyhow::Result<Vec<(String, f64)>> {
         let mut v = Vec::new();
         for batch in batches {
@@ -191,8 +188,8 @@ async fn compare_in(
         }
         Ok(v)
     };
-    let fa = importance(&session.query(&latest(a)).await?)?;
-    let fb = importance(&session.query(&latest(b)).await?)?;
+    let fa = importance(&session.query_with(LATEST, vec![param::text(a)]).await?)?;
+    let fb = importance(&session.query_with(LATEST, vec![param::text(b)]).await?)?;
     let mut rows = side_by_side(&fa, &fb);
     by_largest_change(&mut rows);
     output::print_or_say(
@@ -217,33 +214,31 @@ async fn compare_in(
         "no labelled predictions for A or B",
     )?;
 
-    // Both ids are full model ids and the alias was checked above, so none
-    // can carry SQL.
-    let by_regime = format!(
-        "SELECT regime, \
-                sum(CASE WHEN model_id = '{a}' THEN predictions END) AS predictions_a, \
-                sum(CASE WHEN model_id = '{b}' THEN predictions END) AS predictions_b, \
-                round(max(CASE WHEN model_id = '{a}' THEN win_rate END), 4) AS win_rate_a, \
-                round(max(CASE WHEN model_id = '{b}' THEN win_rate END), 4) AS win_rate_b, \
-                round(max(CASE WHEN model_id = '{a}' THEN brier END), 4) AS brier_a, \
-                round(max(CASE WHEN model_id = '{b}' THEN brier END), 4) AS brier_b, \
-                round(max(CASE WHEN model_id = '{b}' THEN brier END) \
-                  - max(CASE WHEN model_id = '{a}' THEN brier END), 4) AS brier_delta \
-         FROM learning.performance_by_regime WHERE model_id IN ('{a}', '{b}') \
-         GROUP BY regime ORDER BY regime"
-    );
+    // $1 is A, $2 is B.
+    const BY_REGIME: &str = "SELECT regime, \
+                sum(CASE WHEN model_id = $1 THEN predictions END) AS predictions_a, \
+                sum(CASE WHEN model_id = $2 THEN predictions END) AS predictions_b, \
+                round(max(CASE WHEN model_id = $1 THEN win_rate END), 4) AS win_rate_a, \
+                round(max(CASE WHEN model_id = $2 THEN win_rate END), 4) AS win_rate_b, \
+                round(max(CASE WHEN model_id = $1 THEN brier END), 4) AS brier_a, \
+                round(max(CASE WHEN model_id = $2 THEN brier END), 4) AS brier_b, \
+                round(max(CASE WHEN model_id = $2 THEN brier END) \
+                  - max(CASE WHEN model_id = $1 THEN brier END), 4) AS brier_delta \
+         FROM learning.performance_by_regime WHERE model_id IN ($1, $2) \
+         GROUP BY regime ORDER BY regime";
+    let ab = || vec![param::text(a), param::text(b)];
     writeln!(out, "\nPredictions by regime (labelled):")?;
     output::print_or_say(
-        &session.query(&by_regime).await?,
+        &session.query_with(BY_REGIME, ab()).await?,
         args.format,
         "no labelled predictions for A or B",
     )?;
 
-    let live = format!(
-        "WITH live AS ( \
-             SELECT CASE WHEN model_id = '{a}' THEN 'A' ELSE 'B' END AS model, from_ts, to_ts \
+    // $1 is A, $2 is B, $3 the alias.
+    const LIVE: &str = "WITH live AS ( \
+             SELECT CASE WHEN model_id = $1 THEN 'A' ELSE 'B' END AS model, from_ts, to_ts \
              FROM registry.model_aliases \
-             WHERE alias = '{alias}' AND model_id IN ('{a}', '{b}')), \
+             WHERE alias = $3 AND model_id IN ($1, $2)), \
          opened AS (SELECT trade_id, ts FROM events.trades WHERE kind = 'OPEN'), \
          closed AS (SELECT trade_id, regime, pnl_bps FROM events.trades WHERE kind = 'CLOSE'), \
          taken AS ( \
@@ -255,16 +250,16 @@ async fn compare_in(
                 round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 4) AS win_rate, \
                 round(avg(pnl_bps), 4) AS avg_pnl_bps, round(sum(pnl_bps), 4) AS total_pnl_bps \
          FROM taken GROUP BY GROUPING SETS ((model, regime), (model)) \
-         ORDER BY model, regime NULLS LAST",
-        alias = args.alias
-    );
+         ORDER BY model, regime NULLS LAST";
     writeln!(
         out,
         "\nClosed trades opened while each held the {} alias (regime empty: all):",
         args.alias
     )?;
+    let mut params = ab();
+    params.push(param::text(&args.alias));
     let live = session
-        .query(&live)
+        .query_with(LIVE, params)
         .await
         .context("trades while each model was live")?;
     output::print_or_say(

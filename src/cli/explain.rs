@@ -10,15 +10,17 @@ use std::io::Write;
 use anyhow::Context;
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
+use datafusion::common::ScalarValue;
 
-use super::rows::{check_id, floats, opt_floats, strings};
 use crate::analytics::explain::{
     Decision, Explanation, Outcome, explain, format_margin, threshold_note,
 };
+use crate::app::rows::{check_id, floats, opt_floats, strings};
 use crate::app::{Load, Session};
 use crate::config::Config;
 use crate::event::{Gate, GateResult};
 use crate::gates::GatesConfig;
+use crate::query::param;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -132,16 +134,15 @@ fn read_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn fate(session: &mut Session, signal_id: &str) -> anyhow::Result<Fate> {
-    // The id was checked by the caller (check_id), so it cannot carry SQL.
-    let sql = format!(
-        "SELECT (SELECT max(pnl_bps) FROM events.trades \
-                 WHERE signal_id = '{signal_id}' AND kind = 'CLOSE') AS traded_pnl, \
+    const FATE: &str = "SELECT (SELECT max(pnl_bps) FROM events.trades \
+                 WHERE signal_id = $1 AND kind = 'CLOSE') AS traded_pnl, \
                 (SELECT max(outcome_pnl_bps) FROM events.shadow_trades \
-                 WHERE signal_id = '{signal_id}' AND kind = 'RESOLVED') AS shadow_pnl, \
+                 WHERE signal_id = $1 AND kind = 'RESOLVED') AS shadow_pnl, \
                 (SELECT min(blocked_by) FROM events.shadow_trades \
-                 WHERE signal_id = '{signal_id}') AS blocked_by"
-    );
-    let batches = session.query(&sql).await?;
+                 WHERE signal_id = $1) AS blocked_by";
+    let batches = session
+        .query_with(FATE, vec![param::text(signal_id)])
+        .await?;
     let batch = batches
         .iter()
         .find(|b| b.num_rows() > 0)
@@ -162,20 +163,21 @@ async fn market(session: &mut Session, row: &Row) -> anyhow::Result<Option<Marke
         .parse()
         .with_context(|| format!("decision {}: day {:?}", row.decision_id, row.day))?;
     let before = day.pred_opt().unwrap_or(day);
-    // The symbol passed event validation ([A-Za-z0-9._-]); check it again
-    // here all the same, since it goes into SQL.
-    let symbol = check_id("symbol", &row.symbol)?;
-    let sql = format!(
-        "SELECT CAST(ts AS VARCHAR) AS ts, \
-                CAST({t} - CAST(ts AS BIGINT) AS DOUBLE) / 1e6 AS age_s, \
+    // $1 the symbol, $2 and $3 the days, $4 the decision's time (µs).
+    const MARKET: &str = "SELECT CAST(ts AS VARCHAR) AS ts, \
+                CAST($4 - CAST(ts AS BIGINT) AS DOUBLE) / 1e6 AS age_s, \
                 regime, price, spread_bps, volatility, volume \
          FROM events.market_context \
-         WHERE symbol = '{symbol}' AND date IN (DATE '{before}', DATE '{day}') \
-           AND ts <= to_timestamp_micros({t}) \
-         ORDER BY ts DESC LIMIT 1",
-        t = row.ts_us,
-    );
-    let batches = session.query(&sql).await?;
+         WHERE symbol = $1 AND date IN ($2, $3) \
+           AND ts <= to_timestamp_micros($4) \
+         ORDER BY ts DESC LIMIT 1";
+    let params = vec![
+        param::text(&row.symbol),
+        param::date(before),
+        param::date(day),
+        ScalarValue::Int64(Some(row.ts_us)),
+    ];
+    let batches = session.query_with(MARKET, params).await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
@@ -232,13 +234,14 @@ async fn explain_in(session: &mut Session, gates: &GatesConfig, args: &Args) -> 
         (None, Some(id)) => ("signal_id", check_id("signal id", id)?),
         _ => anyhow::bail!("give a DECISION_ID or --signal SIGNAL_ID"),
     };
+    // The column is one of two names; the id is bound.
     let sql = format!(
         "SELECT decision_id, signal_id, symbol, CAST(ts AS VARCHAR) AS ts, \
                 CAST(ts AS BIGINT) AS ts_us, CAST(date AS VARCHAR) AS day, \
                 gate, result, value, threshold, direction, mode, regime \
-         FROM events.gate_decisions WHERE {filter} = '{what}'"
+         FROM events.gate_decisions WHERE {filter} = $1"
     );
-    let rows = read_rows(&session.query(&sql).await?)?;
+    let rows = read_rows(&session.query_with(&sql, vec![param::text(what)]).await?)?;
     let Some(first) = rows.first() else {
         anyhow::bail!("no gate decision with {filter} {what} in events.gate_decisions");
     };

@@ -14,9 +14,10 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 
 use super::output::{self, Format};
-use super::sql::run_queries;
+use super::sql::{run_bound, run_queries};
 use crate::analytics::Calibration;
 use crate::config::Config;
+use crate::query::param;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
 
@@ -64,13 +65,16 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             };
             let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
                 .with_context(|| format!("--date {date:?}: expected YYYY-MM-DD"))?;
-            // `day` is a parsed date printed back, so it cannot carry SQL.
-            let summary = format!("SELECT * FROM learning.daily_summary WHERE day = DATE '{day}'");
-            let per_model = format!(
-                "SELECT model_id, samples, ece, mce, brier FROM learning.calibration \
-                 WHERE day = DATE '{day}' ORDER BY samples DESC"
-            );
-            let mut r = run_queries(&config, server, &[&summary, &per_model]).await?;
+            let summary = "SELECT * FROM learning.daily_summary WHERE day = $1";
+            let per_model = "SELECT model_id, samples, ece, mce, brier FROM learning.calibration \
+                 WHERE day = $1 ORDER BY samples DESC";
+            let on_day = || vec![param::date(day)];
+            let mut r = run_bound(
+                &config,
+                server,
+                &[(summary, on_day()), (per_model, on_day())],
+            )
+            .await?;
             writeln!(std::io::stdout(), "Learning on {day}:")?;
             output::print(&r.remove(0), *format)?;
             writeln!(std::io::stdout(), "Calibration per model:")?;
@@ -89,23 +93,24 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         }
         Command::Calibration { model, format } => {
             let registry = Registry::open_read_only(&config.data_dir)?;
-            // A model id is 64 hex characters (checked here or by the
-            // registry), so it cannot carry SQL. Predictions may name models
-            // that were never registered; a full id is taken as it is.
+            // Predictions may name models that were never registered; a full
+            // id is taken as it is.
             let id = match registry.resolve(model) {
                 Ok(id) => id,
                 Err(_) if is_model_id(model) => model.clone(),
                 Err(e) => return Err(e.into()),
             };
-            let per_day = format!(
-                "SELECT day, samples, ece, mce, brier FROM learning.calibration \
-                 WHERE model_id = '{id}' ORDER BY day"
-            );
-            let pairs = format!(
-                "SELECT predicted_prob, label FROM learning.prediction_outcomes \
-                 WHERE model_id = '{id}'"
-            );
-            let mut r = run_queries(&config, server, &[&per_day, &pairs]).await?;
+            let per_day = "SELECT day, samples, ece, mce, brier FROM learning.calibration \
+                 WHERE model_id = $1 ORDER BY day";
+            let pairs = "SELECT predicted_prob, label FROM learning.prediction_outcomes \
+                 WHERE model_id = $1";
+            let of_model = || vec![param::text(&id)];
+            let mut r = run_bound(
+                &config,
+                server,
+                &[(per_day, of_model()), (pairs, of_model())],
+            )
+            .await?;
             let per_day = r.remove(0);
             let pairs = outcome_pairs(&r.remove(0))?;
             let Some(c) = Calibration::compute(&pairs, BINS) else {

@@ -13,7 +13,7 @@ mod model_feed;
 mod models;
 mod output;
 mod repair;
-mod rows;
+
 mod serve;
 mod simulate;
 mod sql;

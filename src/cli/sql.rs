@@ -6,6 +6,7 @@
 //! its URL in the data dir).
 
 use arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
 
 use super::output::{self, Format};
 use crate::app::{Load, Session};
@@ -35,12 +36,22 @@ pub async fn run_queries(
     server: Option<&str>,
     sqls: &[&str],
 ) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+    let bound: Vec<(&str, Vec<ScalarValue>)> = sqls.iter().map(|s| (*s, Vec::new())).collect();
+    run_bound(config, server, &bound).await
+}
+
+/// [`run_queries`] with each query's parameters (`$1`, ...) bound to values.
+pub async fn run_bound(
+    config: &Config,
+    server: Option<&str>,
+    sqls: &[(&str, Vec<ScalarValue>)],
+) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
     // Compiling the definitions takes a moment (~170 ms in a release build);
     // a query that cannot name the metrics or analysis schemas goes without,
     // and one that names them fails if they do not load (saying why, rather
     // than that the table does not exist).
     let mentions = |names: &[&str]| {
-        sqls.iter().any(|s| {
+        sqls.iter().any(|(s, _)| {
             let s = s.to_ascii_lowercase();
             names.iter().any(|schema| s.contains(schema))
         })
@@ -54,8 +65,8 @@ pub async fn run_queries(
     };
     let mut session = Session::open(config, server, definitions).await?;
     let mut results = Vec::with_capacity(sqls.len());
-    for sql in sqls {
-        match session.query(sql).await {
+    for (sql, params) in sqls {
+        match session.query_with(sql, params.clone()).await {
             Ok(batches) => results.push(batches),
             Err(e) => {
                 session.close().await?;

@@ -9,13 +9,15 @@ use std::io::Write;
 use anyhow::bail;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Int32Type};
+use datafusion::common::ScalarValue;
 
 use super::journal::parse_time;
 use super::output::{self, Format};
-use super::rows::{check_id, column, floats, strings};
-use super::sql::run_queries;
+use super::sql::run_bound;
 use crate::analytics::trace::{BOTTLENECK_SHARE, Step, TraceReport};
+use crate::app::rows::{check_id, column, floats, strings};
 use crate::config::Config;
+use crate::query::param;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,19 +50,16 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         bail!("give a TRACE_ID or --stats");
     };
     check_id("trace id", trace_id)?;
-    // The id is checked above, so it cannot carry SQL. The p95s are over
-    // the trace's own day, so the comparison stays cheap and current.
-    let steps_sql = format!(
-        "SELECT seq, step, start_ms, duration_ms, result, signal_id, symbol, \
+    // The p95s are over the trace's own day, so the comparison stays cheap
+    // and current.
+    let steps_sql = "SELECT seq, step, start_ms, duration_ms, result, signal_id, symbol, \
                 CAST(ts AS VARCHAR) AS ts, CAST(date AS VARCHAR) AS day \
-         FROM events.trace_steps WHERE trace_id = '{trace_id}' ORDER BY seq"
-    );
-    let p95_sql = format!(
-        "SELECT step, percentile_cont(duration_ms, 0.95) AS p95_ms FROM events.trace_steps \
-         WHERE date IN (SELECT date FROM events.trace_steps WHERE trace_id = '{trace_id}') \
-         GROUP BY step"
-    );
-    let mut results = run_queries(&config, server, &[&steps_sql, &p95_sql]).await?;
+         FROM events.trace_steps WHERE trace_id = $1 ORDER BY seq";
+    let p95_sql = "SELECT step, percentile_cont(duration_ms, 0.95) AS p95_ms FROM events.trace_steps \
+         WHERE date IN (SELECT date FROM events.trace_steps WHERE trace_id = $1) \
+         GROUP BY step";
+    let id = || vec![param::text(trace_id)];
+    let mut results = run_bound(&config, server, &[(steps_sql, id()), (p95_sql, id())]).await?;
     let p95_batches = results.remove(1);
     let step_batches = results.remove(0);
     let mut steps = Vec::new();
@@ -158,14 +157,12 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
 }
 
 async fn stats(config: &Config, args: &Args) -> anyhow::Result<()> {
-    let since = match &args.since {
-        None => String::new(),
-        Some(text) => {
-            let t = parse_time(text)?;
-            // A parsed time printed back: no SQL can ride along.
-            format!("WHERE ts >= to_timestamp_micros({})", t.0)
-        }
+    // Without --since, from the start of time.
+    let since_us = match &args.since {
+        None => i64::MIN,
+        Some(text) => parse_time(text)?.0,
     };
+    let since = "WHERE ts >= to_timestamp_micros($1)";
     let per_step = format!(
         "SELECT step, count(*) AS steps, avg(duration_ms) AS avg_ms, \
                 percentile_cont(duration_ms, 0.5) AS p50_ms, \
@@ -175,10 +172,19 @@ async fn stats(config: &Config, args: &Args) -> anyhow::Result<()> {
     );
     let slowest = format!(
         "SELECT trace_id, signal_id, symbol, ts, steps, total_ms, slowest_step_ms \
-         FROM analysis.trace_totals {since} ORDER BY total_ms DESC, trace_id LIMIT {}",
-        args.slowest
+         FROM analysis.trace_totals {since} ORDER BY total_ms DESC, trace_id LIMIT $2"
     );
-    let mut results = run_queries(config, args.server.as_deref(), &[&per_step, &slowest]).await?;
+    let since = || ScalarValue::Int64(Some(since_us));
+    let slowest_n = ScalarValue::Int64(Some(i64::from(args.slowest)));
+    let mut results = run_bound(
+        config,
+        args.server.as_deref(),
+        &[
+            (&per_step, vec![since()]),
+            (&slowest, vec![since(), slowest_n]),
+        ],
+    )
+    .await?;
     let mut out = std::io::stdout();
     writeln!(out, "Per step:")?;
     output::print(&results.remove(0), args.format)?;

@@ -4,10 +4,18 @@
 use arrow::array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
-use arrow_flight::{FlightDescriptor, HandshakeRequest};
+use std::sync::Arc;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::sql::{
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt,
+};
+use arrow_flight::{Action, FlightDescriptor, HandshakeRequest};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use datafusion::common::ScalarValue;
 use futures::TryStreamExt;
 use prost::Message;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -133,7 +141,96 @@ impl Client {
             query: sql.to_string(),
             transaction_id: None,
         };
+        self.fetch(FlightDescriptor::new_cmd(command.as_any().encode_to_vec()))
+            .await
+    }
+
+    /// Runs one query with its parameters (`$1`, `$2`, ... or `?`) bound to
+    /// `params`: a prepared statement, its parameters uploaded as one row.
+    pub async fn query_with(
+        &mut self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<RecordBatch>, ClientError> {
+        if params.is_empty() {
+            return self.query(sql).await;
+        }
+        let create = ActionCreatePreparedStatementRequest {
+            query: sql.to_string(),
+            transaction_id: None,
+        };
+        let action = Action {
+            r#type: "CreatePreparedStatement".to_string(),
+            body: create.as_any().encode_to_vec().into(),
+        };
+        let mut results = self
+            .inner
+            .do_action(self.request(action))
+            .await
+            .map_err(status)?
+            .into_inner();
+        let body = results
+            .message()
+            .await
+            .map_err(status)?
+            .ok_or_else(|| ClientError::Flight("no prepared statement came back".into()))?
+            .body;
+        let prepared: ActionCreatePreparedStatementResult = Any::decode(body)
+            .map_err(|e| ClientError::Flight(format!("decoding the prepared statement: {e}")))?
+            .unpack()
+            .map_err(|e| ClientError::Flight(format!("decoding the prepared statement: {e}")))?
+            .ok_or_else(|| ClientError::Flight("not a prepared statement result".into()))?;
+        let mut handle = prepared.prepared_statement_handle;
+
+        let columns = params
+            .iter()
+            .map(|p| p.to_array_of_size(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Flight(format!("parameters: {e}")))?;
+        let fields: Vec<arrow::datatypes::Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                arrow::datatypes::Field::new(format!("${}", i + 1), c.data_type().clone(), true)
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+            .map_err(|e| ClientError::Flight(format!("parameters: {e}")))?;
+        let command = CommandPreparedStatementQuery {
+            prepared_statement_handle: handle.clone(),
+        };
         let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        let upload: Vec<arrow_flight::FlightData> = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .build(futures::stream::iter([Ok(batch)]))
+            .try_collect()
+            .await
+            .map_err(|e| ClientError::Flight(format!("encoding the parameters: {e}")))?;
+        let mut put = self
+            .inner
+            .do_put(self.request(futures::stream::iter(upload)))
+            .await
+            .map_err(status)?
+            .into_inner();
+        if let Some(result) = put.message().await.map_err(status)? {
+            let bound = DoPutPreparedStatementResult::decode(result.app_metadata)
+                .map_err(|e| ClientError::Flight(format!("decoding the bound statement: {e}")))?;
+            if let Some(new) = bound.prepared_statement_handle {
+                handle = new;
+            }
+        }
+        let command = CommandPreparedStatementQuery {
+            prepared_statement_handle: handle,
+        };
+        self.fetch(FlightDescriptor::new_cmd(command.as_any().encode_to_vec()))
+            .await
+    }
+
+    /// Gets the flight info of `descriptor` and collects every endpoint.
+    async fn fetch(
+        &mut self,
+        descriptor: FlightDescriptor,
+    ) -> Result<Vec<RecordBatch>, ClientError> {
         let info = self
             .inner
             .get_flight_info(self.request(descriptor))

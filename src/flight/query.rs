@@ -147,7 +147,6 @@ impl Runner {
         // timer on the query runtime would not fire until it returns.
         let deadline = tokio::time::Instant::now() + limits.query_timeout;
         let task = runtime.spawn(async move {
-            let _permit = permit;
             let run = async {
                 let mut stream = engine
                     .execute(df, limits.query_memory_bytes_max)
@@ -216,6 +215,7 @@ impl Runner {
         Ok(limit(
             flight,
             task,
+            permit,
             deadline,
             timeout,
             self.limits.result_bytes_max,
@@ -235,10 +235,13 @@ impl Drop for AbortOnDrop {
 
 /// Ends the stream with DeadlineExceeded at the deadline, or with
 /// ResourceExhausted once more than `bytes_max` bytes of Arrow data have gone
-/// out.
+/// out. The query's slot (`permit`) is held while the stream runs and given
+/// back before an error goes out, so a client that retries on the error
+/// finds it free.
 fn limit<S>(
     flight: S,
     task: AbortOnDrop,
+    permit: tokio::sync::OwnedSemaphorePermit,
     deadline: tokio::time::Instant,
     timeout: Duration,
     bytes_max: u64,
@@ -251,14 +254,24 @@ where
     struct Limited<S> {
         flight: Pin<Box<S>>,
         deadline: Pin<Box<tokio::time::Sleep>>,
-        _task: AbortOnDrop,
+        task: Option<AbortOnDrop>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
         sent_bytes: u64,
         done: bool,
+    }
+    impl<S> Limited<S> {
+        /// Cancels the query and frees its slot, before its error goes out.
+        fn fail(mut self, e: FlightError) -> Option<(Result<FlightData, Status>, Self)> {
+            self.task = None;
+            self.permit = None;
+            Some((Err(Status::from(e)), self))
+        }
     }
     let state = Limited {
         flight: Box::pin(flight),
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        _task: task,
+        task: Some(task),
+        permit: Some(permit),
         sent_bytes: 0,
         done: false,
     };
@@ -272,20 +285,22 @@ where
             let next = tokio::select! {
                 biased;
                 next = state.flight.next() => next?,
-                _ = &mut state.deadline => {
-                    return Some((Err(Status::from(FlightError::Deadline(timeout))), state));
-                }
+                _ = &mut state.deadline => return state.fail(FlightError::Deadline(timeout)),
             };
             let data = match next {
                 Ok(data) => data,
-                Err(e) => return Some((Err(Status::from(e)), state)),
+                Err(e) => {
+                    let status = Status::from(e);
+                    state.task = None;
+                    state.permit = None;
+                    return Some((Err(status), state));
+                }
             };
             state.sent_bytes += (data.data_body.len() + data.data_header.len()) as u64;
             if state.sent_bytes > bytes_max {
-                let e = FlightError::ResultTooLarge {
+                return state.fail(FlightError::ResultTooLarge {
                     limit: format!("{bytes_max} bytes"),
-                };
-                return Some((Err(Status::from(e)), state));
+                });
             }
             state.done = false;
             Some((Ok(data), state))

@@ -21,6 +21,7 @@ pub mod events;
 pub mod explain;
 mod hot;
 mod learning;
+pub mod param;
 mod pool;
 mod sqlite;
 pub mod system;
@@ -363,6 +364,27 @@ impl QueryEngine {
             .map(|column| ScalarValue::try_from_array(column, 0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(QueryError::Plan)?;
+        Self::bind_values(df, values)
+    }
+
+    /// Binds positional values (`$1` first), each cast to the type the plan
+    /// infers for its parameter (a text value for a `Utf8View` column, an
+    /// integer for a float), so callers need not know the storage types.
+    pub fn bind_values(df: DataFrame, values: Vec<ScalarValue>) -> Result<DataFrame, QueryError> {
+        let types = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(QueryError::Plan)?;
+        let values = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| match types.get(&format!("${}", i + 1)) {
+                Some(Some(t)) if &value.data_type() != t => value
+                    .cast_to(t)
+                    .map_err(|e| QueryError::Parameters(format!("parameter ${}: {e}", i + 1))),
+                _ => Ok(value),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         df.with_param_values(values).map_err(QueryError::Plan)
     }
 
@@ -409,6 +431,20 @@ impl QueryEngine {
         self.sql(sql)
             .await?
             .execute_stream()
+            .await
+            .map_err(QueryError::Execute)
+    }
+
+    /// Runs read-only SQL with its parameters (`$1`, `$2`, ... or `?`) bound
+    /// to `params`, and collects the result. Values are never pasted into
+    /// the text.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        Self::bind_values(self.sql(sql).await?, params)?
+            .collect()
             .await
             .map_err(QueryError::Execute)
     }

@@ -74,6 +74,18 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// A query with its parameters bound.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        params: Vec<datafusion::common::ScalarValue>,
+    ) -> Vec<RecordBatch> {
+        self.engine
+            .query_with(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The single i64 a query returns.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let batches = self.query(sql).await;

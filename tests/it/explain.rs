@@ -950,7 +950,7 @@ fn numbers_in(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_number_in_insights_is_in_a_query_result() {
-    use quiver::analytics::insights::queries;
+    use quiver::app::insights::queries;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let h = logged(&data, sim_events(11, 4_000)).await;
@@ -958,7 +958,7 @@ async fn every_number_in_insights_is_in_a_query_result() {
     let day = chrono::Utc::now().date_naive().pred_opt().unwrap();
     let mut cells: Vec<String> = Vec::new();
     for q in queries(day) {
-        for row in rows_of(&h.query(&q.sql).await) {
+        for row in rows_of(&h.query_with(q.sql, q.params).await) {
             cells.extend(row);
         }
     }

@@ -498,6 +498,72 @@ async fn statements_and_prepared_statements_answer_like_the_engine() {
     served.stop().await;
 }
 
+/// Quiver's own client binds values as parameters of a prepared statement:
+/// a value full of SQL comes back as the value, and typed values (a date, a
+/// text for a view-typed column) answer like the engine's own binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_binds_values_and_never_pastes_them() {
+    use datafusion::common::ScalarValue;
+    use quiver::query::param;
+    let served = Served::start(QueryLimits::default()).await;
+    served.log_demo_events(400).await;
+    let url = format!("grpc://127.0.0.1:{}", served.port);
+    let credentials = Credentials {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    };
+    let mut client = quiver::flight::client::Client::connect(&url, Some(&credentials), None)
+        .await
+        .unwrap();
+    let hostile = "x' OR '1'='1'; DROP TABLE trades; --";
+    let echoed = client
+        .query_with("SELECT $1 AS v", vec![param::text(hostile)])
+        .await
+        .unwrap();
+    let v = echoed[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .map(|a| a.value(0).to_string())
+        .unwrap_or_else(|| {
+            arrow::util::display::array_value_to_string(echoed[0].column(0), 0).unwrap()
+        });
+    assert_eq!(v, hostile);
+    let none = client
+        .query_with(
+            "SELECT count(*) FROM trades WHERE symbol = $1",
+            vec![param::text(hostile)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scalar(&none), 0);
+
+    let sql = "SELECT count(*) FROM trades WHERE kind = $1 AND symbol = $2 AND date <= $3";
+    let params = || {
+        vec![
+            param::text("CLOSE"),
+            param::text("BTC-USD"),
+            param::date(chrono::Utc::now().date_naive()),
+        ]
+    };
+    let remote = scalar(&client.query_with(sql, params()).await.unwrap());
+    let local = scalar(&served.harness.query_with(sql, params()).await);
+    let pasted = served
+        .harness
+        .scalar("SELECT count(*) FROM trades WHERE kind = 'CLOSE' AND symbol = 'BTC-USD'")
+        .await;
+    assert!(pasted > 0);
+    assert_eq!((remote, local), (pasted, pasted));
+    // A wrong number of values is a clear error.
+    let err = client
+        .query_with(sql, vec![ScalarValue::Int64(Some(1))])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("placeholder with id $2"), "{err}");
+    served.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_but_handshake_needs_the_token() {
     let served = Served::start(QueryLimits::default()).await;

@@ -1,5 +1,5 @@
 //! Reading query results back into values, by column name, and the shape
-//! of an id a command may put into SQL.
+//! of an id a command accepts.
 
 use std::sync::Arc;
 
