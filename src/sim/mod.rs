@@ -5,7 +5,7 @@
 //! market context -> signal -> prediction -> six gate decisions -> trade or
 //! shadow trade, with the decision-trace steps of the cycle. Later cycles emit
 //! what resolves by then: trade closes, shadow-trade outcomes, prediction labels.
-//! Models retrain every 2,500 signals and move through `shadow` to
+//! Models retrain after 400 signals, then every 2,500, and move through `shadow` to
 //! `production`, sometimes rolling back.
 //!
 //! The numbers are shaped like a real bot's: regimes follow a Markov chain
@@ -143,6 +143,10 @@ pub struct Simulator {
 /// about every 100 s, and each model is judged on ~2,500 labelled
 /// predictions, enough that its drift and calibration figures are not noise.
 const RETRAIN_EVERY: u64 = 2_500;
+
+/// Signals before the first retraining: the initial model is trained on
+/// little data, so its first challenger comes early.
+const FIRST_RETRAIN_AFTER: u64 = 400;
 
 impl Simulator {
     pub fn new(seed: u64, gates: GatesConfig) -> Self {
@@ -558,7 +562,12 @@ impl Simulator {
         self.later(close_at, label);
 
         self.signals_since_training += 1;
-        if self.signals_since_training >= RETRAIN_EVERY {
+        let due = if self.models.len() == 1 {
+            FIRST_RETRAIN_AFTER
+        } else {
+            RETRAIN_EVERY
+        };
+        if self.signals_since_training >= due {
             self.signals_since_training = 0;
             self.retrain(now, out);
         }
