@@ -326,8 +326,12 @@ fn env_layer(vars: impl Iterator<Item = (String, String)>, defaults: &toml::Valu
         };
         let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
         let value = match value_at(defaults, &parts) {
-            // Strings, and the optional paths that have no default.
-            Some(toml::Value::String(_)) | None => toml::Value::String(text),
+            // Strings, and the optional paths that have no default: as
+            // written, unless written as a quoted TOML string.
+            Some(toml::Value::String(_)) | None => match parse_toml_value(&text) {
+                Some(quoted @ toml::Value::String(_)) => quoted,
+                _ => toml::Value::String(text),
+            },
             Some(toml::Value::Array(_)) => match parse_toml_value(&text) {
                 Some(array @ toml::Value::Array(_)) => array,
                 _ => toml::Value::Array(
@@ -642,6 +646,7 @@ mod tests {
                 ("QUIVER_FLIGHT__PASSWORD", "1234"),
                 ("QUIVER_FLIGHT__TLS_CERT", "/etc/quiver/cert.pem"),
                 ("QUIVER_FLIGHT__TLS_KEY", "true"),
+                ("QUIVER_HOT__RETENTION", "\"3days\""),
                 ("QUIVER_DATA_DIR", "2026"),
                 ("QUIVER_VALIDATION__SYMBOLS_ALLOWED", "BTC-USD, ETH-USD"),
                 ("QUIVER_LOGGER__QUEUE_CAPACITY", "456"),
@@ -657,6 +662,7 @@ mod tests {
             Some(PathBuf::from("/etc/quiver/cert.pem"))
         );
         assert_eq!(c.flight.tls_key, Some(PathBuf::from("true")));
+        assert_eq!(c.hot.retention, Duration::from_secs(3 * 86_400));
         assert_eq!(c.data_dir, PathBuf::from("2026"));
         assert_eq!(c.validation.symbols_allowed, ["BTC-USD", "ETH-USD"]);
         assert_eq!(c.logger.queue_capacity, 456);

@@ -7,10 +7,16 @@ pub fn human_number(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
     }
-    if v == v.trunc() && v.abs() < 1e15 {
+    let magnitude = v.abs();
+    if magnitude == 0.0 {
+        return "0".to_string();
+    }
+    if !(1e-9..1e15).contains(&magnitude) {
+        return format!("{v:.3e}");
+    }
+    if v == v.trunc() {
         return format!("{v:.0}");
     }
-    let magnitude = v.abs();
     let decimals = if magnitude >= 1.0 {
         2
     } else {
@@ -27,9 +33,17 @@ pub fn in_unit(v: f64, unit: &str) -> String {
     if !v.is_finite() {
         return v.to_string();
     }
+    let fixed = |x: f64| {
+        let text = format!("{x:.2}");
+        // -0.001 shows as 0.00, not -0.00.
+        match text.strip_prefix('-') {
+            Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_string(),
+            _ => text,
+        }
+    };
     match unit {
-        "ratio" | "probability" => format!("{:.2}%", v * 100.0),
-        "bps" | "usd" | "ms" => format!("{v:.2}"),
+        "ratio" | "probability" => format!("{}%", fixed(v * 100.0)),
+        "bps" | "usd" | "ms" => fixed(v),
         _ => human_number(v),
     }
 }
@@ -57,6 +71,11 @@ mod tests {
         assert_eq!(human_number(1.5), "1.5");
         assert_eq!(human_number(-0.0000001), "-0.0000001");
         assert_eq!(human_number(f64::NAN), "NaN");
+        assert_eq!(human_number(-0.0), "0");
+        assert_eq!(human_number(f64::MAX), "1.798e308");
+        assert_eq!(human_number(1e-13), "1.000e-13");
+        assert_eq!(in_unit(-0.001, "bps"), "0.00");
+        assert_eq!(in_unit(-0.0, "ratio"), "0.00%");
         assert_eq!(in_unit(0.5033503509891513, "ratio"), "50.34%");
         assert_eq!(in_unit(-5.514999, "bps"), "-5.51");
         assert_eq!(in_unit(12.0, "trades"), "12");

@@ -61,7 +61,13 @@ fn load_and_record(
     match Registry::open(data_dir) {
         Ok(mut registry) => {
             for (path, text) in &files.files {
-                if let Err(e) = registry.record_config(&path.display().to_string(), text, reason) {
+                // Files of the dir's own copy go by their place in the dir
+                // (`configs/metrics.yaml`), whatever the spelling of --data-dir.
+                let name = std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.strip_prefix(data_dir).ok().map(Path::to_path_buf))
+                    .unwrap_or_else(|| path.clone());
+                if let Err(e) = registry.record_config(&name.display().to_string(), text, reason) {
                     tracing::warn!(file = %path.display(), "live but not recorded in the config history: {e}");
                 }
             }
@@ -112,7 +118,16 @@ pub async fn start(
         loop {
             tick.tick().await;
             let paths2 = paths.clone();
-            let Ok(now) = tokio::task::spawn_blocking(move || snapshot(&paths2)).await else {
+            let Ok(now) = tokio::task::spawn_blocking(move || {
+                // A deleted copy is written again (and recorded below), never
+                // silently replaced by the built-ins.
+                if let Err(e) = paths2.prepare() {
+                    tracing::warn!("{e}");
+                }
+                snapshot(&paths2)
+            })
+            .await
+            else {
                 continue;
             };
             if now == live || refused.as_ref() == Some(&now) {

@@ -79,6 +79,7 @@ const IN_UNIT: &[&str] = &["value", "target", "warning", "critical", "threshold"
 fn for_people(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
     let units = batch
         .column_by_name("unit")
+        .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok())
         .and_then(|c| c.as_string_opt::<i32>().cloned());
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());

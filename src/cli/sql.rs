@@ -56,9 +56,9 @@ pub async fn run_bound(
             names.iter().any(|schema| s.contains(schema))
         })
     };
-    let definitions = if mentions(&["metrics", "analysis"]) {
+    let definitions = if mentions(&["metrics.", "analysis.", "metrics\".", "analysis\"."]) {
         Load::Required
-    } else if mentions(&["information_schema"]) {
+    } else if mentions(&["metrics", "analysis", "information_schema"]) {
         Load::BestEffort
     } else {
         Load::Skip

@@ -157,12 +157,14 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
 }
 
 async fn stats(config: &Config, args: &Args) -> anyhow::Result<()> {
-    // Without --since, from the start of time.
     let since_us = match &args.since {
-        None => i64::MIN,
-        Some(text) => parse_time(text)?.0,
+        None => None,
+        Some(text) => Some(parse_time(text)?.0),
     };
-    let since = "WHERE ts >= to_timestamp_micros($1)";
+    let (since, n) = match since_us {
+        Some(_) => ("WHERE ts >= to_timestamp_micros($1)", "$2"),
+        None => ("", "$1"),
+    };
     let per_step = format!(
         "SELECT step, count(*) AS steps, avg(duration_ms) AS avg_ms, \
                 percentile_cont(duration_ms, 0.5) AS p50_ms, \
@@ -172,17 +174,18 @@ async fn stats(config: &Config, args: &Args) -> anyhow::Result<()> {
     );
     let slowest = format!(
         "SELECT trace_id, signal_id, symbol, ts, steps, total_ms, slowest_step_ms \
-         FROM analysis.trace_totals {since} ORDER BY total_ms DESC, trace_id LIMIT $2"
+         FROM analysis.trace_totals {since} ORDER BY total_ms DESC, trace_id LIMIT {n}"
     );
-    let since = || ScalarValue::Int64(Some(since_us));
-    let slowest_n = ScalarValue::Int64(Some(i64::from(args.slowest)));
+    let since: Vec<ScalarValue> = since_us
+        .map(|us| ScalarValue::Int64(Some(us)))
+        .into_iter()
+        .collect();
+    let mut slowest_params = since.clone();
+    slowest_params.push(ScalarValue::Int64(Some(i64::from(args.slowest))));
     let mut results = run_bound(
         config,
         args.server.as_deref(),
-        &[
-            (&per_step, vec![since()]),
-            (&slowest, vec![since(), slowest_n]),
-        ],
+        &[(&per_step, since), (&slowest, slowest_params)],
     )
     .await?;
     let mut out = std::io::stdout();

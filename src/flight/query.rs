@@ -147,6 +147,9 @@ impl Runner {
         // timer on the query runtime would not fire until it returns.
         let deadline = tokio::time::Instant::now() + limits.query_timeout;
         let task = runtime.spawn(async move {
+            // The query's slot: held while this task runs, so `queries_max`
+            // counts queries computing, not responses.
+            let permit = permit;
             let run = async {
                 let mut stream = engine
                     .execute(df, limits.query_memory_bytes_max)
@@ -191,11 +194,14 @@ impl Runner {
             let outcome = tokio::time::timeout(limits.query_timeout, run)
                 .await
                 .unwrap_or(Err(FlightError::Deadline(limits.query_timeout)));
+            // The slot is free before the error reaches the client, so a
+            // retry on it is not refused.
+            drop(permit);
             if let Err(e) = outcome {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let task = AbortOnDrop(task);
+        let mut task = AbortOnDrop(Some(task));
         let timeout = self.limits.query_timeout;
         let mut rx = ReceiverStream::new(rx);
         let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
@@ -206,7 +212,10 @@ impl Runner {
                     _ => FlightError::Internal("the query ended before it started".into()),
                 });
             }
-            Err(_) => return Err(FlightError::Deadline(timeout)),
+            Err(_) => {
+                task.stop().await;
+                return Err(FlightError::Deadline(timeout));
+            }
         };
         let batches = rx.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
         let flight = FlightDataEncoderBuilder::new()
@@ -215,7 +224,6 @@ impl Runner {
         Ok(limit(
             flight,
             task,
-            permit,
             deadline,
             timeout,
             self.limits.result_bytes_max,
@@ -225,23 +233,36 @@ impl Runner {
 
 /// Aborts the query's task when the response stream is dropped (a client
 /// gone, a limit hit), at its next yield.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits (a moment at most) until it has stopped and
+    /// given back its slot, so the error that follows does not race a retry.
+    /// A task stuck in one long poll keeps its slot until it yields.
+    async fn stop(&mut self) {
+        const STOP_WAIT: Duration = Duration::from_secs(1);
+        if let Some(mut handle) = self.0.take() {
+            handle.abort();
+            let _ = tokio::time::timeout(STOP_WAIT, &mut handle).await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
     }
 }
 
 /// Ends the stream with DeadlineExceeded at the deadline, or with
 /// ResourceExhausted once more than `bytes_max` bytes of Arrow data have gone
-/// out. The query's slot (`permit`) is held while the stream runs and given
-/// back before an error goes out, so a client that retries on the error
-/// finds it free.
+/// out. Before a limit's error goes out the query is stopped, so a client
+/// that retries on the error finds its slot free.
 fn limit<S>(
     flight: S,
     task: AbortOnDrop,
-    permit: tokio::sync::OwnedSemaphorePermit,
     deadline: tokio::time::Instant,
     timeout: Duration,
     bytes_max: u64,
@@ -254,24 +275,21 @@ where
     struct Limited<S> {
         flight: Pin<Box<S>>,
         deadline: Pin<Box<tokio::time::Sleep>>,
-        task: Option<AbortOnDrop>,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        task: AbortOnDrop,
         sent_bytes: u64,
         done: bool,
     }
     impl<S> Limited<S> {
-        /// Cancels the query and frees its slot, before its error goes out.
-        fn fail(mut self, e: FlightError) -> Option<(Result<FlightData, Status>, Self)> {
-            self.task = None;
-            self.permit = None;
+        /// Stops the query, then lets its error go out.
+        async fn fail(mut self, e: FlightError) -> Option<(Result<FlightData, Status>, Self)> {
+            self.task.stop().await;
             Some((Err(Status::from(e)), self))
         }
     }
     let state = Limited {
         flight: Box::pin(flight),
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        task: Some(task),
-        permit: Some(permit),
+        task,
         sent_bytes: 0,
         done: false,
     };
@@ -285,22 +303,20 @@ where
             let next = tokio::select! {
                 biased;
                 next = state.flight.next() => next?,
-                _ = &mut state.deadline => return state.fail(FlightError::Deadline(timeout)),
+                _ = &mut state.deadline => return state.fail(FlightError::Deadline(timeout)).await,
             };
             let data = match next {
                 Ok(data) => data,
-                Err(e) => {
-                    let status = Status::from(e);
-                    state.task = None;
-                    state.permit = None;
-                    return Some((Err(status), state));
-                }
+                // The query's own error: its task has given back its slot.
+                Err(e) => return Some((Err(Status::from(e)), state)),
             };
             state.sent_bytes += (data.data_body.len() + data.data_header.len()) as u64;
             if state.sent_bytes > bytes_max {
-                return state.fail(FlightError::ResultTooLarge {
-                    limit: format!("{bytes_max} bytes"),
-                });
+                return state
+                    .fail(FlightError::ResultTooLarge {
+                        limit: format!("{bytes_max} bytes"),
+                    })
+                    .await;
             }
             state.done = false;
             Some((Ok(data), state))

@@ -117,6 +117,29 @@ pub fn seed(layout: &Layout) -> io::Result<bool> {
     }
 }
 
+/// Before data dirs kept their own copy, Quiver read `./configs/` of the
+/// working directory. A copy there that differs from what a dir was just
+/// seeded with may hold a user's edits: say so, naming both paths.
+pub fn warn_about_working_directory_copies(layout: &Layout) {
+    for (old, new) in [
+        ("configs/metrics.yaml", layout.metrics_file()),
+        ("configs/gates.yaml", layout.gates_file()),
+    ] {
+        let (Ok(old_text), Ok(new_text)) =
+            (std::fs::read_to_string(old), std::fs::read_to_string(&new))
+        else {
+            continue;
+        };
+        if old_text != new_text {
+            tracing::warn!(
+                "./{old} differs from the built-in definitions now in {}; Quiver reads the data \
+                 dir's copy (or [metrics] paths), not ./configs: copy it there if it holds your edits",
+                new.display()
+            );
+        }
+    }
+}
+
 fn write_synced(path: &Path, text: &str) -> io::Result<()> {
     let mut file = File::create_new(path)?;
     file.write_all(text.as_bytes())?;

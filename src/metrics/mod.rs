@@ -141,12 +141,16 @@ impl DefinitionPaths {
     /// of the dir's paths get the built-in definitions.
     pub fn prepare(&self) -> Result<(), MetricsError> {
         if let Some(layout) = &self.data_dir {
-            builtin::seed(layout).map_err(|e| {
+            let seeded = builtin::seed(layout).map_err(|e| {
                 MetricsError::file(
                     &layout.configs(),
                     format!("writing the built-in definitions: {e}"),
                 )
             })?;
+            if seeded {
+                tracing::info!(dir = %layout.configs().display(), "wrote the built-in definitions");
+                builtin::warn_about_working_directory_copies(layout);
+            }
         }
         Ok(())
     }
@@ -200,7 +204,8 @@ impl DefinitionPaths {
 pub struct Definitions {
     pub metrics: MetricsFile,
     pub analyses: Vec<Analysis>,
-    /// The gates file read (`None`: the built-in one).
+    /// The gates file read (`None` only in definitions built by hand: then
+    /// the built-in one).
     pub gates: Option<crate::gates::GatesConfig>,
 }
 

@@ -379,9 +379,20 @@ impl QueryEngine {
             .into_iter()
             .enumerate()
             .map(|(i, value)| match types.get(&format!("${}", i + 1)) {
-                Some(Some(t)) if &value.data_type() != t => value
-                    .cast_to(t)
-                    .map_err(|e| QueryError::Parameters(format!("parameter ${}: {e}", i + 1))),
+                Some(Some(t)) if &value.data_type() != t => {
+                    let refused = |why: String| {
+                        QueryError::Parameters(format!(
+                            "parameter ${}: {value} does not fit {t}: {why}",
+                            i + 1
+                        ))
+                    };
+                    let cast = value.cast_to(t).map_err(|e| refused(e.to_string()))?;
+                    // Lossless only: a float is not truncated into an integer.
+                    match cast.cast_to(&value.data_type()) {
+                        Ok(back) if back == value => Ok(cast),
+                        _ => Err(refused("the conversion loses information".into())),
+                    }
+                }
                 _ => Ok(value),
             })
             .collect::<Result<Vec<_>, _>>()?;
