@@ -12,4 +12,4 @@ mod stats;
 pub mod trace;
 
 pub use calibration::{Calibration, ReliabilityBin};
-pub use stats::{TradeStats, group_stats};
+pub use stats::{TradeStats, group_stats, max_drawdown};

@@ -4,6 +4,20 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+/// The largest fall of the cumulative sum of `returns` from a previous peak,
+/// the start (0) counting as a peak; a positive number, 0 without a fall.
+/// The one definition of drawdown: [`TradeStats`] and the SQL aggregate
+/// `max_drawdown(pnl, ts)` of the metrics both call it.
+pub fn max_drawdown(returns: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut equity, mut peak, mut deepest) = (0.0_f64, 0.0_f64, 0.0_f64);
+    for r in returns {
+        equity += r;
+        peak = peak.max(equity);
+        deepest = deepest.max(peak - equity);
+    }
+    deepest
+}
+
 /// Statistics of closed trades' net returns (bps), taken in exit order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TradeStats {
@@ -51,14 +65,6 @@ impl TradeStats {
             let sd = var.sqrt();
             (sd > 0.0).then(|| m / sd)
         });
-        let mut equity = 0.0_f64;
-        let mut peak = 0.0_f64;
-        let mut max_drawdown = 0.0_f64;
-        for r in returns {
-            equity += r;
-            peak = peak.max(equity);
-            max_drawdown = max_drawdown.max(peak - equity);
-        }
         Self {
             trades: n as u64,
             wins,
@@ -68,7 +74,7 @@ impl TradeStats {
             total_return_bps: total,
             profit_factor,
             sharpe,
-            max_drawdown_bps: max_drawdown,
+            max_drawdown_bps: max_drawdown(returns.iter().copied()),
         }
     }
 }

@@ -114,13 +114,9 @@ impl Accumulator for Drawdown {
         }
         self.points
             .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let (mut equity, mut peak, mut deepest) = (0.0f64, 0.0f64, 0.0f64);
-        for &(_, value) in &self.points {
-            equity += value;
-            peak = peak.max(equity);
-            deepest = deepest.max(peak - equity);
-        }
-        Ok(ScalarValue::Float64(Some(deepest)))
+        Ok(ScalarValue::Float64(Some(crate::analytics::max_drawdown(
+            self.points.iter().map(|&(_, value)| value),
+        ))))
     }
 
     fn size(&self) -> usize {
@@ -156,6 +152,26 @@ mod tests {
             .collect();
         a.merge_batch(&state).unwrap();
         assert_eq!(a.evaluate().unwrap(), ScalarValue::Float64(Some(15.0)));
+    }
+
+    /// The SQL aggregate and the journal's trade statistics give one number.
+    #[test]
+    fn the_aggregate_equals_the_trade_statistics() {
+        let returns: Vec<f64> = (0..500)
+            .map(|i: i64| ((i * 7919) % 113 - 56) as f64 * 0.37)
+            .collect();
+        let times: Vec<i64> = (0..returns.len() as i64).rev().collect();
+        // Arrival in reverse time order: the aggregate sorts by time.
+        let mut reversed = returns.clone();
+        reversed.reverse();
+        let mut a = Drawdown::default();
+        a.update_batch(&batch(&reversed, &times)).unwrap();
+        let stats = crate::analytics::TradeStats::from_returns(&returns);
+        assert!(stats.max_drawdown_bps > 0.0);
+        assert_eq!(
+            a.evaluate().unwrap(),
+            ScalarValue::Float64(Some(stats.max_drawdown_bps))
+        );
     }
 
     #[test]
