@@ -212,20 +212,7 @@ fn definitions_travel_with_the_data_dir_not_the_working_directory() {
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        let out = quiver()
-            .current_dir(&elsewhere)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_from(&elsewhere, &data, args);
     let (ok, _, err) = run(&["simulate", "--events", "20000", "--quiet"]);
     assert!(ok, "{err}");
     let (ok, out, err) = run(&[
@@ -293,12 +280,26 @@ fn tables_format_numbers_for_people_and_csv_stays_exact() {
 
 /// Runs quiver on `dir`; returns (success, stdout, stderr).
 pub fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = quiver()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    output_of(quiver().arg("--data-dir").arg(dir).args(args))
+}
+
+/// [`run_in`] from the working directory `cwd`.
+pub fn run_from(
+    cwd: &std::path::Path,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    output_of(
+        quiver()
+            .current_dir(cwd)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args),
+    )
+}
+
+fn output_of(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
