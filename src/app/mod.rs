@@ -6,6 +6,8 @@
 //!   advertised in the data dir ([`Advert`]).
 //! - [`Session`]: where queries go: an engine over the data dir, or the server
 //!   that holds it, or any server by URL.
+//! - [`explain`]: the explain report: gate decisions explained, with the
+//!   signal's fate and market.
 //! - [`insights`]: the insights report's queries, bound and run.
 //! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
 //!   retried one by one when they ran out of memory together, written to the
@@ -13,6 +15,7 @@
 //!
 //! `cli/` parses arguments, calls these, and prints.
 
+pub mod explain;
 pub mod insights;
 pub mod metrics_job;
 mod pipeline;

@@ -1018,3 +1018,113 @@ async fn every_number_in_insights_is_in_a_query_result() {
         assert!(!ok && err.contains("expected YYYY-MM-DD"), "{bad}: {err}");
     }
 }
+
+/// `quiver explain` (the app's explain report) and `analysis.gate_explanations`
+/// agree on every decision: the hand-worked fixture and two simulated days,
+/// signal by signal, on reason, margin, verdict, outcome and suggestion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_and_the_view_agree_on_every_decision() {
+    use quiver::app::Session;
+    use quiver::app::explain::{Subject, report};
+    use quiver::app::rows::{opt_floats, strings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut events = fixture();
+    events.extend(sim_events(23, 150));
+    let h = logged(&data, events).await;
+    let paths = shipped_paths();
+    let gates = paths.gates().unwrap();
+    h.engine
+        .install_definitions(Definitions::load(&paths).unwrap())
+        .unwrap();
+
+    let batches = h
+        .query(
+            "SELECT decision_id, signal_id, reason, margin, margin_pct, verdict, outcome, \
+                    suggestion, outcome_pnl_bps \
+             FROM analysis.gate_explanations",
+        )
+        .await;
+    let mut view = std::collections::BTreeMap::new();
+    for b in &batches {
+        let text = |c: &str| strings(b, c).unwrap();
+        let num = |c: &str| opt_floats(b, c).unwrap();
+        let (ids, signals, reasons, verdicts, outcomes, suggestions) = (
+            text("decision_id"),
+            text("signal_id"),
+            text("reason"),
+            text("verdict"),
+            text("outcome"),
+            text("suggestion"),
+        );
+        let (margins, pcts, pnls) = (num("margin"), num("margin_pct"), num("outcome_pnl_bps"));
+        for i in 0..b.num_rows() {
+            view.insert(
+                ids[i].clone(),
+                (
+                    signals[i].clone(),
+                    reasons[i].clone(),
+                    margins[i],
+                    pcts[i],
+                    verdicts[i].clone(),
+                    outcomes[i].clone(),
+                    suggestions[i].clone(),
+                    pnls[i],
+                ),
+            );
+        }
+    }
+    let signals: std::collections::BTreeSet<String> =
+        view.values().map(|row| row.0.clone()).collect();
+    assert!(view.len() > 500, "{} decisions", view.len());
+
+    let mut session = Session::Local {
+        store: h.store.clone(),
+        engine: h.engine.clone(),
+    };
+    let mut compared = 0;
+    let mut verdicts = std::collections::BTreeSet::new();
+    for signal in &signals {
+        let r = report(&mut session, &gates, Subject::Signal(signal))
+            .await
+            .unwrap_or_else(|e| panic!("signal {signal}: {e:#}"));
+        for d in &r.decisions {
+            let e = &d.explanation;
+            let (_, reason, margin, pct, verdict, outcome, suggestion, pnl) = view
+                .get(&d.decision_id)
+                .unwrap_or_else(|| panic!("{} is not in the view", d.decision_id));
+            let id = &d.decision_id;
+            assert_eq!(&e.reason, reason, "{id}: reason");
+            assert_eq!(Some(e.margin), *margin, "{id}: margin");
+            assert_eq!(e.margin_pct, *pct, "{id}: margin_pct");
+            assert_eq!(e.verdict.as_str(), verdict, "{id}: verdict");
+            assert_eq!(&e.outcome, outcome, "{id}: outcome");
+            assert_eq!(
+                e.suggestion.clone().unwrap_or_default(),
+                *suggestion,
+                "{id}: suggestion"
+            );
+            assert_eq!(e.pnl_bps, *pnl, "{id}: outcome P&L");
+            verdicts.insert(verdict.clone());
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared,
+        view.len(),
+        "every decision of the view was explained"
+    );
+    // The data has every verdict, so the agreement covers each way to reach one.
+    for v in [
+        "good_block",
+        "bad_block",
+        "good_pass",
+        "bad_pass",
+        "pending",
+    ] {
+        assert!(verdicts.contains(v), "no {v} decision: {verdicts:?}");
+    }
+    drop(session);
+    h.close();
+}
