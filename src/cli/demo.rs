@@ -8,8 +8,8 @@ use super::model_feed::ModelFeed;
 use crate::app::{Pipeline, shutdown_signal};
 use crate::config::Config;
 use crate::event::{Event, Ts};
-use crate::ingest::Logger;
-use crate::sim::Simulator;
+use crate::ingest::{Logger, LoggerStats};
+use crate::sim::{SimTotals, Simulator};
 use crate::store::registry::manifest_of;
 use crate::store::{Registry, Store};
 use anyhow::Context;
@@ -130,15 +130,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     // recorded (once per change) in the config history.
     let registry = Registry::open(&pipeline.store.data_dir)?;
     let feed = ModelFeed::start(registry)?;
-    let mut initial = sim.take_model_updates();
-    let first_ts = Ts(Ts::now().0 - i64::try_from(args.backfill.as_micros()).unwrap_or(0));
-    for m in &mut initial.trained {
-        m.trained_ts = first_ts;
-    }
-    for a in &mut initial.aliases {
-        a.ts = first_ts;
-    }
-    feed.send(initial, lake_manifest(&pipeline.store));
+    send_initial_models(&mut sim, &feed, &pipeline.store, args.backfill);
     let store = &pipeline.store;
     let mut feed_updates = |sim: &mut Simulator| {
         let updates = sim.take_model_updates();
@@ -150,12 +142,63 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     // during it still flushes instead of killing the process.
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let mut stopping = false; // set once, by a stop during the backfill
+    let (backfilled, stopping) =
+        backfill_unless_stopped(&mut sim, &pipeline, args, &mut stop, &mut feed_updates).await;
+    let started = Instant::now();
+    let produced = if stopping {
+        0
+    } else {
+        run_live(
+            &mut sim,
+            &pipeline,
+            args,
+            started,
+            &mut stop,
+            &mut feed_updates,
+        )
+        .await
+    };
+    println!("stopping: flushing and rolling the lake...");
+    feed.close().context("recording models in the registry")?;
+    server.stop().await?;
+    pipeline.logger.flush().await?;
+    let st = pipeline.logger.stats();
+    let totals = sim.totals.clone();
+    pipeline.close().await?;
+    print_summary(&st, &totals, produced + backfilled, started);
+    print_next_steps(data_dir);
+    Ok(())
+}
+
+/// Sends the initial model and its alias to the registry, dated to the start
+/// of the backfill (the simulator dates them 0).
+fn send_initial_models(sim: &mut Simulator, feed: &ModelFeed, store: &Store, backfill: Duration) {
+    let mut initial = sim.take_model_updates();
+    let first_ts = Ts(Ts::now().0 - i64::try_from(backfill.as_micros()).unwrap_or(0));
+    for m in &mut initial.trained {
+        m.trained_ts = first_ts;
+    }
+    for a in &mut initial.aliases {
+        a.ts = first_ts;
+    }
+    feed.send(initial, lake_manifest(store));
+}
+
+/// Backfills `--backfill` of history (none if it is zero) unless `stop`
+/// completes first. Returns the events logged and whether it stopped.
+async fn backfill_unless_stopped(
+    sim: &mut Simulator,
+    pipeline: &Pipeline,
+    args: &Args,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+    feed_updates: &mut impl FnMut(&mut Simulator),
+) -> (u64, bool) {
+    let mut stopping = false;
     let mut backfilled = 0;
     if !args.backfill.is_zero() {
         let t = Instant::now();
         tokio::select! {
-            n = backfill(&mut sim, &pipeline.logger, args.backfill, args.rate, &mut feed_updates) => {
+            n = backfill(sim, &pipeline.logger, args.backfill, args.rate, &mut *feed_updates) => {
                 backfilled = n;
                 println!(
                     "  backfilled {} of history: {n} events in {:.1}s",
@@ -163,20 +206,30 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
                     t.elapsed().as_secs_f64()
                 );
             }
-            _ = &mut stop => stopping = true,
+            _ = &mut *stop => stopping = true,
         }
     }
-    let started = Instant::now();
+    (backfilled, stopping)
+}
+
+/// Logs the bot's events live at `--rate` from `started`, until `stop`
+/// completes or `--duration` has passed, with a progress line every 5 s.
+/// Returns the events logged.
+async fn run_live(
+    sim: &mut Simulator,
+    pipeline: &Pipeline,
+    args: &Args,
+    started: Instant,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+    feed_updates: &mut impl FnMut(&mut Simulator),
+) -> u64 {
     let mut produced: u64 = 0;
     let mut buffer: Vec<Event> = Vec::new();
     let mut last_report = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     loop {
-        if stopping {
-            break;
-        }
         tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut *stop => break,
             _ = tick.tick() => {}
         }
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -186,7 +239,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         while produced < target {
             if buffer.is_empty() {
                 sim.cycle(Ts::now(), &mut buffer);
-                feed_updates(&mut sim);
+                feed_updates(sim);
                 buffer.reverse();
             }
             let Some(event) = buffer.pop() else { break };
@@ -195,31 +248,35 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
-            let st = pipeline.logger.stats();
-            let store = pipeline.store.stats();
-            println!(
-                "  {:>6.0}s  events {:>9}  accepted {:>9}  dropped {:>6}  queue {:>5.1}%  kill switch {}  lake files {}",
-                started.elapsed().as_secs_f64(),
-                produced,
-                st.accepted.total(),
-                st.dropped_total(),
-                st.fill() * 100.0,
-                if st.kill_switch_tripped {
-                    "TRIPPED"
-                } else {
-                    "armed"
-                },
-                store.lake_files,
-            );
+            print_progress(pipeline, started, produced);
         }
     }
-    println!("stopping: flushing and rolling the lake...");
-    feed.close().context("recording models in the registry")?;
-    server.stop().await?;
-    pipeline.logger.flush().await?;
+    produced
+}
+
+/// One progress line: events produced and what the logger and the lake did
+/// with them.
+fn print_progress(pipeline: &Pipeline, started: Instant, produced: u64) {
     let st = pipeline.logger.stats();
-    let totals = sim.totals.clone();
-    pipeline.close().await?;
+    let store = pipeline.store.stats();
+    println!(
+        "  {:>6.0}s  events {:>9}  accepted {:>9}  dropped {:>6}  queue {:>5.1}%  kill switch {}  lake files {}",
+        started.elapsed().as_secs_f64(),
+        produced,
+        st.accepted.total(),
+        st.dropped_total(),
+        st.fill() * 100.0,
+        if st.kill_switch_tripped {
+            "TRIPPED"
+        } else {
+            "armed"
+        },
+        store.lake_files,
+    );
+}
+
+/// The closing line: what was logged, and what the bot did.
+fn print_summary(st: &LoggerStats, totals: &SimTotals, logged: u64, started: Instant) {
     let win_rate = if totals.trades_closed > 0 {
         100.0 * totals.wins as f64 / totals.trades_closed as f64
     } else {
@@ -227,7 +284,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     };
     println!(
         "done: {} events logged ({} accepted, {} dropped, {} invalid) in {:.1}s; {} signals, {} trades ({win_rate:.1}% winners), {} blocked",
-        produced + backfilled,
+        logged,
         st.accepted.total(),
         st.dropped_total(),
         st.rejected_invalid.total(),
@@ -236,6 +293,10 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         totals.trades_opened,
         totals.blocked,
     );
+}
+
+/// Queries to try on the data the demo left in `data_dir`.
+fn print_next_steps(data_dir: String) {
     let dd = if data_dir.contains(' ') {
         format!("\"{data_dir}\"")
     } else {
@@ -256,5 +317,4 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     println!(
         "  quiver sql --data-dir {dd} \"SELECT * FROM analysis.gate_block_quality ORDER BY gate, mode\""
     );
-    Ok(())
 }

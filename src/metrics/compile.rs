@@ -225,193 +225,284 @@ pub fn compile_metrics(
     Ok(out)
 }
 
+/// Errors about one metric, each at the key that is wrong.
+#[derive(Clone, Copy)]
+struct MetricErr<'a> {
+    file: &'a Path,
+    metric: &'a str,
+}
+
+impl<'a> MetricErr<'a> {
+    fn at(self, key: &str, message: String) -> MetricsError {
+        MetricsError::key(self.file, Some(self.metric), key, message)
+    }
+
+    /// A DataFusion error at `key`, by its root cause.
+    fn df(self, key: &'static str) -> impl Fn(DataFusionError) -> MetricsError + 'a {
+        move |e| self.at(key, root(&e))
+    }
+}
+
+/// Compiles one metric; `compiled` holds the metrics before it in dependency
+/// order, which a derived metric reads.
 fn compile_metric(
     ctx: &SessionContext,
     file: &Path,
     def: &MetricDef,
     compiled: &HashMap<String, CompiledMetric>,
 ) -> Result<CompiledMetric, MetricsError> {
-    let err = |key: &str, message: String| MetricsError::key(file, Some(&def.name), key, message);
-    let df_err = |key: &'static str| move |e: DataFusionError| err(key, root(&e));
-    check_expr(&def.formula).map_err(|m| err("formula", m))?;
-    let (values, dims) = match &def.source {
+    let err = MetricErr {
+        file,
+        metric: &def.name,
+    };
+    check_expr(&def.formula).map_err(|m| err.at("formula", m))?;
+    let values = match &def.source {
         MetricSource::Table {
             schema,
             table,
             time,
-        } => {
-            let reference = TableReference::partial(schema.as_str(), table.as_str());
-            // Resolving a table reads in-memory schema providers only, so the
-            // future is ready at once.
-            let mut df = futures::executor::block_on(ctx.table(reference))
-                .map_err(|e| err("source", format!("`{schema}.{table}`: {}", root(&e))))?;
-            let day = match time {
-                None => datafusion::functions::expr_fn::current_date(),
-                Some(column) => {
-                    let field = df
-                        .schema()
-                        .field_with_unqualified_name(column)
-                        .map_err(|_| {
-                            err(
-                                "time",
-                                format!("`{schema}.{table}` has no column `{column}`"),
-                            )
-                        })?;
-                    match field.data_type() {
-                        DataType::Date32 => ident(column),
-                        DataType::Timestamp(..) | DataType::Date64 => {
-                            // Event tables carry their day as the partition
-                            // column `date`: grouping on it prunes files.
-                            let partition = df.schema().field_with_unqualified_name("date");
-                            match partition {
-                                Ok(f) if column == "ts" && f.data_type() == &DataType::Date32 => {
-                                    ident("date")
-                                }
-                                _ => cast(ident(column), DataType::Date32),
-                            }
-                        }
-                        other => {
-                            return Err(err(
-                                "time",
-                                format!("`{column}` is {other}, not a timestamp or date"),
-                            ));
-                        }
-                    }
-                }
-            };
-            if let Some(filter) = &def.filter {
-                check_expr(filter).map_err(|m| err("filter", m))?;
-                let predicate = df.parse_sql_expr(filter).map_err(df_err("filter"))?;
-                if !find_aggregate_exprs([&predicate]).is_empty() {
-                    return Err(err(
-                        "filter",
-                        "a filter picks rows; it cannot aggregate".into(),
-                    ));
-                }
-                df = df.filter(predicate).map_err(df_err("filter"))?;
-            }
-            for dimension in &def.dimensions {
-                if !df.schema().has_column_with_unqualified_name(dimension) {
-                    return Err(err(
-                        "dimensions",
-                        format!("`{schema}.{table}` has no column `{dimension}`"),
-                    ));
-                }
-            }
-            let formula = df.parse_sql_expr(&def.formula).map_err(df_err("formula"))?;
-            let aggregates = find_aggregate_exprs([&formula]);
-            if aggregates.is_empty() {
-                return Err(err(
-                    "formula",
-                    "must aggregate rows (e.g. avg(pnl_bps)): a metric is one value per day and dimension"
-                        .into(),
-                ));
-            }
-            // Aliases leave the columns unqualified above the aggregate, so
-            // the rendered SQL names no table outside its own scope.
-            let mut group = vec![day.alias("day")];
-            group.extend(
-                def.dimensions
-                    .iter()
-                    .map(|d| ident(d.as_str()).alias(d.as_str())),
-            );
-            let grouped = df
-                .aggregate(group, aggregates.clone())
-                .map_err(df_err("formula"))?;
-            let value = formula
-                .transform_down(|node| {
-                    if aggregates.contains(&node) {
-                        let column = expr_as_column_expr(&node, grouped.logical_plan())?;
-                        Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
-                    } else {
-                        Ok(Transformed::no(node))
-                    }
-                })
-                .map_err(df_err("formula"))?
-                .data;
-            let mut columns = vec![ident("day")];
-            columns.extend(def.dimensions.iter().map(|d| ident(d.as_str())));
-            columns.push(cast(value, DataType::Float64).alias("value"));
-            let values = grouped.select(columns).map_err(df_err("formula"))?;
-            (values, def.dimensions.clone())
-        }
-        MetricSource::Derived { inputs } => {
-            let mut joined: Option<DataFrame> = None;
-            let first = inputs.first().map(String::as_str).unwrap_or_default();
-            for input in inputs {
-                let Some(metric) = compiled.get(input) else {
-                    return Err(err("inputs", format!("no metric is named `{input}`")));
-                };
-                let mut columns = vec![ident("day")];
-                columns.extend(def.dimensions.iter().map(|d| ident(d.as_str())));
-                columns.push(ident("value").alias(input.as_str()));
-                let side = DataFrame::new(ctx.state(), metric.plan.clone())
-                    .select(columns)
-                    .and_then(|df| df.alias(input))
-                    .map_err(df_err("inputs"))?;
-                joined = Some(match joined {
-                    None => side,
-                    Some(left) => {
-                        let keys: Vec<String> = std::iter::once("day")
-                            .chain(def.dimensions.iter().map(String::as_str))
-                            .map(String::from)
-                            .collect();
-                        let left_keys: Vec<String> =
-                            keys.iter().map(|k| format!("{first}.{k}")).collect();
-                        let right_keys: Vec<String> =
-                            keys.iter().map(|k| format!("{input}.{k}")).collect();
-                        let l: Vec<&str> = left_keys.iter().map(String::as_str).collect();
-                        let r: Vec<&str> = right_keys.iter().map(String::as_str).collect();
-                        left.join(side, JoinType::Inner, &l, &r, None)
-                            .map_err(df_err("inputs"))?
-                    }
-                });
-            }
-            let Some(joined) = joined else {
-                return Err(err("inputs", "empty".into()));
-            };
-            let formula = joined
-                .parse_sql_expr(&def.formula)
-                .map_err(df_err("formula"))?;
-            if !find_aggregate_exprs([&formula]).is_empty() {
-                return Err(err(
-                    "formula",
-                    "a derived metric combines its inputs' values row by row; it cannot aggregate"
-                        .into(),
-                ));
-            }
-            let qualified =
-                |name: &str| Expr::Column(Column::new(Some(TableReference::bare(first)), name));
-            let mut columns = vec![qualified("day").alias("day")];
-            columns.extend(
-                def.dimensions
-                    .iter()
-                    .map(|d| qualified(d).alias(d.as_str())),
-            );
-            columns.push(cast(formula, DataType::Float64).alias("value"));
-            let values = joined.select(columns).map_err(df_err("formula"))?;
-            (values, def.dimensions.clone())
-        }
+        } => table_values(ctx, def, schema, table, time.as_deref(), err)?,
+        MetricSource::Derived { inputs } => derived_values(ctx, def, inputs, compiled, err)?,
     };
+    let plan = metric_plan(def, values, err)?;
+    let sql =
+        plan_sql(&plan).map_err(|e| err.at("formula", format!("rendering SQL: {}", root(&e))))?;
+    check_plans_back(ctx, &plan, &sql, err)?;
+    Ok(CompiledMetric {
+        def: def.clone(),
+        plan,
+        sql,
+    })
+}
+
+/// A table metric's values (columns day, dimensions, value): the source's
+/// rows, filtered, grouped by day and dimensions, the formula over each group.
+fn table_values(
+    ctx: &SessionContext,
+    def: &MetricDef,
+    schema: &str,
+    table: &str,
+    time: Option<&str>,
+    err: MetricErr<'_>,
+) -> Result<DataFrame, MetricsError> {
+    let reference = TableReference::partial(schema, table);
+    // Resolving a table reads in-memory schema providers only, so the
+    // future is ready at once.
+    let mut df = futures::executor::block_on(ctx.table(reference))
+        .map_err(|e| err.at("source", format!("`{schema}.{table}`: {}", root(&e))))?;
+    let day = day_expr(&df, schema, table, time, err)?;
+    if let Some(filter) = &def.filter {
+        df = filter_rows(df, filter, err)?;
+    }
+    for dimension in &def.dimensions {
+        if !df.schema().has_column_with_unqualified_name(dimension) {
+            return Err(err.at(
+                "dimensions",
+                format!("`{schema}.{table}` has no column `{dimension}`"),
+            ));
+        }
+    }
+    aggregate_formula(df, day, def, err)
+}
+
+/// The day a row falls on: its `time` column as a date, or today for a
+/// snapshot (`time: none`).
+fn day_expr(
+    df: &DataFrame,
+    schema: &str,
+    table: &str,
+    time: Option<&str>,
+    err: MetricErr<'_>,
+) -> Result<Expr, MetricsError> {
+    let Some(column) = time else {
+        return Ok(datafusion::functions::expr_fn::current_date());
+    };
+    let field = df
+        .schema()
+        .field_with_unqualified_name(column)
+        .map_err(|_| {
+            err.at(
+                "time",
+                format!("`{schema}.{table}` has no column `{column}`"),
+            )
+        })?;
+    match field.data_type() {
+        DataType::Date32 => Ok(ident(column)),
+        DataType::Timestamp(..) | DataType::Date64 => {
+            // Event tables carry their day as the partition column `date`:
+            // grouping on it prunes files.
+            let partition = df.schema().field_with_unqualified_name("date");
+            Ok(match partition {
+                Ok(f) if column == "ts" && f.data_type() == &DataType::Date32 => ident("date"),
+                _ => cast(ident(column), DataType::Date32),
+            })
+        }
+        other => Err(err.at(
+            "time",
+            format!("`{column}` is {other}, not a timestamp or date"),
+        )),
+    }
+}
+
+/// The rows `filter` picks; a filter may not aggregate.
+fn filter_rows(df: DataFrame, filter: &str, err: MetricErr<'_>) -> Result<DataFrame, MetricsError> {
+    check_expr(filter).map_err(|m| err.at("filter", m))?;
+    let predicate = df.parse_sql_expr(filter).map_err(err.df("filter"))?;
+    if !find_aggregate_exprs([&predicate]).is_empty() {
+        return Err(err.at("filter", "a filter picks rows; it cannot aggregate".into()));
+    }
+    df.filter(predicate).map_err(err.df("filter"))
+}
+
+/// Groups `df` by `day` and the dimensions and computes the formula, which
+/// must aggregate, over each group: columns day, dimensions, value.
+fn aggregate_formula(
+    df: DataFrame,
+    day: Expr,
+    def: &MetricDef,
+    err: MetricErr<'_>,
+) -> Result<DataFrame, MetricsError> {
+    let formula = df.parse_sql_expr(&def.formula).map_err(err.df("formula"))?;
+    let aggregates = find_aggregate_exprs([&formula]);
+    if aggregates.is_empty() {
+        return Err(err.at(
+            "formula",
+            "must aggregate rows (e.g. avg(pnl_bps)): a metric is one value per day and dimension"
+                .into(),
+        ));
+    }
+    // Aliases leave the columns unqualified above the aggregate, so
+    // the rendered SQL names no table outside its own scope.
+    let mut group = vec![day.alias("day")];
+    group.extend(
+        def.dimensions
+            .iter()
+            .map(|d| ident(d.as_str()).alias(d.as_str())),
+    );
+    let grouped = df
+        .aggregate(group, aggregates.clone())
+        .map_err(err.df("formula"))?;
+    let value = formula
+        .transform_down(|node| {
+            if aggregates.contains(&node) {
+                let column = expr_as_column_expr(&node, grouped.logical_plan())?;
+                Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })
+        .map_err(err.df("formula"))?
+        .data;
+    let mut columns = vec![ident("day")];
+    columns.extend(def.dimensions.iter().map(|d| ident(d.as_str())));
+    columns.push(cast(value, DataType::Float64).alias("value"));
+    grouped.select(columns).map_err(err.df("formula"))
+}
+
+/// A derived metric's values (columns day, dimensions, value): its inputs
+/// joined, the formula row by row, which may not aggregate.
+fn derived_values(
+    ctx: &SessionContext,
+    def: &MetricDef,
+    inputs: &[String],
+    compiled: &HashMap<String, CompiledMetric>,
+    err: MetricErr<'_>,
+) -> Result<DataFrame, MetricsError> {
+    let joined = join_inputs(ctx, def, inputs, compiled, err)?;
+    let first = inputs.first().map(String::as_str).unwrap_or_default();
+    let formula = joined
+        .parse_sql_expr(&def.formula)
+        .map_err(err.df("formula"))?;
+    if !find_aggregate_exprs([&formula]).is_empty() {
+        return Err(err.at(
+            "formula",
+            "a derived metric combines its inputs' values row by row; it cannot aggregate".into(),
+        ));
+    }
+    let qualified = |name: &str| Expr::Column(Column::new(Some(TableReference::bare(first)), name));
+    let mut columns = vec![qualified("day").alias("day")];
+    columns.extend(
+        def.dimensions
+            .iter()
+            .map(|d| qualified(d).alias(d.as_str())),
+    );
+    columns.push(cast(formula, DataType::Float64).alias("value"));
+    joined.select(columns).map_err(err.df("formula"))
+}
+
+/// The inputs' plans, each aliased by its name with its value renamed to it,
+/// inner-joined on day and dimensions (the first input's columns on the left).
+fn join_inputs(
+    ctx: &SessionContext,
+    def: &MetricDef,
+    inputs: &[String],
+    compiled: &HashMap<String, CompiledMetric>,
+    err: MetricErr<'_>,
+) -> Result<DataFrame, MetricsError> {
+    let mut joined: Option<DataFrame> = None;
+    let first = inputs.first().map(String::as_str).unwrap_or_default();
+    for input in inputs {
+        let Some(metric) = compiled.get(input) else {
+            return Err(err.at("inputs", format!("no metric is named `{input}`")));
+        };
+        let mut columns = vec![ident("day")];
+        columns.extend(def.dimensions.iter().map(|d| ident(d.as_str())));
+        columns.push(ident("value").alias(input.as_str()));
+        let side = DataFrame::new(ctx.state(), metric.plan.clone())
+            .select(columns)
+            .and_then(|df| df.alias(input))
+            .map_err(err.df("inputs"))?;
+        joined = Some(match joined {
+            None => side,
+            Some(left) => {
+                let keys: Vec<String> = std::iter::once("day")
+                    .chain(def.dimensions.iter().map(String::as_str))
+                    .map(String::from)
+                    .collect();
+                let left_keys: Vec<String> = keys.iter().map(|k| format!("{first}.{k}")).collect();
+                let right_keys: Vec<String> = keys.iter().map(|k| format!("{input}.{k}")).collect();
+                let l: Vec<&str> = left_keys.iter().map(String::as_str).collect();
+                let r: Vec<&str> = right_keys.iter().map(String::as_str).collect();
+                left.join(side, JoinType::Inner, &l, &r, None)
+                    .map_err(err.df("inputs"))?
+            }
+        });
+    }
+    joined.ok_or_else(|| err.at("inputs", "empty".into()))
+}
+
+/// The metric's view over its values: metric, day, dimensions, value, unit,
+/// status, target.
+fn metric_plan(
+    def: &MetricDef,
+    values: DataFrame,
+    err: MetricErr<'_>,
+) -> Result<LogicalPlan, MetricsError> {
     let mut columns = vec![lit(def.name.as_str()).alias("metric"), ident("day")];
-    columns.extend(dims.iter().map(|d| ident(d.as_str())));
+    columns.extend(def.dimensions.iter().map(|d| ident(d.as_str())));
     columns.push(ident("value"));
     columns.push(lit(def.unit.as_str()).alias("unit"));
     columns.push(status_expr(def.thresholds.as_ref()).alias("status"));
     columns.push(target_expr(def).alias("target"));
-    let plan = values
+    Ok(values
         .select(columns)
-        .map_err(df_err("formula"))?
-        .into_unoptimized_plan();
-    let sql =
-        plan_sql(&plan).map_err(|e| err("formula", format!("rendering SQL: {}", root(&e))))?;
-    // The SQL is what `metrics show` prints and what a client may run; it
-    // must mean the same plan. The unparser cannot render every form (e.g.
-    // `percentile_cont(p) WITHIN GROUP (ORDER BY x)`), so check it plans back
-    // to the same columns.
+        .map_err(err.df("formula"))?
+        .into_unoptimized_plan())
+}
+
+/// The SQL is what `metrics show` prints and what a client may run; it must
+/// mean the same plan. The unparser cannot render every form (e.g.
+/// `percentile_cont(p) WITHIN GROUP (ORDER BY x)`), so this checks that `sql`
+/// plans back to `plan`'s columns.
+fn check_plans_back(
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+    sql: &str,
+    err: MetricErr<'_>,
+) -> Result<(), MetricsError> {
     let replanned =
-        futures::executor::block_on(ctx.state().create_logical_plan(&sql)).map_err(|e| {
-            err(
+        futures::executor::block_on(ctx.state().create_logical_plan(sql)).map_err(|e| {
+            err.at(
                 "formula",
                 format!(
                     "compiles to SQL that does not plan back ({}); write it another way \
@@ -427,21 +518,17 @@ fn compile_metric(
             .map(|f| f.name().clone())
             .collect()
     };
-    if names(&replanned) != names(&plan) {
-        return Err(err(
+    if names(&replanned) != names(plan) {
+        return Err(err.at(
             "formula",
             format!(
                 "compiles to SQL whose columns ({}) differ from the plan's ({})",
                 names(&replanned).join(", "),
-                names(&plan).join(", ")
+                names(plan).join(", ")
             ),
         ));
     }
-    Ok(CompiledMetric {
-        def: def.clone(),
-        plan,
-        sql,
-    })
+    Ok(())
 }
 
 /// `no_data`, then `critical`, then `warning`, else `ok`.

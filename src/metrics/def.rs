@@ -359,9 +359,40 @@ impl MetricsFile {
     }
 }
 
+/// Validates one metric's spec into a [`MetricDef`]; an error names the key
+/// that is wrong. The checks run key by key: name and unit, expression sizes,
+/// dimensions, source, thresholds, targets.
 fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsError> {
     let name = spec.name.clone();
     let err = |key: &str, message: String| MetricsError::key(path, Some(&name), key, message);
+    validate_name_and_unit(&spec, &err)?;
+    validate_expr_sizes(&spec, &err)?;
+    let dimensions = validate_dimensions(&spec.dimensions, &err)?;
+    let source = validate_source(&spec, &err)?;
+    let thresholds = spec
+        .thresholds
+        .map(|t| validate_thresholds(t, &err))
+        .transpose()?;
+    validate_targets(&spec.targets, &dimensions, &err)?;
+    Ok(MetricDef {
+        name: spec.name,
+        description: spec.description,
+        unit: spec.unit,
+        source,
+        formula: spec.formula,
+        filter: spec.filter,
+        dimensions,
+        thresholds,
+        targets: spec.targets,
+    })
+}
+
+/// The name is a lower-case identifier that Quiver does not reserve; the unit
+/// is given and short.
+fn validate_name_and_unit(
+    spec: &MetricSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<(), MetricsError> {
     if !is_name(&spec.name) {
         return Err(err(
             "name",
@@ -377,6 +408,15 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
     if spec.unit.trim().is_empty() || spec.unit.len() > 32 {
         return Err(err("unit", "give a unit of at most 32 characters".into()));
     }
+    Ok(())
+}
+
+/// The formula and the filter are not empty and at most [`EXPR_BYTES_MAX`]
+/// long, checked before anything parses them.
+fn validate_expr_sizes(
+    spec: &MetricSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<(), MetricsError> {
     for (key, text) in [
         ("formula", Some(&spec.formula)),
         ("filter", spec.filter.as_ref()),
@@ -393,8 +433,16 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
             }
         }
     }
+    Ok(())
+}
+
+/// The dimensions as column names, each once, without `day`.
+fn validate_dimensions(
+    listed: &[String],
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<Vec<String>, MetricsError> {
     let mut dimensions: Vec<String> = Vec::new();
-    for dimension in &spec.dimensions {
+    for dimension in listed {
         // Every metric is cut by day; naming it is allowed and changes nothing.
         if dimension == "day" {
             continue;
@@ -410,148 +458,170 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
         }
         dimensions.push(dimension.clone());
     }
-    let source = match (spec.source, spec.inputs) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "inputs",
-                "give either source (a table) or inputs (other metrics), not both".into(),
-            ));
-        }
-        (None, None) => {
-            return Err(err(
-                "source",
-                "missing: give a source table or view, or inputs".into(),
-            ));
-        }
-        (Some(source), None) => {
-            let Some((schema, table)) = source.split_once('.') else {
-                return Err(err(
-                    "source",
-                    format!("`{source}`: write schema.table, e.g. events.trades"),
-                ));
-            };
-            if !SOURCE_SCHEMAS.contains(&schema) || !is_column_name(table) {
-                return Err(err(
-                    "source",
-                    format!(
-                        "`{source}`: a source is a table or view in one of {}",
-                        SOURCE_SCHEMAS.join(", ")
-                    ),
-                ));
-            }
-            let time = match spec.time.as_deref() {
-                None => Some("ts".to_string()),
-                Some("none") => None,
-                Some(column) if is_column_name(column) => Some(column.to_string()),
-                Some(column) => {
-                    return Err(err("time", format!("`{column}` is not a column name")));
-                }
-            };
-            if spec.filter.is_some() && spec.filter.as_deref() == Some("") {
-                return Err(err("filter", "empty".into()));
-            }
-            MetricSource::Table {
-                schema: schema.to_string(),
-                table: table.to_string(),
-                time,
-            }
-        }
-        (None, Some(inputs)) => {
-            if inputs.is_empty() {
-                return Err(err("inputs", "empty".into()));
-            }
-            if spec.filter.is_some() {
-                return Err(err(
-                    "filter",
-                    "a derived metric has no filter; filter its inputs".into(),
-                ));
-            }
-            if spec.time.is_some() {
-                return Err(err(
-                    "time",
-                    "a derived metric takes its days from its inputs".into(),
-                ));
-            }
-            for input in &inputs {
-                if !is_name(input) {
-                    return Err(err("inputs", format!("`{input}` is not a metric name")));
-                }
-            }
-            MetricSource::Derived { inputs }
+    Ok(dimensions)
+}
+
+/// Exactly one of `source` (a table) and `inputs` (other metrics).
+fn validate_source(
+    spec: &MetricSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<MetricSource, MetricsError> {
+    match (&spec.source, &spec.inputs) {
+        (Some(_), Some(_)) => Err(err(
+            "inputs",
+            "give either source (a table) or inputs (other metrics), not both".into(),
+        )),
+        (None, None) => Err(err(
+            "source",
+            "missing: give a source table or view, or inputs".into(),
+        )),
+        (Some(source), None) => table_source(source, spec, err),
+        (None, Some(inputs)) => derived_source(inputs, spec, err),
+    }
+}
+
+/// A table or view in one of [`SOURCE_SCHEMAS`], cut into days on `time`
+/// (default `ts`; `none` for a snapshot).
+fn table_source(
+    source: &str,
+    spec: &MetricSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<MetricSource, MetricsError> {
+    let Some((schema, table)) = source.split_once('.') else {
+        return Err(err(
+            "source",
+            format!("`{source}`: write schema.table, e.g. events.trades"),
+        ));
+    };
+    if !SOURCE_SCHEMAS.contains(&schema) || !is_column_name(table) {
+        return Err(err(
+            "source",
+            format!(
+                "`{source}`: a source is a table or view in one of {}",
+                SOURCE_SCHEMAS.join(", ")
+            ),
+        ));
+    }
+    let time = match spec.time.as_deref() {
+        None => Some("ts".to_string()),
+        Some("none") => None,
+        Some(column) if is_column_name(column) => Some(column.to_string()),
+        Some(column) => {
+            return Err(err("time", format!("`{column}` is not a column name")));
         }
     };
-    let thresholds = match spec.thresholds {
-        None => None,
-        Some(t) => {
-            if t.warning.is_none() && t.critical.is_none() {
-                return Err(err("thresholds", "give warning, critical or both".into()));
-            }
-            if t.warning.is_some_and(|v| !v.is_finite())
-                || t.critical.is_some_and(|v| !v.is_finite())
-            {
-                return Err(err(
-                    "thresholds",
-                    "thresholds must be finite numbers".into(),
-                ));
-            }
-            if let (Some(w), Some(c)) = (t.warning, t.critical) {
-                let ordered = match t.direction {
-                    Direction::Above => w <= c,
-                    Direction::Below => w >= c,
-                };
-                if !ordered {
-                    return Err(err(
-                        "thresholds",
-                        format!(
-                            "warning {w} must come before critical {c} when bad is {}",
-                            match t.direction {
-                                Direction::Above => "above",
-                                Direction::Below => "below",
-                            }
-                        ),
-                    ));
-                }
-            }
-            Some(Thresholds {
-                direction: t.direction,
-                warning: t.warning,
-                critical: t.critical,
-            })
-        }
-    };
-    if !spec.targets.is_empty() {
-        if !dimensions.iter().any(|d| d == "mode") {
-            return Err(err(
-                "targets",
-                "targets are per mode: add mode to dimensions".into(),
-            ));
-        }
-        for (mode, value) in &spec.targets {
-            if mode.parse::<crate::event::Mode>().is_err() {
-                return Err(err(
-                    "targets",
-                    format!("`{mode}` is not a mode (scalp, runner)"),
-                ));
-            }
-            if !value.is_finite() {
-                return Err(err(
-                    "targets",
-                    format!("target for {mode} must be a finite number"),
-                ));
-            }
+    if spec.filter.is_some() && spec.filter.as_deref() == Some("") {
+        return Err(err("filter", "empty".into()));
+    }
+    Ok(MetricSource::Table {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        time,
+    })
+}
+
+/// Other metrics by name; the days and the rows come from them, so no filter
+/// and no time column.
+fn derived_source(
+    inputs: &[String],
+    spec: &MetricSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<MetricSource, MetricsError> {
+    if inputs.is_empty() {
+        return Err(err("inputs", "empty".into()));
+    }
+    if spec.filter.is_some() {
+        return Err(err(
+            "filter",
+            "a derived metric has no filter; filter its inputs".into(),
+        ));
+    }
+    if spec.time.is_some() {
+        return Err(err(
+            "time",
+            "a derived metric takes its days from its inputs".into(),
+        ));
+    }
+    for input in inputs {
+        if !is_name(input) {
+            return Err(err("inputs", format!("`{input}` is not a metric name")));
         }
     }
-    Ok(MetricDef {
-        name: spec.name,
-        description: spec.description,
-        unit: spec.unit,
-        source,
-        formula: spec.formula,
-        filter: spec.filter,
-        dimensions,
-        thresholds,
-        targets: spec.targets,
+    Ok(MetricSource::Derived {
+        inputs: inputs.to_vec(),
     })
+}
+
+/// Warning, critical or both, finite, and in order for the bad direction.
+fn validate_thresholds(
+    t: ThresholdSpec,
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<Thresholds, MetricsError> {
+    if t.warning.is_none() && t.critical.is_none() {
+        return Err(err("thresholds", "give warning, critical or both".into()));
+    }
+    if t.warning.is_some_and(|v| !v.is_finite()) || t.critical.is_some_and(|v| !v.is_finite()) {
+        return Err(err(
+            "thresholds",
+            "thresholds must be finite numbers".into(),
+        ));
+    }
+    if let (Some(w), Some(c)) = (t.warning, t.critical) {
+        let ordered = match t.direction {
+            Direction::Above => w <= c,
+            Direction::Below => w >= c,
+        };
+        if !ordered {
+            return Err(err(
+                "thresholds",
+                format!(
+                    "warning {w} must come before critical {c} when bad is {}",
+                    match t.direction {
+                        Direction::Above => "above",
+                        Direction::Below => "below",
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(Thresholds {
+        direction: t.direction,
+        warning: t.warning,
+        critical: t.critical,
+    })
+}
+
+/// Targets are per mode, so only with the `mode` dimension; each names a mode
+/// and is finite.
+fn validate_targets(
+    targets: &BTreeMap<String, f64>,
+    dimensions: &[String],
+    err: &impl Fn(&str, String) -> MetricsError,
+) -> Result<(), MetricsError> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    if !dimensions.iter().any(|d| d == "mode") {
+        return Err(err(
+            "targets",
+            "targets are per mode: add mode to dimensions".into(),
+        ));
+    }
+    for (mode, value) in targets {
+        if mode.parse::<crate::event::Mode>().is_err() {
+            return Err(err(
+                "targets",
+                format!("`{mode}` is not a mode (scalp, runner)"),
+            ));
+        }
+        if !value.is_finite() {
+            return Err(err(
+                "targets",
+                format!("target for {mode} must be a finite number"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Orders metrics so each comes after its inputs; an unknown input or a
