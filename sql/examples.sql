@@ -1,6 +1,6 @@
 -- Win rate and average P&L by mode and regime (closed trades).
 SELECT mode, regime, count(*) AS trades,
-       round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 3) AS win_rate,
+       round(win_rate(pnl_bps), 3) AS win_rate,
        round(avg(pnl_bps), 2) AS avg_pnl_bps
 FROM trades WHERE kind = 'CLOSE'
 GROUP BY mode, regime ORDER BY mode, regime;

@@ -2,7 +2,7 @@
 -- median and total P&L in bps.
 SELECT mode,
        count(*) AS trades,
-       avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+       win_rate(pnl_bps) AS win_rate,
        avg(pnl_bps) AS avg_pnl_bps,
        median(pnl_bps) AS median_pnl_bps,
        sum(pnl_bps) AS total_pnl_bps

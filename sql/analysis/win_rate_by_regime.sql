@@ -2,7 +2,7 @@
 -- and mode: win rate, average and total P&L in bps.
 SELECT regime, mode,
        count(*) AS trades,
-       avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+       win_rate(pnl_bps) AS win_rate,
        avg(pnl_bps) AS avg_pnl_bps,
        sum(pnl_bps) AS total_pnl_bps
 FROM events.trades

@@ -31,40 +31,76 @@ pub struct Calibration {
     pub bins: Vec<ReliabilityBin>,
 }
 
-impl Calibration {
-    /// Calibration over `bins` equal-width bins. Pairs whose probability is
-    /// outside [0, 1] or not finite are skipped; None if none remain.
-    pub fn compute(pairs: &[(f64, bool)], bins: usize) -> Option<Self> {
+/// The running sums calibration is computed from, per bin: what the SQL
+/// aggregate `calibration(prob, label)` keeps per group and merges across
+/// partitions, and what [`Calibration::compute`] fills from a slice. The one
+/// definition of ECE, MCE and Brier is [`CalibrationSums::finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationSums {
+    pub count: Vec<u64>,
+    pub sum_predicted: Vec<f64>,
+    pub sum_observed: Vec<f64>,
+    /// Sum of squared errors over every pair.
+    pub squared_error: f64,
+}
+
+impl CalibrationSums {
+    /// Empty sums over `bins` equal-width bins (at least one).
+    pub fn new(bins: usize) -> Self {
         let bins = bins.max(1);
-        let mut count = vec![0u64; bins];
-        let mut sum_p = vec![0.0f64; bins];
-        let mut sum_y = vec![0.0f64; bins];
-        let mut brier = 0.0;
-        let mut n = 0u64;
-        for &(p, y) in pairs {
-            if !(0.0..=1.0).contains(&p) {
-                continue;
-            }
-            let y = f64::from(u8::from(y));
-            let b = ((p * bins as f64).floor() as usize).min(bins - 1);
-            count[b] += 1;
-            sum_p[b] += p;
-            sum_y[b] += y;
-            brier += (p - y).powi(2);
-            n += 1;
+        Self {
+            count: vec![0; bins],
+            sum_predicted: vec![0.0; bins],
+            sum_observed: vec![0.0; bins],
+            squared_error: 0.0,
         }
+    }
+
+    pub fn bins(&self) -> usize {
+        self.count.len()
+    }
+
+    /// Adds one prediction and its outcome. A probability outside [0, 1]
+    /// (or NaN) is skipped.
+    pub fn add(&mut self, p: f64, outcome: bool) {
+        if !(0.0..=1.0).contains(&p) {
+            return;
+        }
+        let bins = self.bins();
+        let y = f64::from(u8::from(outcome));
+        let b = ((p * bins as f64).floor() as usize).min(bins - 1);
+        self.count[b] += 1;
+        self.sum_predicted[b] += p;
+        self.sum_observed[b] += y;
+        self.squared_error += (p - y).powi(2);
+    }
+
+    /// Adds sums kept elsewhere (another partition's) over the same bins.
+    pub fn merge(&mut self, other: &CalibrationSums) {
+        for b in 0..self.bins().min(other.bins()) {
+            self.count[b] += other.count[b];
+            self.sum_predicted[b] += other.sum_predicted[b];
+            self.sum_observed[b] += other.sum_observed[b];
+        }
+        self.squared_error += other.squared_error;
+    }
+
+    /// The calibration the sums describe; `None` if no pair was added.
+    pub fn finish(&self) -> Option<Calibration> {
+        let n: u64 = self.count.iter().sum();
         if n == 0 {
             return None;
         }
+        let bins = self.bins();
         let mut ece = 0.0;
         let mut mce = 0.0_f64;
         let mut out = Vec::new();
         for b in 0..bins {
-            if count[b] == 0 {
+            if self.count[b] == 0 {
                 continue;
             }
-            let c = count[b] as f64;
-            let (avg_p, rate) = (sum_p[b] / c, sum_y[b] / c);
+            let c = self.count[b] as f64;
+            let (avg_p, rate) = (self.sum_predicted[b] / c, self.sum_observed[b] / c);
             let gap = (avg_p - rate).abs();
             ece += c / n as f64 * gap;
             mce = mce.max(gap);
@@ -72,18 +108,30 @@ impl Calibration {
                 bin: b,
                 lower: b as f64 / bins as f64,
                 upper: (b + 1) as f64 / bins as f64,
-                count: count[b],
+                count: self.count[b],
                 avg_predicted: avg_p,
                 observed_rate: rate,
             });
         }
-        Some(Self {
+        Some(Calibration {
             samples: n,
             ece,
             mce,
-            brier: brier / n as f64,
+            brier: self.squared_error / n as f64,
             bins: out,
         })
+    }
+}
+
+impl Calibration {
+    /// Calibration over `bins` equal-width bins. Pairs whose probability is
+    /// outside [0, 1] or not finite are skipped; None if none remain.
+    pub fn compute(pairs: &[(f64, bool)], bins: usize) -> Option<Self> {
+        let mut sums = CalibrationSums::new(bins);
+        for &(p, y) in pairs {
+            sums.add(p, y);
+        }
+        sums.finish()
     }
 }
 

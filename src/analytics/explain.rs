@@ -186,7 +186,7 @@ fn verdict(result: GateResult, outcome: Outcome) -> (Verdict, String) {
         };
         return (Verdict::Pending, text.to_string());
     };
-    let won = pnl > 0.0;
+    let won = crate::analytics::is_win(pnl);
     let made = if won {
         format!("made +{} bps", format_bps(pnl))
     } else if pnl == 0.0 {

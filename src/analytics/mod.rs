@@ -11,5 +11,5 @@ pub mod insights;
 mod stats;
 pub mod trace;
 
-pub use calibration::{Calibration, ReliabilityBin};
-pub use stats::{TradeStats, group_stats, max_drawdown};
+pub use calibration::{Calibration, CalibrationSums, ReliabilityBin};
+pub use stats::{TradeStats, group_stats, is_win, max_drawdown, win_rate};

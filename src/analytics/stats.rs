@@ -18,6 +18,18 @@ pub fn max_drawdown(returns: impl IntoIterator<Item = f64>) -> f64 {
     deepest
 }
 
+/// Whether a closed trade's net return counts as a win: above zero (break
+/// even is not a win). The one definition: [`TradeStats`], the gate verdicts
+/// and the SQL aggregate `win_rate(pnl)` of the metrics all call it.
+pub fn is_win(pnl_bps: f64) -> bool {
+    pnl_bps > 0.0
+}
+
+/// The share of `trades` that were wins; `None` without trades.
+pub fn win_rate(wins: u64, trades: u64) -> Option<f64> {
+    (trades > 0).then(|| wins as f64 / trades as f64)
+}
+
 /// Statistics of closed trades' net returns (bps), taken in exit order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TradeStats {
@@ -42,7 +54,7 @@ impl TradeStats {
     /// Statistics of `returns` (bps, in exit order).
     pub fn from_returns(returns: &[f64]) -> Self {
         let n = returns.len();
-        let wins = returns.iter().filter(|r| **r > 0.0).count() as u64;
+        let wins = returns.iter().filter(|r| is_win(**r)).count() as u64;
         let total: f64 = returns.iter().sum();
         let mean = (n > 0).then(|| total / n as f64);
         let median = (n > 0).then(|| {
@@ -68,7 +80,7 @@ impl TradeStats {
         Self {
             trades: n as u64,
             wins,
-            win_rate: (n > 0).then(|| wins as f64 / n as f64),
+            win_rate: win_rate(wins, n as u64),
             avg_return_bps: mean,
             median_return_bps: median,
             total_return_bps: total,

@@ -47,7 +47,7 @@ pub fn queries(day: NaiveDate) -> Vec<Query> {
         Query {
             name: REGIMES,
             sql: "SELECT regime, count(*) AS trades, \
-                        round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 3) AS win_rate, \
+                        round(win_rate(pnl_bps), 3) AS win_rate, \
                         round(sum(pnl_bps), 2) AS total_pnl_bps, \
                         round(avg(pnl_bps), 2) AS avg_pnl_bps \
                  FROM events.trades \

@@ -16,7 +16,7 @@ use crate::metrics::values::{
 };
 use crate::metrics::{Definitions, MetricDef};
 use crate::query::param;
-use crate::store::Layout;
+use crate::store::{LakeConfig, Layout};
 
 /// What one day came to.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub struct MetricsJob {
     session: Session,
     definitions: Definitions,
     lake_root: PathBuf,
+    /// The lake's writer settings (compression, row groups).
+    lake: LakeConfig,
     jobs: usize,
 }
 
@@ -54,6 +56,7 @@ impl MetricsJob {
             session,
             definitions,
             lake_root: Layout::new(&config.data_dir).lake(),
+            lake: config.store_config().lake,
             jobs,
         })
     }
@@ -130,10 +133,10 @@ impl MetricsJob {
         // Parquet encoding and fsyncs: off the async runtime.
         let values_batch = values::metric_values_batch(&day_values, now_us)?;
         let alerts_batch = values::alerts_batch(&alerts, now_us)?;
-        let root = self.lake_root.clone();
+        let (root, lake) = (self.lake_root.clone(), self.lake.clone());
         let values_path = tokio::task::spawn_blocking(move || {
-            let path = values::write_day(&root, METRIC_VALUES, day, &values_batch)?;
-            values::write_day(&root, ALERTS, day, &alerts_batch)?;
+            let path = values::write_day(&root, &lake, METRIC_VALUES, day, &values_batch)?;
+            values::write_day(&root, &lake, ALERTS, day, &alerts_batch)?;
             Ok::<_, String>(path)
         })
         .await?

@@ -247,7 +247,7 @@ async fn compare_in(
              JOIN opened o ON o.ts >= l.from_ts AND (l.to_ts IS NULL OR o.ts < l.to_ts) \
              JOIN closed c ON c.trade_id = o.trade_id) \
          SELECT model, regime, count(*) AS trades, \
-                round(avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END), 4) AS win_rate, \
+                round(win_rate(pnl_bps), 4) AS win_rate, \
                 round(avg(pnl_bps), 4) AS avg_pnl_bps, round(sum(pnl_bps), 4) AS total_pnl_bps \
          FROM taken GROUP BY GROUPING SETS ((model, regime), (model)) \
          ORDER BY model, regime NULLS LAST";

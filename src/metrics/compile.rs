@@ -75,6 +75,8 @@ pub const FUNCTIONS: &[&str] = &[
     "first_value",
     "last_value",
     "max_drawdown",
+    "win_rate",
+    "calibration",
     // scalars
     "abs",
     "coalesce",

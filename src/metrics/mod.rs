@@ -11,18 +11,22 @@
 
 pub mod analysis;
 pub mod builtin;
+mod calibration;
 pub mod compile;
 pub mod def;
 mod drawdown;
 pub mod values;
+mod win_rate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use analysis::Analysis;
+pub use calibration::{CALIBRATION_BINS, calibration_udaf};
 pub use compile::{CompiledMetric, check_expr, compile_metrics, plan_analyses, plan_sql};
 pub use def::{AlertRule, MetricDef, MetricSource, MetricsFile, Schedule, Severity, Status};
 pub use drawdown::max_drawdown_udaf;
+pub use win_rate::win_rate_udaf;
 
 /// What a definition error is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,5 +241,115 @@ impl Definitions {
             analyses,
             gates: Some(paths.gates()?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StructArray};
+    use arrow::datatypes::{DataType, Field, Float64Type, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    use super::{CALIBRATION_BINS, calibration_udaf, win_rate_udaf};
+    use crate::analytics::{Calibration, TradeStats};
+
+    /// The SQL aggregates and the Rust definitions give one number each, over
+    /// rows split across four partitions (so states are merged).
+    #[tokio::test]
+    async fn the_sql_aggregates_equal_the_analytics_definitions() {
+        let n = 997;
+        let pnl: Vec<f64> = (0..n)
+            .map(|i| ((i * 7919) % 113 - 56) as f64 * 0.37)
+            .collect();
+        let prob: Vec<f64> = (0..n)
+            .map(|i| ((i * 104_729) % 1001) as f64 / 1000.0)
+            .collect();
+        let label: Vec<f64> = (0..n)
+            .map(|i| f64::from(((i * 31) % 7 < 3) as u8))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pnl", DataType::Float64, true),
+            Field::new("p", DataType::Float64, true),
+            Field::new("label", DataType::Float64, true),
+        ]));
+        let partitions: Vec<Vec<RecordBatch>> = (0..4)
+            .map(|k| {
+                let part = |v: &[f64]| -> Arc<dyn Array> {
+                    Arc::new(Float64Array::from(
+                        v.iter().skip(k).step_by(4).copied().collect::<Vec<_>>(),
+                    ))
+                };
+                vec![
+                    RecordBatch::try_new(
+                        schema.clone(),
+                        vec![part(&pnl), part(&prob), part(&label)],
+                    )
+                    .unwrap(),
+                ]
+            })
+            .collect();
+        let ctx = SessionContext::new();
+        ctx.register_udaf(win_rate_udaf());
+        ctx.register_udaf(calibration_udaf());
+        ctx.register_table(
+            "t",
+            Arc::new(MemTable::try_new(schema, partitions).unwrap()),
+        )
+        .unwrap();
+        let batches = ctx
+            .sql("SELECT win_rate(pnl) AS w, calibration(p, label) AS c FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let batch = batches.iter().find(|b| b.num_rows() > 0).unwrap();
+        let w = batch.column(0).as_primitive::<Float64Type>().value(0);
+        let c: &StructArray = batch.column(1).as_struct();
+        let field = |name: &str| {
+            c.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .value(0)
+        };
+
+        let stats = TradeStats::from_returns(&pnl);
+        assert_eq!(Some(w), stats.win_rate);
+        let pairs: Vec<(f64, bool)> = prob
+            .iter()
+            .zip(&label)
+            .map(|(p, y)| (*p, *y == 1.0))
+            .collect();
+        let rust = Calibration::compute(&pairs, CALIBRATION_BINS).unwrap();
+        assert!(rust.ece > 0.01 && rust.brier > 0.1, "{rust:?}");
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(
+            close(field("ece"), rust.ece),
+            "{} vs {}",
+            field("ece"),
+            rust.ece
+        );
+        assert!(
+            close(field("mce"), rust.mce),
+            "{} vs {}",
+            field("mce"),
+            rust.mce
+        );
+        assert!(
+            close(field("brier"), rust.brier),
+            "{} vs {}",
+            field("brier"),
+            rust.brier
+        );
+        let samples = c.column_by_name("samples").unwrap();
+        assert_eq!(
+            samples
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            rust.samples as i64
+        );
     }
 }

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::def::{AlertRule, MetricDef, Schedule, Status};
+use crate::store::LakeConfig;
+use crate::store::lake::{parquet, partition};
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Float64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondArray,
@@ -13,11 +16,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{Datelike, NaiveDate, Weekday};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-
-use super::def::{AlertRule, MetricDef, Schedule, Status};
 
 pub const METRIC_VALUES: &str = "metric_values";
 pub const ALERTS: &str = "alerts";
@@ -306,33 +304,20 @@ pub fn alerts_batch(
     )
 }
 
-/// Replaces `<lake>/<table>/date=<date>/<table>.parquet` with `batch`
-/// (zstd), atomically and durably: a reader sees the old day or the new
-/// one, never a mix or a torn file. Returns the path written.
+/// Replaces the day's file of `table` ([`partition::day_file`]) with
+/// `batch`, with the lake's writer ([`parquet::write_replacing`]): a reader
+/// sees the old day or the new one, never a mix or a torn file. Returns the
+/// path written.
 pub fn write_day(
     lake_root: &Path,
+    lake: &LakeConfig,
     table: &str,
     date: NaiveDate,
     batch: &RecordBatch,
 ) -> Result<PathBuf, String> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-        ))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
-    let path = lake_root
-        .join(table)
-        .join(format!("date={}", date.format("%Y-%m-%d")))
-        .join(format!("{table}.parquet"));
-    crate::store::fsio::write_atomic(&path, |file| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
-            .map_err(std::io::Error::other)?;
-        writer.write(batch).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })
-    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let path = partition::day_file(lake_root, table, date);
+    parquet::write_replacing(&path, batch, &parquet::derived_writer_properties(lake))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(path)
 }
 

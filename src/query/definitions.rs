@@ -92,7 +92,7 @@ fn lake_table(
     table: &str,
     schema: arrow::datatypes::SchemaRef,
 ) -> Result<Arc<dyn TableProvider>> {
-    let dir = lake_root.join(table);
+    let dir = crate::store::lake::partition::table_dir(lake_root, table);
     std::fs::create_dir_all(&dir).map_err(|e| DataFusionError::External(Box::new(e)))?;
     let dir = dir
         .canonicalize()

@@ -33,19 +33,21 @@ const VIEWS: &[(&str, &str)] = &[
                 count(*) AS samples,
                 avg(predicted_prob) AS avg_predicted,
                 avg(CAST(label AS DOUBLE)) AS observed_rate,
-                avg(power(predicted_prob - label, 2)) AS brier
+                calibration(predicted_prob, CAST(label AS DOUBLE))['brier'] AS brier
          FROM learning.prediction_outcomes
          GROUP BY model_id, day, CAST(least(floor(predicted_prob * 10), 9) AS INT)",
     ),
     (
-        // ECE (sample-weighted gap), MCE (largest gap) and Brier per model and day.
+        // ECE (sample-weighted gap), MCE (largest gap) and Brier per model
+        // and day, by the `calibration` aggregate (analytics::CalibrationSums,
+        // the definition `models compare` uses too).
         "calibration",
-        "SELECT model_id, day, sum(samples) AS samples,
-                sum(samples * abs(avg_predicted - observed_rate)) / sum(samples) AS ece,
-                max(abs(avg_predicted - observed_rate)) AS mce,
-                sum(brier * samples) / sum(samples) AS brier
-         FROM learning.calibration_bins
-         GROUP BY model_id, day",
+        "SELECT model_id, day, c['samples'] AS samples, c['ece'] AS ece,
+                c['mce'] AS mce, c['brier'] AS brier
+         FROM (SELECT model_id, day,
+                      calibration(predicted_prob, CAST(label AS DOUBLE)) AS c
+               FROM learning.prediction_outcomes
+               GROUP BY model_id, day)",
     ),
     (
         // How well each model's predictions did in each regime.
@@ -53,7 +55,7 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT o.model_id, s.regime, count(*) AS predictions,
                 avg(o.predicted_prob) AS avg_predicted,
                 avg(CAST(o.label AS DOUBLE)) AS win_rate,
-                avg(power(o.predicted_prob - o.label, 2)) AS brier
+                calibration(o.predicted_prob, CAST(o.label AS DOUBLE))['brier'] AS brier
          FROM learning.prediction_outcomes o
          JOIN events.signals s ON s.signal_id = o.signal_id
          GROUP BY o.model_id, s.regime",
@@ -62,7 +64,7 @@ const VIEWS: &[(&str, &str)] = &[
         // Closed trades by the model that scored their signal, per regime.
         "trade_performance_by_model",
         "SELECT s.model_id, t.regime, count(*) AS trades,
-                avg(CASE WHEN t.pnl_bps > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+                win_rate(t.pnl_bps) AS win_rate,
                 avg(t.pnl_bps) AS avg_pnl_bps,
                 sum(t.pnl_bps) AS total_pnl_bps
          FROM journal.v_closed_trades t

@@ -173,6 +173,8 @@ impl QueryEngine {
             .with_target_partitions(config.target_partitions.max(1));
         let ctx = SessionContext::new_with_config_rt(session, runtime);
         ctx.register_udaf(crate::metrics::max_drawdown_udaf());
+        ctx.register_udaf(crate::metrics::win_rate_udaf());
+        ctx.register_udaf(crate::metrics::calibration_udaf());
         // The built-in templates until definitions (with their gates file)
         // are installed.
         ctx.register_udf(

@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::{LakeConfig, LakeError};
@@ -38,22 +38,52 @@ pub fn file_columns(batch: &RecordBatch) -> Vec<usize> {
         .collect()
 }
 
-/// Spelled out: parquet-rs writes uncompressed unless told.
-pub fn writer_properties(config: &LakeConfig) -> WriterProperties {
+/// What every lake file shares. Spelled out: parquet-rs writes uncompressed
+/// unless told.
+fn lake_properties(config: &LakeConfig) -> WriterPropertiesBuilder {
     let level = ZstdLevel::try_new(config.zstd_level).unwrap_or_default();
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(config.row_group_rows_max))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("quiver {}", env!("CARGO_PKG_VERSION")))
+}
+
+/// The properties of an event table's files.
+pub fn writer_properties(config: &LakeConfig) -> WriterProperties {
+    lake_properties(config)
         // Files are sorted by ts (column 1 of the file schema).
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 1,
             descending: false,
             nulls_first: false,
         }]))
-        .set_created_by(format!("quiver {}", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// The properties of a derived table's files (metric values, alerts): the
+/// same compression and row groups, no sort order.
+pub fn derived_writer_properties(config: &LakeConfig) -> WriterProperties {
+    lake_properties(config).build()
+}
+
+/// Replaces the file at `path` with `batch`, atomically and durably
+/// ([`fsio::write_atomic`]): a reader sees the old file or the new one, never
+/// a mix or a torn file. For derived tables, whose day is recomputed whole.
+pub fn write_replacing(
+    path: &Path,
+    batch: &RecordBatch,
+    props: &WriterProperties,
+) -> Result<(), LakeError> {
+    fsio::write_atomic(path, |file| {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props.clone()))
+            .map_err(std::io::Error::other)?;
+        writer.write(batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+    .map_err(|e| to_lake_error(path, e))
 }
 
 fn to_lake_error(path: &Path, e: std::io::Error) -> LakeError {

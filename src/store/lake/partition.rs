@@ -57,11 +57,26 @@ pub fn decode_symbol(value: &str) -> Option<String> {
     String::from_utf8(out).ok().filter(|s| is_valid_symbol(s))
 }
 
+/// `<root>/<table>`: every file of one lake table is under it.
+pub fn table_dir(root: &Path, table: &str) -> PathBuf {
+    root.join(table)
+}
+
+/// `<root>/<table>/date=YYYY-MM-DD`.
+pub fn date_dir(root: &Path, table: &str, date: NaiveDate) -> PathBuf {
+    table_dir(root, table).join(format!("date={}", date.format("%Y-%m-%d")))
+}
+
 /// `<root>/<table>/date=.../symbol=...`.
 pub fn partition_dir(root: &Path, table: Table, date: NaiveDate, symbol: &str) -> PathBuf {
-    root.join(table.name())
-        .join(format!("date={}", date.format("%Y-%m-%d")))
-        .join(format!("symbol={}", encode_symbol(symbol)))
+    date_dir(root, table.name(), date).join(format!("symbol={}", encode_symbol(symbol)))
+}
+
+/// The one file of a day of a table derived from events (`metric_values`,
+/// `alerts`): `<root>/<table>/date=.../<table>.parquet`, replaced whole when
+/// the day is computed again.
+pub fn day_file(root: &Path, table: &str, date: NaiveDate) -> PathBuf {
+    date_dir(root, table, date).join(format!("{table}.parquet"))
 }
 
 /// A new, never used file name for rows of sequences `from..=to`.
