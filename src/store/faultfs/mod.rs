@@ -1,4 +1,4 @@
-//! A fault-injecting [`FileSystem`] for tests, after SQLite's crash-simulating VFS.
+//! A fault-injecting [`FileSystem`](crate::store::FileSystem) for tests, after SQLite's crash-simulating VFS.
 //!
 //! [`FaultFs`] runs the storage code on a real directory and records what a
 //! power loss could take away: for every file it created, how many bytes a
@@ -23,104 +23,27 @@
 //! Rule breaches it sees (a write or fsync on a file whose fsync failed, a
 //! case-insensitive name collision) are recorded as [`FaultFs::violations`].
 //!
-//! Only operations through the [`FileSystem`] port are tracked: DuckDB and
+//! Only operations through the [`FileSystem`](crate::store::FileSystem) port are tracked: DuckDB and
 //! SQLite do their own I/O and their own fsyncs, and are left as they are.
+//!
+//! | file | holds |
+//! |---|---|
+//! | [`faults`] | what to inject: [`FaultConfig`], [`Fault`], the crash point |
+//! | `ops` | the [`FileSystem`](crate::store::FileSystem) operations, each checked and tracked |
+//! | `durable` | the durable state a power loss reverts to |
+
+mod durable;
+pub mod faults;
+mod ops;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::fsio::{FileSystem, FsFile};
-
-const ENOSPC: i32 = 28;
-const EIO: i32 = 5;
-
-/// What a fault or crash fails with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Errno {
-    NoSpace,
-    Io,
-}
-
-impl Errno {
-    fn error(self) -> io::Error {
-        match self {
-            Errno::NoSpace => io::Error::from_raw_os_error(ENOSPC),
-            Errno::Io => io::Error::from_raw_os_error(EIO),
-        }
-    }
-}
-
-/// The operations a fault can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    Create,
-    Write,
-    SyncFile,
-    SyncDir,
-    Rename,
-    Link,
-    Remove,
-    CreateDir,
-}
-
-/// Fail the `nth` (1-based) operation of kind `op` whose path contains
-/// `path_contains`, and the `repeat - 1` matching ones after it.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    pub op: Op,
-    pub path_contains: String,
-    pub nth: u64,
-    pub repeat: u64,
-    pub errno: Errno,
-}
-
-impl Fault {
-    pub fn once(op: Op, path_contains: &str, nth: u64, errno: Errno) -> Self {
-        Self {
-            op,
-            path_contains: path_contains.to_string(),
-            nth,
-            repeat: 1,
-            errno,
-        }
-    }
-}
-
-/// What happens at the crash point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashAction {
-    /// Put the disk into its durable state and exit the process (status 86).
-    PowerLossAndExit,
-    /// Fail every later operation with EIO; call [`FaultFs::power_loss`] yourself.
-    Freeze,
-}
-
-/// The exit status of a process that crashed at its crash point.
-pub const CRASH_EXIT_CODE: i32 = 86;
-
-#[derive(Debug, Clone, Default)]
-pub struct FaultConfig {
-    /// Crash at this sync (1-based, file and directory syncs counted together).
-    pub crash_at_sync: Option<u64>,
-    pub crash_action: Option<CrashAction>,
-    /// Syncs succeed but make nothing durable: a machine where fsync does
-    /// nothing. At a power loss the files this layer does not track (DuckDB's,
-    /// SQLite's) are then put back as they were when it started, too.
-    pub ignore_sync: bool,
-    /// Record names that differ only by ASCII case from a sibling.
-    pub case_insensitive: bool,
-    /// At a power loss, keep half of each file's unsynced tail (a torn write)
-    /// instead of none of it.
-    pub torn_tails: bool,
-    /// Print each rule breach as a `VIOLATION ...` line on stdout as it happens
-    /// (for a child process whose parent checks).
-    pub print_violations: bool,
-    pub faults: Vec<Fault>,
-}
+pub use faults::{CRASH_EXIT_CODE, CrashAction, Errno, Fault, FaultConfig, Op};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
@@ -373,297 +296,14 @@ impl State {
     fn is_linked(&self, id: u64) -> bool {
         self.live.values().any(|e| *e == Entry::File(id))
     }
-
-    /// Moves a file about to lose its last name into the graveyard.
-    fn bury(&mut self, path: &Path, id: u64) -> io::Result<()> {
-        let grave = self.graveyard.join(id.to_string());
-        fs::rename(path, &grave)?;
-        self.graves.insert(id, grave);
-        Ok(())
-    }
-
-    /// Where the bytes of file `id` can be read now.
-    fn bytes_of(&self, id: u64) -> Option<PathBuf> {
-        self.live
-            .iter()
-            .find(|(_, e)| **e == Entry::File(id))
-            .map(|(p, _)| p.clone())
-            .or_else(|| self.graves.get(&id).cloned())
-    }
-
-    fn revert_to_durable(&mut self) -> io::Result<()> {
-        // The durable tree: a path is durable if its parent's last fsync
-        // listed it and the parent itself is durable (or is a root).
-        let roots: Vec<PathBuf> = self
-            .durable
-            .keys()
-            .filter(|d| {
-                d.parent()
-                    .is_none_or(|p| !self.durable.contains_key(p) && !self.live.contains_key(*d))
-            })
-            .cloned()
-            .collect();
-        let mut want: BTreeMap<PathBuf, Entry> = BTreeMap::new();
-        let mut stack = roots.clone();
-        while let Some(dir) = stack.pop() {
-            if let Some(entries) = self.durable.get(&dir) {
-                for (name, entry) in entries {
-                    let path = dir.join(name);
-                    if *entry == Entry::Dir {
-                        stack.push(path.clone());
-                    }
-                    want.insert(path, *entry);
-                }
-            }
-        }
-        // Copy out the durable bytes of every file that must be restored.
-        let mut contents: HashMap<u64, Vec<u8>> = HashMap::new();
-        for (path, entry) in &want {
-            if let Entry::File(id) = entry
-                && self.live.get(path) != Some(entry)
-                && !contents.contains_key(id)
-            {
-                let durable_len = self.files.get(id).map_or(0, |f| f.durable_len) as usize;
-                let mut bytes = match self.bytes_of(*id) {
-                    Some(p) => fs::read(&p).unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                bytes.truncate(durable_len);
-                contents.insert(*id, bytes);
-            }
-        }
-        // Remove what the durable tree does not hold (deepest first).
-        let live: Vec<(PathBuf, Entry)> = self.live.iter().map(|(p, e)| (p.clone(), *e)).collect();
-        for (path, entry) in live.iter().rev() {
-            if want.get(path) != Some(entry) {
-                match entry {
-                    Entry::Dir if !want.contains_key(path) => {
-                        let _ = fs::remove_dir_all(path);
-                    }
-                    Entry::Dir => {}
-                    Entry::File(_) => {
-                        let _ = fs::remove_file(path);
-                    }
-                }
-            }
-        }
-        // Recreate the durable tree (shallowest first): restored entries get
-        // their durable bytes, files written here lose their unsynced tail.
-        for (path, entry) in &want {
-            match entry {
-                Entry::Dir => fs::create_dir_all(path)?,
-                Entry::File(id) if self.live.get(path) == Some(entry) => {
-                    if let Some(f) = self.files.get(id)
-                        && f.created_here
-                        && f.live_len > f.durable_len
-                    {
-                        let keep = if self.config.torn_tails {
-                            f.durable_len + (f.live_len - f.durable_len) / 2
-                        } else {
-                            f.durable_len
-                        };
-                        OpenOptions::new().write(true).open(path)?.set_len(keep)?;
-                    }
-                }
-                Entry::File(id) => {
-                    if let Some(parent) = path.parent() {
-                        fs::create_dir_all(parent)?;
-                    }
-                    let mut file = OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .open(path)?;
-                    file.write_all(contents.get(id).map_or(&[][..], Vec::as_slice))?;
-                    file.sync_all()?;
-                }
-            }
-        }
-        self.live = want;
-        if let Some(start) = &self.untracked_at_start {
-            // No fsync anywhere: the other programs' files are lost as well.
-            for path in all_files(&self.root) {
-                if self.live.contains_key(&path) {
-                    continue;
-                }
-                match start.get(&path) {
-                    Some(bytes) => fs::write(&path, bytes)?,
-                    None => fs::remove_file(&path)?,
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(all_files(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-struct FaultFile {
-    fs: FaultFs,
-    id: u64,
-    path: PathBuf,
-    file: File,
-}
-
-impl Write for FaultFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut s = lock(&self.fs.state);
-        self.fs.check(&mut s, Op::Write, &self.path)?;
-        if s.files.get(&self.id).is_some_and(|f| f.failed) {
-            s.violations.push(format!(
-                "write after a failed fsync: {}",
-                self.path.display()
-            ));
-        }
-        let n = self.file.write(buf)?;
-        if let Some(f) = s.files.get_mut(&self.id) {
-            f.live_len += n as u64;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl FaultFile {
-    fn sync(&mut self) -> io::Result<()> {
-        let fs = self.fs.clone();
-        let mut s = lock(&fs.state);
-        if s.files.get(&self.id).is_some_and(|f| f.failed) {
-            s.violations.push(format!(
-                "fsync after a failed fsync: {}",
-                self.path.display()
-            ));
-        }
-        fs.sync_point(&mut s)?;
-        if let Err(e) = fs.check(&mut s, Op::SyncFile, &self.path) {
-            // The worst case: the dirty bytes are gone (the kernel dropped the
-            // pages) and the error is cleared.
-            if let Some(f) = s.files.get_mut(&self.id) {
-                f.failed = true;
-                f.live_len = f.durable_len;
-                let _ = self.file.set_len(f.durable_len);
-            }
-            return Err(e);
-        }
-        self.file.sync_data()?;
-        if !s.config.ignore_sync
-            && let Some(f) = s.files.get_mut(&self.id)
-        {
-            f.durable_len = f.live_len;
-        }
-        Ok(())
-    }
-}
-
-impl FsFile for FaultFile {
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.sync()
-    }
-    fn sync_all(&mut self) -> io::Result<()> {
-        self.sync()
-    }
-}
-
-impl FileSystem for FaultFs {
-    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let mut s = lock(&self.state);
-        self.check(&mut s, Op::Create, path)?;
-        Self::note_collision(&mut s, path);
-        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        let id = s.new_file(0);
-        if let Some(f) = s.files.get_mut(&id) {
-            f.created_here = true;
-        }
-        s.live.insert(path.to_path_buf(), Entry::File(id));
-        Ok(Box::new(FaultFile {
-            fs: self.clone(),
-            id,
-            path: path.to_path_buf(),
-            file,
-        }))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = lock(&self.state);
-        self.check(&mut s, Op::Rename, from)?;
-        Self::note_collision(&mut s, to);
-        let moved = s.live.get(from).copied();
-        if let Some(Entry::File(old)) = s.live.get(to).copied() {
-            s.live.remove(to);
-            if !s.is_linked(old) {
-                s.bury(to, old)?;
-            }
-        }
-        fs::rename(from, to)?;
-        s.live.remove(from);
-        if let Some(entry) = moved {
-            s.live.insert(to.to_path_buf(), entry);
-        }
-        Ok(())
-    }
-
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = lock(&self.state);
-        self.check(&mut s, Op::Link, to)?;
-        Self::note_collision(&mut s, to);
-        fs::hard_link(from, to)?;
-        if let Some(entry) = s.live.get(from).copied() {
-            s.live.insert(to.to_path_buf(), entry);
-        }
-        Ok(())
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut s = lock(&self.state);
-        self.check(&mut s, Op::Remove, path)?;
-        match s.live.remove(path) {
-            Some(Entry::File(id)) if !s.is_linked(id) => s.bury(path, id),
-            _ => fs::remove_file(path),
-        }
-    }
-
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        let mut s = lock(&self.state);
-        self.check(&mut s, Op::CreateDir, path)?;
-        Self::note_collision(&mut s, path);
-        fs::create_dir(path)?;
-        s.live.insert(path.to_path_buf(), Entry::Dir);
-        s.durable.entry(path.to_path_buf()).or_default();
-        Ok(())
-    }
-
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let mut s = lock(&self.state);
-        self.sync_point(&mut s)?;
-        self.check(&mut s, Op::SyncDir, path)?;
-        File::open(path)?.sync_all()?;
-        if !s.config.ignore_sync {
-            let entries = s.entries_of(path);
-            s.durable.insert(path.to_path_buf(), entries);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
+    use super::faults::EIO;
     use super::*;
+    use crate::store::fsio::FileSystem;
     use crate::store::fsio::{create_dir_durable, publish_new};
 
     fn setup(config: FaultConfig) -> (tempfile::TempDir, PathBuf, FaultFs) {
