@@ -176,7 +176,7 @@ pub struct Store {
     feed: Arc<WalFeed>,
     wal_seq: Arc<AtomicU64>,
     lake_tx: Option<SyncSender<lake::LakeRequest>>,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
+    threads: ConsumerThreads,
     _lock: File,
 }
 
@@ -234,101 +234,23 @@ impl Store {
     /// their own positions, and waits until the hot store has applied the WAL.
     pub fn open(config: StoreConfig) -> Result<(Store, StoreSink), StoreError> {
         let fs = config.fs.clone();
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        fsio::create_dir_durable(fs.as_ref(), &config.data_dir).map_err(io(&config.data_dir))?;
-        // Absolute paths from here on: the lake's files are read through an
-        // object store rooted at `/`, and messages should say where things are.
-        let dir = &std::fs::canonicalize(&config.data_dir).map_err(io(&config.data_dir))?;
+        let dir = &create_data_dir(fs.as_ref(), &config.data_dir)?;
         let lock = lock_data_dir(dir)?;
         let layout = Layout::new(dir);
         let status = Arc::new(StoreStatus::default());
         let wal_dir = layout.wal();
-        let quarantine = layout.quarantine();
-        let wal_scan = WalScan::run(&wal_dir, fs.as_ref(), &quarantine.join("wal"))?;
-        let (conn, hot_shared) = hot::open(&layout.hot())?;
-        let lake_root = layout.lake();
-        let available = |lake_seq: u64| {
-            let mut seqs = hot_shared
-                .seqs_above(lake_seq)
-                .map_err(|e| lake::LakeError::Hot(Box::new(e)))?;
-            for &(a, b) in wal_scan.coverage.ranges() {
-                seqs.insert(a, b);
-            }
-            Ok(seqs)
-        };
-        let (log, lake_shared) = lake::open(&lake_root, &quarantine, fs.clone(), &available)?;
-        let journal = Journal::open(&layout.journal())?;
-        let journal_shared = Arc::new(JournalShared::default());
-        let journal_seq = journal.applied_seq()?;
-        journal_shared
-            .applied_seq
-            .store(journal_seq, Ordering::Release);
-        journal_shared
-            .persisted_seq
-            .store(journal_seq, Ordering::Release);
+        let wal_scan = WalScan::run(&wal_dir, fs.as_ref(), &layout.quarantine().join("wal"))?;
+        let consumers = Consumers::open(&layout, &fs, &wal_scan)?;
         // Created here so that readers (the query engine, the CLI) find it.
         drop(Registry::open(dir)?);
 
-        let hot_seq = hot_shared.applied_seq.load(Ordering::Acquire);
-        let lake_seq = log.state().lake_seq;
         // Everything up to here is durable somewhere; the next write follows it.
-        let last_seq = wal_scan
-            .max_seq()
-            .max(hot_seq)
-            .max(lake_seq)
-            .max(journal_seq);
+        let last_seq = wal_scan.max_seq().max(consumers.last_seq());
         let feed = WalFeed::new(&wal_dir, last_seq, config.feed_bytes_max);
-        let mut lake_writer = lake::LakeWriter::new(lake::writer::LakeWriterParts {
-            root: lake_root,
-            quarantine_root: quarantine,
-            config: config.lake.clone(),
-            fs: fs.clone(),
-            shared: lake_shared.clone(),
-            log,
-            hot: hot_shared.clone(),
-            status: status.clone(),
-        });
-        if let Err(e) = lake_writer.check_holes() {
-            tracing::error!(error = %e, "checking the lake against the hot store failed; rows the lake lacks may be hidden until the next start");
-        }
-        let follower = journal::JournalFollower {
-            journal,
-            shared: journal_shared.clone(),
-            hot: hot_shared.clone(),
-            status: status.clone(),
-        };
-        let hot_writer = hot::HotWriter {
-            conn,
-            shared: hot_shared.clone(),
-            config: config.hot.clone(),
-            lake: lake_shared.clone(),
-            status: status.clone(),
-        };
-        let (lake_tx, lake_rx) = sync_channel(16);
-        let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(format!("quiver-{name}"))
-                .spawn(f)
-                .map(|h| (name, h))
-                .map_err(|source| StoreError::Io {
-                    path: PathBuf::from(name),
-                    source,
-                })
-        };
-        let hot_cursor = feed.cursor(hot_seq + 1);
-        let lake_cursor = feed.cursor(lake_seq + 1);
-        let journal_cursor = feed.cursor(journal_seq + 1);
-        let threads = vec![
-            spawn("hot", Box::new(move || hot_writer.run(hot_cursor)))?,
-            spawn(
-                "lake",
-                Box::new(move || lake_writer.run(lake_cursor, lake_rx)),
-            )?,
-            spawn("journal", Box::new(move || follower.run(journal_cursor)))?,
-        ];
+        let hot_shared = consumers.hot.clone();
+        let lake_shared = consumers.lake.clone();
+        let journal_shared = consumers.journal_shared.clone();
+        let (threads, lake_tx) = consumers.start(&layout, &config, &fs, &status, &feed)?;
         let wal_seq = Arc::new(AtomicU64::new(last_seq));
         let store = Store {
             data_dir: dir.clone(),
@@ -488,6 +410,155 @@ fn held_by_all(hot: &HotShared, lake: &LakeShared, journal: &JournalShared) -> u
         .load(Ordering::Acquire)
         .min(lake.lake_seq.load(Ordering::Acquire))
         .min(journal.persisted_seq.load(Ordering::Acquire))
+}
+
+/// Creates the data dir (durably) and returns its absolute path.
+fn create_data_dir(fs: &dyn FileSystem, data_dir: &Path) -> Result<PathBuf, StoreError> {
+    let io = |source| StoreError::Io {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    fsio::create_dir_durable(fs, data_dir).map_err(io)?;
+    // Absolute paths from here on: the lake's files are read through an
+    // object store rooted at `/`, and messages should say where things are.
+    std::fs::canonicalize(data_dir).map_err(io)
+}
+
+/// The three consumers of the WAL feed, opened and recovered, each at its own
+/// position, not yet running.
+struct Consumers {
+    hot_conn: duckdb::Connection,
+    hot: Arc<HotShared>,
+    lake_log: lake::log::LakeLog,
+    lake: Arc<LakeShared>,
+    journal: Journal,
+    journal_shared: Arc<JournalShared>,
+    journal_seq: u64,
+}
+
+impl Consumers {
+    /// Opens the hot store, recovers the lake against what the hot store and
+    /// the WAL hold, and opens the journal.
+    fn open(
+        layout: &Layout,
+        fs: &Arc<dyn FileSystem>,
+        wal_scan: &WalScan,
+    ) -> Result<Self, StoreError> {
+        let (hot_conn, hot) = hot::open(&layout.hot())?;
+        let available = |lake_seq: u64| {
+            let mut seqs = hot
+                .seqs_above(lake_seq)
+                .map_err(|e| lake::LakeError::Hot(Box::new(e)))?;
+            for &(a, b) in wal_scan.coverage.ranges() {
+                seqs.insert(a, b);
+            }
+            Ok(seqs)
+        };
+        let (lake_log, lake) =
+            lake::open(&layout.lake(), &layout.quarantine(), fs.clone(), &available)?;
+        let journal = Journal::open(&layout.journal())?;
+        let journal_shared = Arc::new(JournalShared::default());
+        let journal_seq = journal.applied_seq()?;
+        journal_shared
+            .applied_seq
+            .store(journal_seq, Ordering::Release);
+        journal_shared
+            .persisted_seq
+            .store(journal_seq, Ordering::Release);
+        Ok(Self {
+            hot_conn,
+            hot,
+            lake_log,
+            lake,
+            journal,
+            journal_shared,
+            journal_seq,
+        })
+    }
+
+    fn hot_seq(&self) -> u64 {
+        self.hot.applied_seq.load(Ordering::Acquire)
+    }
+
+    fn lake_seq(&self) -> u64 {
+        self.lake_log.state().lake_seq
+    }
+
+    /// The last sequence any consumer holds.
+    fn last_seq(&self) -> u64 {
+        self.hot_seq().max(self.lake_seq()).max(self.journal_seq)
+    }
+
+    /// Starts the hot, lake and journal threads, each reading the feed right
+    /// after its own sequence. Returns them and the lake thread's request
+    /// channel.
+    fn start(
+        self,
+        layout: &Layout,
+        config: &StoreConfig,
+        fs: &Arc<dyn FileSystem>,
+        status: &Arc<StoreStatus>,
+        feed: &Arc<WalFeed>,
+    ) -> Result<(ConsumerThreads, SyncSender<lake::LakeRequest>), StoreError> {
+        let (hot_seq, lake_seq, journal_seq) = (self.hot_seq(), self.lake_seq(), self.journal_seq);
+        let mut lake_writer = lake::LakeWriter::new(lake::writer::LakeWriterParts {
+            root: layout.lake(),
+            quarantine_root: layout.quarantine(),
+            config: config.lake.clone(),
+            fs: fs.clone(),
+            shared: self.lake.clone(),
+            log: self.lake_log,
+            hot: self.hot.clone(),
+            status: status.clone(),
+        });
+        if let Err(e) = lake_writer.check_holes() {
+            tracing::error!(error = %e, "checking the lake against the hot store failed; rows the lake lacks may be hidden until the next start");
+        }
+        let follower = journal::JournalFollower {
+            journal: self.journal,
+            shared: self.journal_shared,
+            hot: self.hot.clone(),
+            status: status.clone(),
+        };
+        let hot_writer = hot::HotWriter {
+            conn: self.hot_conn,
+            shared: self.hot,
+            config: config.hot.clone(),
+            lake: self.lake,
+            status: status.clone(),
+        };
+        let (lake_tx, lake_rx) = sync_channel(16);
+        let hot_cursor = feed.cursor(hot_seq + 1);
+        let lake_cursor = feed.cursor(lake_seq + 1);
+        let journal_cursor = feed.cursor(journal_seq + 1);
+        let threads = vec![
+            spawn_consumer("hot", Box::new(move || hot_writer.run(hot_cursor)))?,
+            spawn_consumer(
+                "lake",
+                Box::new(move || lake_writer.run(lake_cursor, lake_rx)),
+            )?,
+            spawn_consumer("journal", Box::new(move || follower.run(journal_cursor)))?,
+        ];
+        Ok((threads, lake_tx))
+    }
+}
+
+/// The consumer threads, by name.
+type ConsumerThreads = Vec<(&'static str, JoinHandle<()>)>;
+
+/// Starts one consumer thread, named `quiver-<name>`.
+fn spawn_consumer(
+    name: &'static str,
+    f: Box<dyn FnOnce() + Send>,
+) -> Result<(&'static str, JoinHandle<()>), StoreError> {
+    std::thread::Builder::new()
+        .name(format!("quiver-{name}"))
+        .spawn(f)
+        .map(|h| (name, h))
+        .map_err(|source| StoreError::Io {
+            path: PathBuf::from(name),
+            source,
+        })
 }
 
 /// The logger's sink: assigns sequence numbers, appends to the WAL (fsync),
