@@ -79,234 +79,28 @@ fn ts(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
 }
 
-/// Every system table: (name, description, schema, producer).
+fn u64_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt64, false)
+}
+
+fn utf8_field(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+/// Every system table: (name, table).
 pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
-    let u = |n: &str| Field::new(n, DataType::UInt64, false);
-    let defs: Vec<(&'static str, Vec<Field>, Producer)> = vec![
-        (
-            "queue",
-            vec![
-                u("queue_len"),
-                u("queue_capacity"),
-                Field::new("fill", DataType::Float64, false),
-                u("overflow_len"),
-                u("overflow_accepted"),
-                u("batches_written"),
-                u("rows_written"),
-                u("write_errors"),
-                ts_field("last_flush"),
-            ],
-            |s| {
-                let st = s.logger_stats();
-                Ok(vec![
-                    u64s([st.queue_len as u64]),
-                    u64s([st.queue_capacity as u64]),
-                    Arc::new(Float64Array::from(vec![st.fill()])),
-                    u64s([st.overflow_len as u64]),
-                    u64s([st.overflow_accepted]),
-                    u64s([st.batches_written]),
-                    u64s([st.rows_written]),
-                    u64s([st.write_errors]),
-                    ts([st.last_write_us]),
-                ])
-            },
-        ),
-        (
-            "drops",
-            vec![
-                Field::new("level", DataType::Utf8, false),
-                u("accepted"),
-                u("rejected_invalid"),
-                u("dropped_debug_shed"),
-                u("dropped_kill_switch"),
-                u("dropped_queue_full"),
-                u("dropped_closed"),
-                u("dropped_total"),
-            ],
-            |s| {
-                let st = s.logger_stats();
-                let levels = Level::ALL;
-                let shed = |l: &Level| {
-                    if *l == Level::Debug {
-                        st.dropped_debug_shed
-                    } else {
-                        0
-                    }
-                };
-                Ok(vec![
-                    strs(levels.iter().map(|l| l.as_str())),
-                    u64s(levels.iter().map(|l| st.accepted.get(*l))),
-                    u64s(levels.iter().map(|l| st.rejected_invalid.get(*l))),
-                    u64s(levels.iter().map(shed)),
-                    u64s(levels.iter().map(|l| st.dropped_kill_switch.get(*l))),
-                    u64s(levels.iter().map(|l| st.dropped_queue_full.get(*l))),
-                    u64s(levels.iter().map(|l| st.dropped_closed.get(*l))),
-                    u64s(levels.iter().map(|l| st.dropped(*l))),
-                ])
-            },
-        ),
-        (
-            "kill_switch",
-            vec![
-                Field::new("tripped", DataType::Boolean, false),
-                u("trips"),
-                ts_field("last_tripped_at"),
-                Field::new("queue_fill", DataType::Float64, false),
-            ],
-            |s| {
-                let st = s.logger_stats();
-                Ok(vec![
-                    Arc::new(BooleanArray::from(vec![st.kill_switch_tripped])),
-                    u64s([st.kill_switch_trips]),
-                    ts([st.kill_switch_tripped_at_us]),
-                    Arc::new(Float64Array::from(vec![st.fill()])),
-                ])
-            },
-        ),
-        (
-            "writer",
-            vec![
-                u("wal_seq"),
-                u("hot_seq"),
-                u("lake_seq"),
-                u("journal_seq"),
-                u("hot_lag_batches"),
-                u("lake_lag_batches"),
-                u("journal_lag_batches"),
-                u("hot_rows_applied"),
-                u("hot_apply_errors"),
-                u("lake_pending_rows"),
-                u("lake_rows_rolled"),
-                u("lake_rolls"),
-                u("lake_compactions"),
-                u("lake_refilled_rows"),
-                u("lake_errors"),
-                u("lake_files"),
-                u("lake_version"),
-                u("feed_bytes"),
-                Field::new("wal_state", DataType::Utf8, false),
-                Field::new("hot_state", DataType::Utf8, false),
-                Field::new("lake_state", DataType::Utf8, false),
-                Field::new("journal_state", DataType::Utf8, false),
-                u("holes"),
-            ],
-            |s| {
-                let st = s.store.stats();
-                Ok(vec![
-                    u64s([st.wal_seq]),
-                    u64s([st.hot_seq]),
-                    u64s([st.lake_seq]),
-                    u64s([st.journal_seq]),
-                    u64s([st.wal_seq.saturating_sub(st.hot_seq)]),
-                    u64s([st.wal_seq.saturating_sub(st.lake_seq)]),
-                    u64s([st.wal_seq.saturating_sub(st.journal_seq)]),
-                    u64s([st.hot_rows_applied]),
-                    u64s([st.hot_apply_errors]),
-                    u64s([st.lake_pending_rows]),
-                    u64s([st.lake_rows_rolled]),
-                    u64s([st.lake_rolls]),
-                    u64s([st.lake_compactions]),
-                    u64s([st.lake_refilled_rows]),
-                    u64s([st.lake_errors]),
-                    u64s([st.lake_files]),
-                    u64s([st.lake_version]),
-                    u64s([st.feed_bytes]),
-                    strs([st.wal_state.as_str()]),
-                    strs([st.hot_state.as_str()]),
-                    strs([st.lake_state.as_str()]),
-                    strs([st.journal_state.as_str()]),
-                    u64s([st.holes]),
-                ])
-            },
-        ),
-        (
-            "lake_files",
-            vec![
-                Field::new("table_name", DataType::Utf8, false),
-                Field::new("date", DataType::Date32, false),
-                Field::new("symbol", DataType::Utf8, false),
-                Field::new("path", DataType::Utf8, false),
-                u("rows"),
-                u("bytes"),
-                u("seq_from"),
-                u("seq_to"),
-            ],
-            |s| {
-                let snap = s.store.lake.snapshot();
-                let f = &snap.files;
-                let paths: Vec<String> = f
-                    .iter()
-                    .map(|x| x.path.to_string_lossy().into_owned())
-                    .collect();
-                Ok(vec![
-                    strs(f.iter().map(|x| x.table.name())),
-                    Arc::new(Date32Array::from_iter_values(f.iter().map(|x| {
-                        use chrono::Datelike;
-                        x.date.num_days_from_ce() - 719_163
-                    }))),
-                    strs(f.iter().map(|x| x.symbol.as_str())),
-                    strs(paths.iter().map(String::as_str)),
-                    u64s(f.iter().map(|x| x.rows)),
-                    u64s(f.iter().map(|x| x.bytes)),
-                    u64s(f.iter().map(|x| x.seq_from)),
-                    u64s(f.iter().map(|x| x.seq_to)),
-                ])
-            },
-        ),
+    let defs: [(&'static str, Vec<Field>, Producer); 7] = [
+        ("queue", queue_fields(), queue_columns),
+        ("drops", drops_fields(), drops_columns),
+        ("kill_switch", kill_switch_fields(), kill_switch_columns),
+        ("writer", writer_fields(), writer_columns),
+        ("lake_files", lake_files_fields(), lake_files_columns),
         (
             "quarantined_files",
-            vec![
-                Field::new("original_path", DataType::Utf8, false),
-                Field::new("quarantine_path", DataType::Utf8, false),
-                Field::new("reason", DataType::Utf8, false),
-                ts_field("quarantined_at"),
-            ],
-            |s| {
-                let q = s.store.lake.quarantined();
-                let orig: Vec<String> = q
-                    .iter()
-                    .map(|x| x.original.to_string_lossy().into_owned())
-                    .collect();
-                let moved: Vec<String> = q
-                    .iter()
-                    .map(|x| x.moved_to.to_string_lossy().into_owned())
-                    .collect();
-                Ok(vec![
-                    strs(orig.iter().map(String::as_str)),
-                    strs(moved.iter().map(String::as_str)),
-                    strs(q.iter().map(|x| x.reason.as_str())),
-                    ts(q.iter().map(|x| Some(x.at_us))),
-                ])
-            },
+            quarantined_files_fields(),
+            quarantined_files_columns,
         ),
-        (
-            "holes",
-            vec![
-                Field::new("component", DataType::Utf8, false),
-                Field::new("table_name", DataType::Utf8, true),
-                u("seq_from"),
-                u("seq_to"),
-                Field::new("rows", DataType::UInt64, true),
-                Field::new("status", DataType::Utf8, false),
-                ts_field("detected_at"),
-                Field::new("detail", DataType::Utf8, false),
-            ],
-            |s| {
-                let h = s.store.status.holes();
-                Ok(vec![
-                    strs(h.iter().map(|x| x.component)),
-                    Arc::new(StringArray::from_iter(
-                        h.iter().map(|x| x.table.map(|t| t.name())),
-                    )),
-                    u64s(h.iter().map(|x| x.seq_from)),
-                    u64s(h.iter().map(|x| x.seq_to)),
-                    Arc::new(UInt64Array::from_iter(h.iter().map(|x| x.rows))),
-                    strs(h.iter().map(|x| x.status.as_str())),
-                    ts(h.iter().map(|x| Some(x.detected_at_us))),
-                    strs(h.iter().map(|x| x.detail.as_str())),
-                ])
-            },
-        ),
+        ("holes", holes_fields(), holes_columns),
     ];
     defs.into_iter()
         .map(|(name, fields, produce)| {
@@ -320,6 +114,237 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
             )
         })
         .collect()
+}
+
+fn queue_fields() -> Vec<Field> {
+    vec![
+        u64_field("queue_len"),
+        u64_field("queue_capacity"),
+        Field::new("fill", DataType::Float64, false),
+        u64_field("overflow_len"),
+        u64_field("overflow_accepted"),
+        u64_field("batches_written"),
+        u64_field("rows_written"),
+        u64_field("write_errors"),
+        ts_field("last_flush"),
+    ]
+}
+
+fn queue_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let st = s.logger_stats();
+    Ok(vec![
+        u64s([st.queue_len as u64]),
+        u64s([st.queue_capacity as u64]),
+        Arc::new(Float64Array::from(vec![st.fill()])),
+        u64s([st.overflow_len as u64]),
+        u64s([st.overflow_accepted]),
+        u64s([st.batches_written]),
+        u64s([st.rows_written]),
+        u64s([st.write_errors]),
+        ts([st.last_write_us]),
+    ])
+}
+
+fn drops_fields() -> Vec<Field> {
+    vec![
+        utf8_field("level"),
+        u64_field("accepted"),
+        u64_field("rejected_invalid"),
+        u64_field("dropped_debug_shed"),
+        u64_field("dropped_kill_switch"),
+        u64_field("dropped_queue_full"),
+        u64_field("dropped_closed"),
+        u64_field("dropped_total"),
+    ]
+}
+
+fn drops_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let st = s.logger_stats();
+    let levels = Level::ALL;
+    let shed = |l: &Level| {
+        if *l == Level::Debug {
+            st.dropped_debug_shed
+        } else {
+            0
+        }
+    };
+    Ok(vec![
+        strs(levels.iter().map(|l| l.as_str())),
+        u64s(levels.iter().map(|l| st.accepted.get(*l))),
+        u64s(levels.iter().map(|l| st.rejected_invalid.get(*l))),
+        u64s(levels.iter().map(shed)),
+        u64s(levels.iter().map(|l| st.dropped_kill_switch.get(*l))),
+        u64s(levels.iter().map(|l| st.dropped_queue_full.get(*l))),
+        u64s(levels.iter().map(|l| st.dropped_closed.get(*l))),
+        u64s(levels.iter().map(|l| st.dropped(*l))),
+    ])
+}
+
+fn kill_switch_fields() -> Vec<Field> {
+    vec![
+        Field::new("tripped", DataType::Boolean, false),
+        u64_field("trips"),
+        ts_field("last_tripped_at"),
+        Field::new("queue_fill", DataType::Float64, false),
+    ]
+}
+
+fn kill_switch_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let st = s.logger_stats();
+    Ok(vec![
+        Arc::new(BooleanArray::from(vec![st.kill_switch_tripped])),
+        u64s([st.kill_switch_trips]),
+        ts([st.kill_switch_tripped_at_us]),
+        Arc::new(Float64Array::from(vec![st.fill()])),
+    ])
+}
+
+fn writer_fields() -> Vec<Field> {
+    vec![
+        u64_field("wal_seq"),
+        u64_field("hot_seq"),
+        u64_field("lake_seq"),
+        u64_field("journal_seq"),
+        u64_field("hot_lag_batches"),
+        u64_field("lake_lag_batches"),
+        u64_field("journal_lag_batches"),
+        u64_field("hot_rows_applied"),
+        u64_field("hot_apply_errors"),
+        u64_field("lake_pending_rows"),
+        u64_field("lake_rows_rolled"),
+        u64_field("lake_rolls"),
+        u64_field("lake_compactions"),
+        u64_field("lake_refilled_rows"),
+        u64_field("lake_errors"),
+        u64_field("lake_files"),
+        u64_field("lake_version"),
+        u64_field("feed_bytes"),
+        utf8_field("wal_state"),
+        utf8_field("hot_state"),
+        utf8_field("lake_state"),
+        utf8_field("journal_state"),
+        u64_field("holes"),
+    ]
+}
+
+fn writer_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let st = s.store.stats();
+    Ok(vec![
+        u64s([st.wal_seq]),
+        u64s([st.hot_seq]),
+        u64s([st.lake_seq]),
+        u64s([st.journal_seq]),
+        u64s([st.wal_seq.saturating_sub(st.hot_seq)]),
+        u64s([st.wal_seq.saturating_sub(st.lake_seq)]),
+        u64s([st.wal_seq.saturating_sub(st.journal_seq)]),
+        u64s([st.hot_rows_applied]),
+        u64s([st.hot_apply_errors]),
+        u64s([st.lake_pending_rows]),
+        u64s([st.lake_rows_rolled]),
+        u64s([st.lake_rolls]),
+        u64s([st.lake_compactions]),
+        u64s([st.lake_refilled_rows]),
+        u64s([st.lake_errors]),
+        u64s([st.lake_files]),
+        u64s([st.lake_version]),
+        u64s([st.feed_bytes]),
+        strs([st.wal_state.as_str()]),
+        strs([st.hot_state.as_str()]),
+        strs([st.lake_state.as_str()]),
+        strs([st.journal_state.as_str()]),
+        u64s([st.holes]),
+    ])
+}
+
+fn lake_files_fields() -> Vec<Field> {
+    vec![
+        utf8_field("table_name"),
+        Field::new("date", DataType::Date32, false),
+        utf8_field("symbol"),
+        utf8_field("path"),
+        u64_field("rows"),
+        u64_field("bytes"),
+        u64_field("seq_from"),
+        u64_field("seq_to"),
+    ]
+}
+
+fn lake_files_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let snap = s.store.lake.snapshot();
+    let f = &snap.files;
+    let paths: Vec<String> = f
+        .iter()
+        .map(|x| x.path.to_string_lossy().into_owned())
+        .collect();
+    Ok(vec![
+        strs(f.iter().map(|x| x.table.name())),
+        Arc::new(Date32Array::from_iter_values(f.iter().map(|x| {
+            use chrono::Datelike;
+            x.date.num_days_from_ce() - 719_163
+        }))),
+        strs(f.iter().map(|x| x.symbol.as_str())),
+        strs(paths.iter().map(String::as_str)),
+        u64s(f.iter().map(|x| x.rows)),
+        u64s(f.iter().map(|x| x.bytes)),
+        u64s(f.iter().map(|x| x.seq_from)),
+        u64s(f.iter().map(|x| x.seq_to)),
+    ])
+}
+
+fn quarantined_files_fields() -> Vec<Field> {
+    vec![
+        utf8_field("original_path"),
+        utf8_field("quarantine_path"),
+        utf8_field("reason"),
+        ts_field("quarantined_at"),
+    ]
+}
+
+fn quarantined_files_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let q = s.store.lake.quarantined();
+    let orig: Vec<String> = q
+        .iter()
+        .map(|x| x.original.to_string_lossy().into_owned())
+        .collect();
+    let moved: Vec<String> = q
+        .iter()
+        .map(|x| x.moved_to.to_string_lossy().into_owned())
+        .collect();
+    Ok(vec![
+        strs(orig.iter().map(String::as_str)),
+        strs(moved.iter().map(String::as_str)),
+        strs(q.iter().map(|x| x.reason.as_str())),
+        ts(q.iter().map(|x| Some(x.at_us))),
+    ])
+}
+
+fn holes_fields() -> Vec<Field> {
+    vec![
+        utf8_field("component"),
+        Field::new("table_name", DataType::Utf8, true),
+        u64_field("seq_from"),
+        u64_field("seq_to"),
+        Field::new("rows", DataType::UInt64, true),
+        utf8_field("status"),
+        ts_field("detected_at"),
+        utf8_field("detail"),
+    ]
+}
+
+fn holes_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    let h = s.store.status.holes();
+    Ok(vec![
+        strs(h.iter().map(|x| x.component)),
+        Arc::new(StringArray::from_iter(
+            h.iter().map(|x| x.table.map(|t| t.name())),
+        )),
+        u64s(h.iter().map(|x| x.seq_from)),
+        u64s(h.iter().map(|x| x.seq_to)),
+        Arc::new(UInt64Array::from_iter(h.iter().map(|x| x.rows))),
+        strs(h.iter().map(|x| x.status.as_str())),
+        ts(h.iter().map(|x| Some(x.detected_at_us))),
+        strs(h.iter().map(|x| x.detail.as_str())),
+    ])
 }
 
 #[async_trait]
