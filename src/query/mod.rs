@@ -157,106 +157,19 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
+    /// A session over `store` (and `logger`, for `system.*`) with every
+    /// schema of the `quiver` catalog registered.
     pub fn new(
         store: Arc<Store>,
         logger: Option<Logger>,
         config: &QueryConfig,
     ) -> Result<Self, QueryError> {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_bytes_max)))
-            .build_arc()
-            .map_err(QueryError::Catalog)?;
-        let session = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, "events")
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
-            .with_target_partitions(config.target_partitions.max(1));
-        let ctx = SessionContext::new_with_config_rt(session, runtime);
-        ctx.register_udaf(crate::metrics::max_drawdown_udaf());
-        ctx.register_udaf(crate::metrics::win_rate_udaf());
-        ctx.register_udaf(crate::metrics::calibration_udaf());
-        // The built-in templates until definitions (with their gates file)
-        // are installed.
-        ctx.register_udf(
-            explain::builtin_explain_gate()
-                .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?,
-        );
-
+        let ctx = new_session(config)?;
+        register_functions(&ctx)?;
         let catalog = Arc::new(MemoryCatalogProvider::new());
-        let events = Arc::new(MemorySchemaProvider::new());
-        let hot_schema = Arc::new(MemorySchemaProvider::new());
-        for table in Table::ALL {
-            events
-                .register_table(
-                    table.name().to_string(),
-                    Arc::new(events::EventsTable::new(
-                        *table,
-                        store.lake.clone(),
-                        store.hot.clone(),
-                    )),
-                )
-                .map_err(QueryError::Catalog)?;
-            hot_schema
-                .register_table(
-                    table.name().to_string(),
-                    Arc::new(hot::HotTable::new(*table, store.hot.clone())),
-                )
-                .map_err(QueryError::Catalog)?;
-        }
-        let system = Arc::new(MemorySchemaProvider::new());
-        let sources = system::SystemSources {
-            logger,
-            store: store.clone(),
-        };
-        for (name, table) in system::tables(&sources) {
-            system
-                .register_table(name.to_string(), Arc::new(table))
-                .map_err(QueryError::Catalog)?;
-        }
-        catalog
-            .register_schema("events", events)
-            .map_err(QueryError::Catalog)?;
-        catalog
-            .register_schema("hot", hot_schema)
-            .map_err(QueryError::Catalog)?;
-        catalog
-            .register_schema("system", system)
-            .map_err(QueryError::Catalog)?;
-        let journal = Arc::new(MemorySchemaProvider::new());
-        let registry = Arc::new(MemorySchemaProvider::new());
-        let learning = Arc::new(MemorySchemaProvider::new());
+        register_store_schemas(&catalog, &store, logger)?;
         let layout = Layout::new(&store.data_dir);
-        for (path, pick) in [
-            (layout.journal(), None),
-            (
-                layout.registry(),
-                Some(crate::store::registry::LEARNING_RELATIONS),
-            ),
-        ] {
-            let relations = crate::store::sqlite::list_relations(&path)
-                .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?;
-            for relation in relations {
-                let schema = match pick {
-                    None => &journal,
-                    Some(names) if names.contains(&relation.name.as_str()) => &learning,
-                    Some(_) => &registry,
-                };
-                schema
-                    .register_table(
-                        relation.name.clone(),
-                        Arc::new(sqlite::SqliteTable::new(path.clone(), relation)),
-                    )
-                    .map_err(QueryError::Catalog)?;
-            }
-        }
-        for (name, provider) in [("journal", journal), ("registry", registry)] {
-            catalog
-                .register_schema(name, provider)
-                .map_err(QueryError::Catalog)?;
-        }
-        catalog
-            .register_schema("learning", learning.clone())
-            .map_err(QueryError::Catalog)?;
+        let learning = register_sqlite_schemas(&catalog, &layout)?;
         let definitions = Arc::new(
             definitions::DefinitionSchemas::new(&layout.lake()).map_err(QueryError::Catalog)?,
         );
@@ -470,4 +383,126 @@ impl QueryEngine {
             .await
             .map_err(QueryError::Execute)
     }
+}
+
+/// A session under the shared memory pool, defaulting to `quiver.events`.
+fn new_session(config: &QueryConfig) -> Result<SessionContext, QueryError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_bytes_max)))
+        .build_arc()
+        .map_err(QueryError::Catalog)?;
+    let session = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, "events")
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(config.target_partitions.max(1));
+    Ok(SessionContext::new_with_config_rt(session, runtime))
+}
+
+/// Quiver's own aggregate and scalar functions, all registered here.
+fn register_functions(ctx: &SessionContext) -> Result<(), QueryError> {
+    ctx.register_udaf(crate::metrics::max_drawdown_udaf());
+    ctx.register_udaf(crate::metrics::win_rate_udaf());
+    ctx.register_udaf(crate::metrics::calibration_udaf());
+    // The built-in templates until definitions (with their gates file)
+    // are installed.
+    ctx.register_udf(
+        explain::builtin_explain_gate()
+            .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?,
+    );
+    Ok(())
+}
+
+/// The schemas read from the store and the logger: `events`, `hot`, `system`.
+fn register_store_schemas(
+    catalog: &MemoryCatalogProvider,
+    store: &Arc<Store>,
+    logger: Option<Logger>,
+) -> Result<(), QueryError> {
+    let events = Arc::new(MemorySchemaProvider::new());
+    let hot_schema = Arc::new(MemorySchemaProvider::new());
+    for table in Table::ALL {
+        events
+            .register_table(
+                table.name().to_string(),
+                Arc::new(events::EventsTable::new(
+                    *table,
+                    store.lake.clone(),
+                    store.hot.clone(),
+                )),
+            )
+            .map_err(QueryError::Catalog)?;
+        hot_schema
+            .register_table(
+                table.name().to_string(),
+                Arc::new(hot::HotTable::new(*table, store.hot.clone())),
+            )
+            .map_err(QueryError::Catalog)?;
+    }
+    let system = Arc::new(MemorySchemaProvider::new());
+    let sources = system::SystemSources {
+        logger,
+        store: store.clone(),
+    };
+    for (name, table) in system::tables(&sources) {
+        system
+            .register_table(name.to_string(), Arc::new(table))
+            .map_err(QueryError::Catalog)?;
+    }
+    catalog
+        .register_schema("events", events)
+        .map_err(QueryError::Catalog)?;
+    catalog
+        .register_schema("hot", hot_schema)
+        .map_err(QueryError::Catalog)?;
+    catalog
+        .register_schema("system", system)
+        .map_err(QueryError::Catalog)?;
+    Ok(())
+}
+
+/// The SQLite schemas: `journal` (journal.sqlite), and `registry` and
+/// `learning` (registry.sqlite, split by [`LEARNING_RELATIONS`]). Returns
+/// `learning`, which also gets views once the catalog is registered.
+///
+/// [`LEARNING_RELATIONS`]: crate::store::registry::LEARNING_RELATIONS
+fn register_sqlite_schemas(
+    catalog: &MemoryCatalogProvider,
+    layout: &Layout,
+) -> Result<Arc<MemorySchemaProvider>, QueryError> {
+    let journal = Arc::new(MemorySchemaProvider::new());
+    let registry = Arc::new(MemorySchemaProvider::new());
+    let learning = Arc::new(MemorySchemaProvider::new());
+    for (path, pick) in [
+        (layout.journal(), None),
+        (
+            layout.registry(),
+            Some(crate::store::registry::LEARNING_RELATIONS),
+        ),
+    ] {
+        let relations = crate::store::sqlite::list_relations(&path)
+            .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?;
+        for relation in relations {
+            let schema = match pick {
+                None => &journal,
+                Some(names) if names.contains(&relation.name.as_str()) => &learning,
+                Some(_) => &registry,
+            };
+            schema
+                .register_table(
+                    relation.name.clone(),
+                    Arc::new(sqlite::SqliteTable::new(path.clone(), relation)),
+                )
+                .map_err(QueryError::Catalog)?;
+        }
+    }
+    for (name, provider) in [("journal", journal), ("registry", registry)] {
+        catalog
+            .register_schema(name, provider)
+            .map_err(QueryError::Catalog)?;
+    }
+    catalog
+        .register_schema("learning", learning.clone())
+        .map_err(QueryError::Catalog)?;
+    Ok(learning)
 }
