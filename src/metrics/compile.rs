@@ -212,7 +212,7 @@ fn root(e: &DataFusionError) -> String {
 
 /// Compiles every metric (in the file's dependency order) against `ctx`'s
 /// catalog; all or nothing.
-pub fn compile_metrics(
+pub async fn compile_metrics(
     ctx: &SessionContext,
     file: &Path,
     metrics: &[MetricDef],
@@ -220,7 +220,7 @@ pub fn compile_metrics(
     let mut compiled: HashMap<String, CompiledMetric> = HashMap::new();
     let mut out = Vec::with_capacity(metrics.len());
     for def in metrics {
-        let metric = compile_metric(ctx, file, def, &compiled)?;
+        let metric = compile_metric(ctx, file, def, &compiled).await?;
         compiled.insert(def.name.clone(), metric.clone());
         out.push(metric);
     }
@@ -247,7 +247,7 @@ impl<'a> MetricErr<'a> {
 
 /// Compiles one metric; `compiled` holds the metrics before it in dependency
 /// order, which a derived metric reads.
-fn compile_metric(
+async fn compile_metric(
     ctx: &SessionContext,
     file: &Path,
     def: &MetricDef,
@@ -263,13 +263,13 @@ fn compile_metric(
             schema,
             table,
             time,
-        } => table_values(ctx, def, schema, table, time.as_deref(), err)?,
+        } => table_values(ctx, def, schema, table, time.as_deref(), err).await?,
         MetricSource::Derived { inputs } => derived_values(ctx, def, inputs, compiled, err)?,
     };
     let plan = metric_plan(def, values, err)?;
     let sql =
         plan_sql(&plan).map_err(|e| err.at("formula", format!("rendering SQL: {}", root(&e))))?;
-    check_plans_back(ctx, &plan, &sql, err)?;
+    check_plans_back(ctx, &plan, &sql, err).await?;
     Ok(CompiledMetric {
         def: def.clone(),
         plan,
@@ -279,7 +279,7 @@ fn compile_metric(
 
 /// A table metric's values (columns day, dimensions, value): the source's
 /// rows, filtered, grouped by day and dimensions, the formula over each group.
-fn table_values(
+async fn table_values(
     ctx: &SessionContext,
     def: &MetricDef,
     schema: &str,
@@ -288,9 +288,9 @@ fn table_values(
     err: MetricErr<'_>,
 ) -> Result<DataFrame, MetricsError> {
     let reference = TableReference::partial(schema, table);
-    // Resolving a table reads in-memory schema providers only, so the
-    // future is ready at once.
-    let mut df = futures::executor::block_on(ctx.table(reference))
+    let mut df = ctx
+        .table(reference)
+        .await
         .map_err(|e| err.at("source", format!("`{schema}.{table}`: {}", root(&e))))?;
     let day = day_expr(&df, schema, table, time, err)?;
     if let Some(filter) = &def.filter {
@@ -496,14 +496,13 @@ fn metric_plan(
 /// mean the same plan. The unparser cannot render every form (e.g.
 /// `percentile_cont(p) WITHIN GROUP (ORDER BY x)`), so this checks that `sql`
 /// plans back to `plan`'s columns.
-fn check_plans_back(
+async fn check_plans_back(
     ctx: &SessionContext,
     plan: &LogicalPlan,
     sql: &str,
     err: MetricErr<'_>,
 ) -> Result<(), MetricsError> {
-    let replanned =
-        futures::executor::block_on(ctx.state().create_logical_plan(sql)).map_err(|e| {
+    let replanned = ctx.state().create_logical_plan(sql).await.map_err(|e| {
             err.at(
                 "formula",
                 format!(
@@ -573,7 +572,7 @@ pub fn plan_sql(plan: &LogicalPlan) -> Result<String, DataFusionError> {
 
 /// Plans every analysis against `ctx` (whose `analysis` schema `register`
 /// fills as they succeed, so an analysis may read another); all or nothing.
-pub fn plan_analyses(
+pub async fn plan_analyses(
     ctx: &SessionContext,
     analyses: &[Analysis],
     mut register: impl FnMut(&Analysis, LogicalPlan) -> Result<(), DataFusionError>,
@@ -583,7 +582,7 @@ pub fn plan_analyses(
         let mut failed = Vec::new();
         let mut first_error = None;
         for analysis in pending.iter().copied() {
-            match plan_analysis(ctx, analysis) {
+            match plan_analysis(ctx, analysis).await {
                 Ok(plan) => register(analysis, plan).map_err(|e| {
                     MetricsError::analysis(&analysis.path, &analysis.name, root(&e))
                 })?,
@@ -605,12 +604,16 @@ pub fn plan_analyses(
     Ok(())
 }
 
-fn plan_analysis(ctx: &SessionContext, analysis: &Analysis) -> Result<LogicalPlan, MetricsError> {
+async fn plan_analysis(
+    ctx: &SessionContext,
+    analysis: &Analysis,
+) -> Result<LogicalPlan, MetricsError> {
     let err = |e: DataFusionError| MetricsError::analysis(&analysis.path, &analysis.name, root(&e));
     let state = ctx.state();
-    // Planning reads in-memory schema providers only: ready at once.
-    let plan =
-        futures::executor::block_on(state.create_logical_plan(&analysis.sql)).map_err(err)?;
+    let plan = state
+        .create_logical_plan(&analysis.sql)
+        .await
+        .map_err(err)?;
     datafusion::prelude::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

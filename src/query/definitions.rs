@@ -144,14 +144,26 @@ impl DefinitionSchemas {
         definitions: Definitions,
     ) -> Result<Arc<Loaded>, MetricsError> {
         // Planning and unparsing recurse over nested plans; a thread of its
-        // own gives them room whatever thread calls this.
+        // own gives them room whatever thread calls this. Planning is async
+        // (a table provider may do I/O to resolve), so the thread runs it on
+        // a runtime of its own: this may be called from inside another
+        // runtime, which cannot block on a future.
         const STACK_BYTES: usize = 32 << 20;
         let path = definitions.metrics.path.clone();
+        let compile = || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    MetricsError::file(&path, format!("starting the compiler's runtime: {e}"))
+                })?;
+            runtime.block_on(self.install_here(live, catalog_name, definitions))
+        };
         std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("quiver-definitions".into())
                 .stack_size(STACK_BYTES)
-                .spawn_scoped(scope, || self.install_here(live, catalog_name, definitions))
+                .spawn_scoped(scope, compile)
                 .map_err(|e| {
                     MetricsError::file(&path, format!("starting the compiler thread: {e}"))
                 })?
@@ -160,7 +172,7 @@ impl DefinitionSchemas {
         })
     }
 
-    fn install_here(
+    async fn install_here(
         &self,
         live: &SessionContext,
         catalog_name: &str,
@@ -209,12 +221,14 @@ impl DefinitionSchemas {
             analysis.register_table(a.name.clone(), view.clone())?;
             analysis_tables.insert(a.name.clone(), view);
             Ok(())
-        })?;
+        })
+        .await?;
         let compiled = compile_metrics(
             &staging,
             &definitions.metrics.path,
             &definitions.metrics.metrics,
-        )?;
+        )
+        .await?;
         let mut metric_tables = self.fixed.clone();
         for metric in &compiled {
             let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::ViewTable;
+use datafusion::error::DataFusionError;
+use futures::FutureExt;
 use datafusion::prelude::SessionContext;
 
 use super::QueryError;
@@ -93,10 +95,18 @@ pub fn register_views(
 ) -> Result<(), QueryError> {
     let state = ctx.state();
     for (name, sql) in VIEWS {
-        // Planning resolves tables from in-memory schema providers and does no
-        // I/O, so the future is ready without a runtime; blocking on it keeps
-        // the engine's constructor synchronous.
-        let plan = futures::executor::block_on(state.create_logical_plan(sql))
+        // The views read only Quiver's own in-memory schemas (events,
+        // journal, learning), so planning finishes at its first poll and the
+        // engine's constructor stays synchronous. Polled once, not blocked
+        // on: a provider that needed I/O would be an error here, not a hang.
+        let plan = state
+            .create_logical_plan(sql)
+            .now_or_never()
+            .ok_or_else(|| {
+                QueryError::Catalog(DataFusionError::Plan(format!(
+                    "learning.{name}: planning waited on I/O; its sources must be in memory"
+                )))
+            })?
             .map_err(QueryError::Catalog)?;
         schema
             .register_table(
