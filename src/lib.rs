@@ -41,15 +41,19 @@
 //!   [`ingest::BatchSink`] trait it writes through.
 //! - [`store`]: WAL, DuckDB hot store, Parquet lake, recovery; implements the sink.
 //!   The SQLite journal and model registry.
-//! - [`analytics`]: trading statistics and calibration, as pure functions.
+//! - [`analytics`]: trading statistics and calibration, as pure functions: the
+//!   one definition of each number (win rate, drawdown, ECE, Brier), which the
+//!   SQL aggregates call.
 //! - [`metrics`]: metric definitions and SQL analyses, compiled into views; the
-//!   built-in definitions, copied into each data dir's `configs/`.
+//!   built-in definitions, copied into each data dir's `configs/`; the SQL
+//!   aggregates `win_rate`, `max_drawdown` and `calibration`.
 //! - [`query`]: the DataFusion session and its table providers.
 //! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or
-//!   remote query session, the metrics job; for the CLI and for embedders.
+//!   remote query session, the metrics job, and each report's SQL and typed
+//!   rows (explain, insights, ...); for the CLI and for embedders.
 //! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
 //!   [`app`], prints.
 //!
