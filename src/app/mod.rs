@@ -8,20 +8,29 @@
 //!   that holds it, or any server by URL.
 //! - [`explain`]: the explain report: gate decisions explained, with the
 //!   signal's fate and market.
+//! - [`compare`]: `models compare`: two models' feature importances,
+//!   calibration, predictions per regime and trades while live.
 //! - [`insights`]: the insights report's queries, bound and run.
+//! - [`learning`]: the learning reports: per day, and one model's
+//!   calibration.
 //! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
 //!   retried one by one when they ran out of memory together, written to the
 //!   lake.
+//! - [`trace`]: the trace report (one trace's timeline and bottlenecks) and
+//!   the trace statistics.
 //!
 //! `cli/` parses arguments, calls these, and prints.
 
+pub mod compare;
 pub mod explain;
 pub mod insights;
+pub mod learning;
 pub mod metrics_job;
 mod pipeline;
 mod reload;
 pub mod rows;
 mod session;
+pub mod trace;
 
 pub use pipeline::{Advert, Pipeline, RunningServer, shutdown_signal};
 pub use session::{Load, Session};

@@ -2,24 +2,20 @@
 //! metrics, their calibration on labelled predictions, the change in feature
 //! importance between their latest training sessions, how their predictions
 //! did per regime, and the trades taken while each held an alias (from the
-//! alias history). Every delta is B - A.
+//! alias history). Every delta is B - A. The queries are
+//! [`crate::app::compare`]'s; this resolves the models and prints.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::Context;
 use arrow::array::{Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::output::{self, Format};
-use crate::analytics::Calibration;
-use crate::analytics::compare::{
-    Row, by_largest_change, calibration_rows, registered_metrics, side_by_side,
-};
-use crate::app::rows::{opt_floats, strings};
+use crate::analytics::compare::{Row, registered_metrics, side_by_side};
+use crate::app::compare;
 use crate::app::{Load, Session};
 use crate::config::Config;
-use crate::query::param;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
 
@@ -70,27 +66,6 @@ fn table(rows: &[Row]) -> anyhow::Result<RecordBatch> {
             column(&Row::change_pct, 1),
         ],
     )?)
-}
-
-async fn calibration(session: &mut Session, id: &str) -> anyhow::Result<Option<Calibration>> {
-    let batches = session
-        .query_with(
-            "SELECT predicted_prob, CAST(label AS DOUBLE) AS label \
-             FROM learning.prediction_outcomes WHERE model_id = $1",
-            vec![param::text(id)],
-        )
-        .await?;
-    let mut pairs = Vec::new();
-    for batch in &batches {
-        let p = opt_floats(batch, "predicted_prob")?;
-        let y = opt_floats(batch, "label")?;
-        pairs.extend(
-            p.into_iter()
-                .zip(y)
-                .filter_map(|(p, y)| Some((p?, y? == 1.0))),
-        );
-    }
-    Ok(Calibration::compute(&pairs, 10))
 }
 
 fn describe(id: &str, model: Option<&serde_json::Value>) -> String {
@@ -171,97 +146,34 @@ async fn compare_in(
         out,
         "\nFeature importance (latest training session of each):"
     )?;
-    const LATEST: &str = "SELECT feature, importance FROM learning.v_feature_importance_evolution \
-         WHERE model_id = $1 AND started_ts = \
-             (SELECT max(started_ts) FROM learning.training_sessions WHERE model_id = $1)";
-    let importance = |batches: &[RecordBatch]| -> anyhow::Result<Vec<(String, f64)>> {
-        let mut v = Vec::new();
-        for batch in batches {
-            let names = strings(batch, "feature")?;
-            let values = opt_floats(batch, "importance")?;
-            v.extend(
-                names
-                    .into_iter()
-                    .zip(values)
-                    .filter_map(|(n, x)| Some((n, x?))),
-            );
-        }
-        Ok(v)
-    };
-    let fa = importance(&session.query_with(LATEST, vec![param::text(a)]).await?)?;
-    let fb = importance(&session.query_with(LATEST, vec![param::text(b)]).await?)?;
-    let mut rows = side_by_side(&fa, &fb);
-    by_largest_change(&mut rows);
+    let rows = compare::feature_importance(session, a, b).await?;
     output::print_or_say(
         &[table(&rows)?],
         args.format,
         "no training session with feature importances for A or B",
     )?;
 
-    let (ca, cb) = (
-        calibration(session, a).await?,
-        calibration(session, b).await?,
-    );
+    let rows = compare::calibration(session, a, b).await?;
     writeln!(out, "\nCalibration on labelled predictions (10 bins):")?;
-    let rows = if ca.is_none() && cb.is_none() {
-        Vec::new()
-    } else {
-        calibration_rows(ca.as_ref(), cb.as_ref())
-    };
     output::print_or_say(
         &[table(&rows)?],
         args.format,
         "no labelled predictions for A or B",
     )?;
 
-    // $1 is A, $2 is B.
-    const BY_REGIME: &str = "SELECT regime, \
-                sum(CASE WHEN model_id = $1 THEN predictions END) AS predictions_a, \
-                sum(CASE WHEN model_id = $2 THEN predictions END) AS predictions_b, \
-                round(max(CASE WHEN model_id = $1 THEN win_rate END), 4) AS win_rate_a, \
-                round(max(CASE WHEN model_id = $2 THEN win_rate END), 4) AS win_rate_b, \
-                round(max(CASE WHEN model_id = $1 THEN brier END), 4) AS brier_a, \
-                round(max(CASE WHEN model_id = $2 THEN brier END), 4) AS brier_b, \
-                round(max(CASE WHEN model_id = $2 THEN brier END) \
-                  - max(CASE WHEN model_id = $1 THEN brier END), 4) AS brier_delta \
-         FROM learning.performance_by_regime WHERE model_id IN ($1, $2) \
-         GROUP BY regime ORDER BY regime";
-    let ab = || vec![param::text(a), param::text(b)];
     writeln!(out, "\nPredictions by regime (labelled):")?;
     output::print_or_say(
-        &session.query_with(BY_REGIME, ab()).await?,
+        &compare::by_regime(session, a, b).await?,
         args.format,
         "no labelled predictions for A or B",
     )?;
 
-    // $1 is A, $2 is B, $3 the alias.
-    const LIVE: &str = "WITH live AS ( \
-             SELECT CASE WHEN model_id = $1 THEN 'A' ELSE 'B' END AS model, from_ts, to_ts \
-             FROM registry.model_aliases \
-             WHERE alias = $3 AND model_id IN ($1, $2)), \
-         opened AS (SELECT trade_id, ts FROM events.trades WHERE kind = 'OPEN'), \
-         closed AS (SELECT trade_id, regime, pnl_bps FROM events.trades WHERE kind = 'CLOSE'), \
-         taken AS ( \
-             SELECT l.model, c.regime, c.pnl_bps \
-             FROM live l \
-             JOIN opened o ON o.ts >= l.from_ts AND (l.to_ts IS NULL OR o.ts < l.to_ts) \
-             JOIN closed c ON c.trade_id = o.trade_id) \
-         SELECT model, regime, count(*) AS trades, \
-                round(win_rate(pnl_bps), 4) AS win_rate, \
-                round(avg(pnl_bps), 4) AS avg_pnl_bps, round(sum(pnl_bps), 4) AS total_pnl_bps \
-         FROM taken GROUP BY GROUPING SETS ((model, regime), (model)) \
-         ORDER BY model, regime NULLS LAST";
     writeln!(
         out,
         "\nClosed trades opened while each held the {} alias (regime empty: all):",
         args.alias
     )?;
-    let mut params = ab();
-    params.push(param::text(&args.alias));
-    let live = session
-        .query_with(LIVE, params)
-        .await
-        .context("trades while each model was live")?;
+    let live = compare::while_live(session, a, b, &args.alias).await?;
     output::print_or_say(
         &live,
         args.format,

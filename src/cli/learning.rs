@@ -1,23 +1,21 @@
 //! `quiver learning summary|calibration`: how the models learn and how well
 //! their probabilities hold up. Calibration reads the `predictions` events, so
 //! these go through the query engine (or the server holding the data dir).
-
-use std::sync::Arc;
+//! The queries are [`crate::app::learning`]'s; this prints them.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt64Array,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 
 use super::output::{self, Format};
-use super::sql::{run_bound, run_queries};
 use crate::analytics::Calibration;
+use crate::app::learning;
+use crate::app::{Load, Session};
 use crate::config::Config;
-use crate::query::param;
 use crate::store::Registry;
 use crate::store::registry::is_model_id;
 
@@ -50,35 +48,26 @@ pub enum Command {
     },
 }
 
-/// Reliability bins, as in `learning.calibration_bins`.
-const BINS: usize = 10;
-
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let server = args.server.as_deref();
     match &args.command {
         Command::Summary { date, format } => {
             let Some(date) = date else {
-                let sql = "SELECT * FROM learning.daily_summary \
-                           WHERE day >= current_date - INTERVAL '30 days' ORDER BY day";
-                let mut r = run_queries(&config, server, &[sql]).await?;
-                return output::print(&r.remove(0), *format);
+                let mut session = Session::open(&config, server, Load::Skip).await?;
+                let result = learning::recent_days(&mut session).await;
+                session.close().await?;
+                return output::print(&result?, *format);
             };
             let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
                 .with_context(|| format!("--date {date:?}: expected YYYY-MM-DD"))?;
-            let summary = "SELECT * FROM learning.daily_summary WHERE day = $1";
-            let per_model = "SELECT model_id, samples, ece, mce, brier FROM learning.calibration \
-                 WHERE day = $1 ORDER BY samples DESC";
-            let on_day = || vec![param::date(day)];
-            let mut r = run_bound(
-                &config,
-                server,
-                &[(summary, on_day()), (per_model, on_day())],
-            )
-            .await?;
+            let mut session = Session::open(&config, server, Load::Skip).await?;
+            let result = learning::day(&mut session, day).await;
+            session.close().await?;
+            let report = result?;
             writeln!(std::io::stdout(), "Learning on {day}:")?;
-            output::print(&r.remove(0), *format)?;
+            output::print(&report.summary, *format)?;
             writeln!(std::io::stdout(), "Calibration per model:")?;
-            output::print(&r.remove(0), *format)?;
+            output::print(&report.per_model, *format)?;
             let registry = Registry::open_read_only(&config.data_dir)?;
             let from = day
                 .and_hms_opt(0, 0, 0)
@@ -100,20 +89,11 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 Err(_) if is_model_id(model) => model.clone(),
                 Err(e) => return Err(e.into()),
             };
-            let per_day = "SELECT day, samples, ece, mce, brier FROM learning.calibration \
-                 WHERE model_id = $1 ORDER BY day";
-            let pairs = "SELECT predicted_prob, label FROM learning.prediction_outcomes \
-                 WHERE model_id = $1";
-            let of_model = || vec![param::text(&id)];
-            let mut r = run_bound(
-                &config,
-                server,
-                &[(per_day, of_model()), (pairs, of_model())],
-            )
-            .await?;
-            let per_day = r.remove(0);
-            let pairs = outcome_pairs(&r.remove(0))?;
-            let Some(c) = Calibration::compute(&pairs, BINS) else {
+            let mut session = Session::open(&config, server, Load::Skip).await?;
+            let result = learning::model_calibration(&mut session, &id).await;
+            session.close().await?;
+            let calibration = result?;
+            let Some(c) = calibration.overall else {
                 writeln!(std::io::stdout(), "model {id}: no labelled predictions yet")?;
                 return Ok(());
             };
@@ -128,32 +108,9 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "Reliability bins:")?;
             output::print(&[bins_batch(&c)?], *format)?;
             writeln!(std::io::stdout(), "Per day:")?;
-            output::print(&per_day, *format)
+            output::print(&calibration.per_day, *format)
         }
     }
-}
-
-/// (probability, outcome) pairs from `predicted_prob, label` rows.
-fn outcome_pairs(batches: &[RecordBatch]) -> anyhow::Result<Vec<(f64, bool)>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let p = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .context("predicted_prob is not Float64")?;
-        let y = b
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .context("label is not Int32")?;
-        for i in 0..b.num_rows() {
-            if p.is_valid(i) && y.is_valid(i) {
-                out.push((p.value(i), y.value(i) == 1));
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn bins_batch(c: &Calibration) -> anyhow::Result<RecordBatch> {

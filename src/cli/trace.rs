@@ -1,23 +1,20 @@
 //! `quiver trace TRACE_ID` (one decision's timeline, bottlenecks and a
 //! recommendation) and `quiver trace --stats [--since T]` (per step: mean,
 //! p50, p95, p99; the slowest traces). Through the query engine, or the
-//! server that holds the data dir.
+//! server that holds the data dir. The queries are [`crate::app::trace`]'s;
+//! this prints them.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::bail;
-use arrow::array::AsArray;
-use arrow::datatypes::{DataType, Int32Type};
-use datafusion::common::ScalarValue;
 
 use super::journal::parse_time;
 use super::output::{self, Format};
-use super::sql::run_bound;
-use crate::analytics::trace::{BOTTLENECK_SHARE, Step, TraceReport};
-use crate::app::rows::{check_id, column, floats, strings};
+use crate::analytics::trace::BOTTLENECK_SHARE;
+use crate::app::rows::check_id;
+use crate::app::trace::{Trace, stats, trace};
+use crate::app::{Load, Session};
 use crate::config::Config;
-use crate::query::param;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,63 +39,29 @@ pub struct Args {
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let server = args.server.as_deref();
     if args.stats {
-        return stats(&config, args).await;
+        return print_stats(&config, args).await;
     }
     let Some(trace_id) = args.trace_id.as_deref() else {
         bail!("give a TRACE_ID or --stats");
     };
+    // Checked before the data dir is opened, as well as where it is bound.
     check_id("trace id", trace_id)?;
-    // The p95s are over the trace's own day, so the comparison stays cheap
-    // and current.
-    let steps_sql = "SELECT seq, step, start_ms, duration_ms, result, signal_id, symbol, \
-                CAST(ts AS VARCHAR) AS ts, CAST(date AS VARCHAR) AS day \
-         FROM events.trace_steps WHERE trace_id = $1 ORDER BY seq";
-    let p95_sql = "SELECT step, percentile_cont(duration_ms, 0.95) AS p95_ms FROM events.trace_steps \
-         WHERE date IN (SELECT date FROM events.trace_steps WHERE trace_id = $1) \
-         GROUP BY step";
-    let id = || vec![param::text(trace_id)];
-    let mut results = run_bound(&config, server, &[(steps_sql, id()), (p95_sql, id())]).await?;
-    let p95_batches = results.remove(1);
-    let step_batches = results.remove(0);
-    let mut steps = Vec::new();
-    let mut header = None;
-    for batch in &step_batches {
-        let seq = arrow::compute::cast(column(batch, "seq")?, &DataType::Int32)?;
-        let seq = seq.as_primitive::<Int32Type>();
-        let (names, results) = (strings(batch, "step")?, strings(batch, "result")?);
-        let (starts, durations) = (floats(batch, "start_ms")?, floats(batch, "duration_ms")?);
-        if header.is_none() && batch.num_rows() > 0 {
-            header = Some((
-                strings(batch, "signal_id")?.remove(0),
-                strings(batch, "symbol")?.remove(0),
-                strings(batch, "ts")?.remove(0),
-            ));
-        }
-        for i in 0..batch.num_rows() {
-            steps.push(Step {
-                seq: seq.value(i),
-                step: names[i].clone(),
-                start_ms: starts[i],
-                duration_ms: durations[i],
-                result: results[i].clone(),
-            });
-        }
-    }
-    let Some((signal, symbol, ts)) = header else {
-        bail!("no trace {trace_id} in events.trace_steps");
-    };
-    let mut p95 = HashMap::new();
-    for batch in &p95_batches {
-        for (step, value) in strings(batch, "step")?
-            .into_iter()
-            .zip(floats(batch, "p95_ms")?)
-        {
-            p95.insert(step, value);
-        }
-    }
-    let report = TraceReport::new(steps, &p95);
+    let mut session = Session::open(&config, args.server.as_deref(), Load::Skip).await?;
+    let result = trace(&mut session, trace_id).await;
+    session.close().await?;
+    print_trace(&result?)
+}
+
+fn print_trace(trace: &Trace) -> anyhow::Result<()> {
+    let Trace {
+        trace_id,
+        signal_id: signal,
+        symbol,
+        ts,
+        p95_ms: p95,
+        report,
+    } = trace;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -156,41 +119,19 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stats(config: &Config, args: &Args) -> anyhow::Result<()> {
+async fn print_stats(config: &Config, args: &Args) -> anyhow::Result<()> {
     let since_us = match &args.since {
         None => None,
         Some(text) => Some(parse_time(text)?.0),
     };
-    let (since, n) = match since_us {
-        Some(_) => ("WHERE ts >= to_timestamp_micros($1)", "$2"),
-        None => ("", "$1"),
-    };
-    let per_step = format!(
-        "SELECT step, count(*) AS steps, avg(duration_ms) AS avg_ms, \
-                percentile_cont(duration_ms, 0.5) AS p50_ms, \
-                percentile_cont(duration_ms, 0.95) AS p95_ms, \
-                percentile_cont(duration_ms, 0.99) AS p99_ms, max(duration_ms) AS max_ms \
-         FROM events.trace_steps {since} GROUP BY step ORDER BY avg_ms DESC"
-    );
-    let slowest = format!(
-        "SELECT trace_id, signal_id, symbol, ts, steps, total_ms, slowest_step_ms \
-         FROM analysis.trace_totals {since} ORDER BY total_ms DESC, trace_id LIMIT {n}"
-    );
-    let since: Vec<ScalarValue> = since_us
-        .map(|us| ScalarValue::Int64(Some(us)))
-        .into_iter()
-        .collect();
-    let mut slowest_params = since.clone();
-    slowest_params.push(ScalarValue::Int64(Some(i64::from(args.slowest))));
-    let mut results = run_bound(
-        config,
-        args.server.as_deref(),
-        &[(&per_step, since), (&slowest, slowest_params)],
-    )
-    .await?;
+    // analysis.trace_totals needs the definitions.
+    let mut session = Session::open(config, args.server.as_deref(), Load::Required).await?;
+    let result = stats(&mut session, since_us, args.slowest).await;
+    session.close().await?;
+    let stats = result?;
     let mut out = std::io::stdout();
     writeln!(out, "Per step:")?;
-    output::print(&results.remove(0), args.format)?;
+    output::print(&stats.per_step, args.format)?;
     writeln!(out, "The {} slowest traces:", args.slowest)?;
-    output::print(&results.remove(0), args.format)
+    output::print(&stats.slowest, args.format)
 }
