@@ -20,6 +20,12 @@
 //!   the trace statistics.
 //!
 //! `cli/` parses arguments, calls these, and prints.
+//!
+//! Each report has one home here: its SQL (values always bound), the queries
+//! run on a [`Session`], and the decoding into typed rows; the sentences and
+//! numbers come from the pure [`crate::analytics`]. DESIGN.md's module map puts
+//! report homes in `query/`; they live here because a report runs on a
+//! `Session`, local or through a server, and `query/` sits below `app/`.
 
 pub mod compare;
 pub mod explain;

@@ -2,11 +2,16 @@
 //! `gates.yaml` while a server runs.
 //!
 //! Every `reload_interval` the files are read and compared with what is live.
-//! A changed set that compiles replaces the `metrics` and `analysis` schemas
-//! and each changed file is recorded in the registry's config history; one
-//! that does not is refused with its error, and the previous definitions stay
-//! live. Polling (rather than file-system events) sees edits made by any
-//! editor, on any file system, including a directory that appears later.
+//! A change is acted on once it has settled: the same text in two polls in a
+//! row, so a file caught half-written (an editor or `echo >` writes in
+//! pieces) is never loaded. A changed set that compiles replaces the
+//! `metrics` and `analysis` schemas and each changed file is recorded in the
+//! registry's config history, with the text that was loaded (the files are
+//! read again after loading; if they moved meanwhile, the load waits for the
+//! next poll). One that does not compile is refused with its error, and the
+//! previous definitions stay live. Polling (rather than file-system events)
+//! sees edits made by any editor, on any file system, including a directory
+//! that appears later.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,16 +50,23 @@ fn snapshot(paths: &DefinitionPaths) -> Snapshot {
     Snapshot { files }
 }
 
-/// Loads and installs the definitions; on success records each file in the
-/// registry's config history (which keeps a file's content once per change).
+/// Loads and installs the definitions whose text is `files`; on success
+/// records each file in the registry's config history (which keeps a file's
+/// content once per change). `Ok(None)`: the files changed while they were
+/// read, nothing was installed.
 fn load_and_record(
     engine: &QueryEngine,
     paths: &DefinitionPaths,
     data_dir: &Path,
     files: &Snapshot,
     reason: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     let definitions = Definitions::load(paths)?;
+    // What was loaded was read between the two snapshots; equal snapshots
+    // mean it is the text about to be recorded.
+    if snapshot(paths) != *files {
+        return Ok(None);
+    }
     let loaded = engine.install_definitions(definitions)?;
     // The definitions are live now; failing to record them is worth a
     // warning, not a refusal.
@@ -76,12 +88,12 @@ fn load_and_record(
             tracing::warn!("definitions are live but not recorded in the config history: {e}")
         }
     }
-    Ok(format!(
+    Ok(Some(format!(
         "{} metrics, {} alert rules, {} analyses",
         loaded.metrics.len(),
         loaded.definitions.metrics.alerts.len(),
         loaded.definitions.analyses.len()
-    ))
+    )))
 }
 
 /// Loads the definitions once (an error fails the start) and returns the
@@ -93,15 +105,21 @@ pub async fn start(
     interval: Duration,
 ) -> anyhow::Result<JoinHandle<()>> {
     paths.prepare()?;
-    let first = snapshot(&paths);
-    let summary = tokio::task::spawn_blocking({
-        let (engine, paths, data_dir, first) = (
-            engine.clone(),
-            paths.clone(),
-            data_dir.clone(),
-            first.clone(),
-        );
-        move || load_and_record(&engine, &paths, &data_dir, &first, "loaded at start")
+    let (first, summary) = tokio::task::spawn_blocking({
+        let (engine, paths, data_dir) = (engine.clone(), paths.clone(), data_dir.clone());
+        move || -> anyhow::Result<(Snapshot, String)> {
+            // At start the files are taken as they are, retried while they
+            // change under the load.
+            loop {
+                let first = snapshot(&paths);
+                if let Some(summary) =
+                    load_and_record(&engine, &paths, &data_dir, &first, "loaded at start")?
+                {
+                    return Ok((first, summary));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     })
     .await??;
     tracing::info!(
@@ -113,6 +131,8 @@ pub async fn start(
         let mut live = first;
         // The last snapshot refused, so a broken edit is reported once.
         let mut refused: Option<Snapshot> = None;
+        // The previous poll's snapshot: a change is loaded once it settles.
+        let mut previous: Option<Snapshot> = None;
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -130,7 +150,9 @@ pub async fn start(
             else {
                 continue;
             };
-            if now == live || refused.as_ref() == Some(&now) {
+            let settled = previous.as_ref() == Some(&now);
+            previous = Some(now.clone());
+            if now == live || refused.as_ref() == Some(&now) || !settled {
                 continue;
             }
             let result = tokio::task::spawn_blocking({
@@ -140,11 +162,13 @@ pub async fn start(
             })
             .await;
             match result {
-                Ok(Ok(summary)) => {
+                Ok(Ok(Some(summary))) => {
                     tracing::info!("definitions reloaded: {summary}");
                     live = now;
                     refused = None;
                 }
+                Ok(Ok(None)) => {} // changed while loading: the next poll sees it
+
                 Ok(Err(e)) => {
                     tracing::error!("definitions edit refused; the previous ones stay live: {e:#}");
                     refused = Some(now);

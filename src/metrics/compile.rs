@@ -503,15 +503,15 @@ async fn check_plans_back(
     err: MetricErr<'_>,
 ) -> Result<(), MetricsError> {
     let replanned = ctx.state().create_logical_plan(sql).await.map_err(|e| {
-            err.at(
-                "formula",
-                format!(
-                    "compiles to SQL that does not plan back ({}); write it another way \
+        err.at(
+            "formula",
+            format!(
+                "compiles to SQL that does not plan back ({}); write it another way \
                      (e.g. percentile_cont(x, 0.95) rather than WITHIN GROUP)",
-                    root(&e)
-                ),
-            )
-        })?;
+                root(&e)
+            ),
+        )
+    })?;
     let names = |p: &LogicalPlan| -> Vec<String> {
         p.schema()
             .fields()

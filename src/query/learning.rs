@@ -7,8 +7,8 @@ use std::sync::Arc;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
-use futures::FutureExt;
 use datafusion::prelude::SessionContext;
+use futures::FutureExt;
 
 use super::QueryError;
 

@@ -53,7 +53,17 @@ fn demo_flushes_on_sigterm_and_sql_sees_every_accepted_event() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(6));
+    // The demo advertises its server once the definitions are compiled (a few
+    // seconds in a debug build, more on a busy machine), then backfills.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("flight.json").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not start its server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
     // While the demo holds the dir, `quiver sql` on it asks the demo's server
     // (advertised in the dir), and `--server` reaches the same server.
     let live = sql(
