@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::event::ValidationLimits;
-use crate::flight::{Credentials, FlightConfig, QueryLimits, TlsFiles};
+use crate::flight::{Credentials, FlightConfig, TlsFiles};
 use crate::ingest::LoggerConfig;
 use crate::query::QueryConfig;
 use crate::store::{HotConfig, LakeConfig, StoreConfig};
@@ -36,6 +36,12 @@ pub enum ConfigError {
 }
 
 /// The whole configuration. Every field has a default.
+///
+/// Each section is the config of the layer it configures, which documents its
+/// own keys and defaults; a section type of this module exists only where the
+/// file holds keys the layer's struct does not: `[validation]`
+/// ([`ValidationSection`]), `[lake]` ([`LakeSection`]), `[flight]`
+/// ([`FlightSection`]), and `[metrics]`, which no layer owns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -43,12 +49,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Flight SQL listen address. Non-loopback addresses need credentials.
     pub listen: SocketAddr,
-    pub logger: LoggerSection,
+    /// `[logger]`: the logger's queue and batches. Its `validation` is not a
+    /// key of the section; [`Config::logger_config`] takes it from `[validation]`.
+    pub logger: LoggerConfig,
+    /// `[validation]`: the limits every event is checked against.
     pub validation: ValidationSection,
-    pub hot: HotSection,
+    /// `[hot]`: the hot store's retention and checkpoints.
+    pub hot: HotConfig,
+    /// `[lake]`: rolls, compaction, Parquet, and two WAL keys.
     pub lake: LakeSection,
-    pub query: QuerySection,
+    /// `[query]`: the query engine's memory.
+    pub query: QueryConfig,
+    /// `[flight]`: the Flight SQL server's credentials, TLS and limits.
     pub flight: FlightSection,
+    /// `[metrics]`: where the definitions are and how often they reload.
     pub metrics: MetricsSection,
 }
 
@@ -57,136 +71,122 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./quiver-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            logger: LoggerSection::default(),
+            logger: LoggerConfig::default(),
             validation: ValidationSection::default(),
-            hot: HotSection::default(),
+            hot: HotConfig::default(),
             lake: LakeSection::default(),
-            query: QuerySection::default(),
+            query: QueryConfig::default(),
             flight: FlightSection::default(),
             metrics: MetricsSection::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoggerSection {
-    pub queue_capacity: usize,
-    pub batch_rows_max: usize,
-    #[serde(with = "humantime_serde")]
-    pub flush_interval: Duration,
-    pub debug_shed_fill: f64,
-    pub kill_switch_trip_fill: f64,
-    pub kill_switch_rearm_fill: f64,
-    #[serde(with = "humantime_serde")]
-    pub kill_switch_rearm_hold: Duration,
-    pub critical_overflow_max: usize,
-}
+// How the sections below keep unknown keys errors. serde does not support
+// `deny_unknown_fields` together with `flatten` in general; what it does, and
+// what these sections rely on (each is tested by
+// `tests::unknown_keys_in_every_section_are_refused`):
+// - a struct that flattens collects every key it does not name, hands them to
+//   the flattened struct, and with `deny_unknown_fields` refuses whatever is
+//   left. A flattened struct with no `flatten` of its own takes only its own
+//   keys, so `deny_unknown_fields` goes on the section (`ValidationSection`,
+//   `LakeSection`);
+// - a flattened struct that itself flattens is handed every key as a map and
+//   leaves them all in the section's buffer, so `deny_unknown_fields` on the
+//   section would refuse every key; there the flattened struct refuses the
+//   leftovers instead (`FlightSection` holds a `FlightConfig`, which flattens
+//   `QueryLimits`).
 
-impl Default for LoggerSection {
-    fn default() -> Self {
-        let d = LoggerConfig::default();
-        Self {
-            queue_capacity: d.queue_capacity,
-            batch_rows_max: d.batch_rows_max,
-            flush_interval: d.flush_interval,
-            debug_shed_fill: d.debug_shed_fill,
-            kill_switch_trip_fill: d.kill_switch_trip_fill,
-            kill_switch_rearm_fill: d.kill_switch_rearm_fill,
-            kill_switch_rearm_hold: d.kill_switch_rearm_hold,
-            critical_overflow_max: d.critical_overflow_max,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[validation]`: the [`ValidationLimits`] keys, and `symbols_allowed`, kept
+/// here because its file form differs: an ordered list, empty for any symbol,
+/// which `Config::check` checks symbol by symbol before it becomes the
+/// limits' set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationSection {
-    #[serde(with = "humantime_serde")]
-    pub future_skew_max: Duration,
-    pub string_bytes_max: usize,
-    pub json_bytes_max: usize,
-    /// If non-empty, only these symbols are accepted.
+    /// If non-empty, only these symbols are accepted (`["BTC-USD"]`).
     pub symbols_allowed: Vec<String>,
+    /// The other keys (`future_skew_max`, `string_bytes_max`,
+    /// `json_bytes_max`); its own `symbols_allowed` is not read.
+    #[serde(flatten)]
+    pub limits: ValidationLimits,
 }
 
-impl Default for ValidationSection {
-    fn default() -> Self {
-        let d = ValidationLimits::default();
-        Self {
-            future_skew_max: d.future_skew_max,
-            string_bytes_max: d.string_bytes_max,
-            json_bytes_max: d.json_bytes_max,
-            symbols_allowed: Vec::new(),
+impl ValidationSection {
+    /// The limits, with the list of symbols as their set.
+    pub fn to_limits(&self) -> ValidationLimits {
+        ValidationLimits {
+            symbols_allowed: (!self.symbols_allowed.is_empty())
+                .then(|| self.symbols_allowed.iter().cloned().collect::<HashSet<_>>()),
+            ..self.limits.clone()
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HotSection {
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    #[serde(with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
-}
-
-impl Default for HotSection {
-    fn default() -> Self {
-        let d = HotConfig::default();
-        Self {
-            retention: d.retention,
-            checkpoint_interval: d.checkpoint_interval,
-        }
-    }
-}
-
+/// `[lake]`: the [`LakeConfig`] keys, and two keys of the WAL's
+/// ([`StoreConfig`]) that have always been set in this section. Derefs to the
+/// lake's config, so `config.lake.roll_interval` reads like the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeSection {
-    pub roll_rows_max: usize,
-    #[serde(with = "humantime_serde")]
-    pub roll_interval: Duration,
-    pub compact_trigger_files: usize,
-    pub zstd_level: i32,
-    pub row_group_rows_max: usize,
+    /// The lake's own keys (`roll_rows_max`, ...).
+    #[serde(flatten)]
+    pub lake: LakeConfig,
+    /// Size at which the WAL starts a new segment file, in bytes. Default 64 MiB.
     pub wal_segment_bytes_max: u64,
     /// Bytes of recent WAL records kept in memory for the hot store, lake and
-    /// journal; one that falls further behind reads the WAL files.
+    /// journal; one that falls further behind reads the WAL files. Default
+    /// 128 MiB.
     pub wal_feed_bytes_max: usize,
-    #[serde(with = "humantime_serde")]
-    pub retired_file_grace: Duration,
 }
 
 impl Default for LakeSection {
     fn default() -> Self {
-        let d = LakeConfig::default();
         let store = StoreConfig::new("");
         Self {
-            roll_rows_max: d.roll_rows_max,
-            roll_interval: d.roll_interval,
-            compact_trigger_files: d.compact_trigger_files,
-            zstd_level: d.zstd_level,
-            row_group_rows_max: d.row_group_rows_max,
+            lake: store.lake,
             wal_segment_bytes_max: store.wal_segment_bytes_max,
             wal_feed_bytes_max: store.feed_bytes_max,
-            retired_file_grace: d.retired_file_grace,
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuerySection {
-    pub memory_bytes_max: usize,
+impl std::ops::Deref for LakeSection {
+    type Target = LakeConfig;
+    fn deref(&self) -> &LakeConfig {
+        &self.lake
+    }
 }
 
-impl Default for QuerySection {
-    fn default() -> Self {
-        Self {
-            memory_bytes_max: QueryConfig::default().memory_bytes_max,
-        }
+impl std::ops::DerefMut for LakeSection {
+    fn deref_mut(&mut self) -> &mut LakeConfig {
+        &mut self.lake
     }
+}
+
+/// `[flight]`: the [`FlightConfig`] keys, and the four whose file form
+/// differs from the server's: `username` and `password` become its
+/// [`Credentials`], `tls_cert` and `tls_key` its [`TlsFiles`], each pair both
+/// set or neither (`Config::check`).
+///
+/// No `deny_unknown_fields` here: the flattened [`FlightConfig`] is handed
+/// every key this struct does not name and refuses the unknown ones (see the
+/// note above [`ValidationSection`]); this struct would refuse them all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlightSection {
+    /// Empty: no authentication (then only loopback addresses are allowed).
+    pub username: String,
+    /// The password of `username` (`QUIVER_FLIGHT__PASSWORD` keeps it out of
+    /// the file).
+    pub password: String,
+    /// PEM certificate chain; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The server's own keys (`token_ttl`, `queries_max`, ...).
+    #[serde(flatten)]
+    pub server: FlightConfig,
 }
 
 /// Metric definitions and SQL analyses, reloaded while the server runs.
@@ -214,49 +214,6 @@ impl Default for MetricsSection {
             analysis_dir: None,
             gates_file: None,
             reload_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// The Flight SQL server: credentials, TLS and the limits on each query.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlightSection {
-    /// Empty: no authentication (then only loopback addresses are allowed).
-    pub username: String,
-    pub password: String,
-    /// How long a bearer token from the handshake stays valid.
-    #[serde(with = "humantime_serde")]
-    pub token_ttl: Duration,
-    /// PEM certificate chain; with `tls_key`, the server speaks TLS only.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub queries_max: usize,
-    #[serde(with = "humantime_serde")]
-    pub query_timeout: Duration,
-    pub query_memory_bytes_max: usize,
-    pub result_rows_max: u64,
-    pub result_bytes_max: u64,
-    pub ingest_rows_max: usize,
-    pub message_bytes_max: usize,
-}
-
-impl Default for FlightSection {
-    fn default() -> Self {
-        let d = FlightConfig::default();
-        Self {
-            username: String::new(),
-            password: String::new(),
-            token_ttl: d.token_ttl,
-            tls_cert: None,
-            tls_key: None,
-            queries_max: d.limits.queries_max,
-            query_timeout: d.limits.query_timeout,
-            query_memory_bytes_max: d.limits.query_memory_bytes_max,
-            result_rows_max: d.limits.result_rows_max,
-            result_bytes_max: d.limits.result_bytes_max,
-            ingest_rows_max: d.ingest_rows_max,
-            message_bytes_max: d.message_bytes_max,
         }
     }
 }
@@ -440,7 +397,10 @@ impl Config {
                 "set both tls_cert and tls_key, or neither",
             ));
         }
-        if f.queries_max == 0 || f.query_memory_bytes_max == 0 || f.ingest_rows_max == 0 {
+        if f.server.limits.queries_max == 0
+            || f.server.limits.query_memory_bytes_max == 0
+            || f.server.ingest_rows_max == 0
+        {
             return Err(invalid(
                 "flight",
                 "queries_max, query_memory_bytes_max and ingest_rows_max must be > 0",
@@ -457,48 +417,27 @@ impl Config {
         Ok(())
     }
 
+    /// The logger's config: `[logger]` with `[validation]`.
     pub fn logger_config(&self) -> LoggerConfig {
-        let l = &self.logger;
-        let v = &self.validation;
         LoggerConfig {
-            queue_capacity: l.queue_capacity,
-            batch_rows_max: l.batch_rows_max,
-            flush_interval: l.flush_interval,
-            debug_shed_fill: l.debug_shed_fill,
-            kill_switch_trip_fill: l.kill_switch_trip_fill,
-            kill_switch_rearm_fill: l.kill_switch_rearm_fill,
-            kill_switch_rearm_hold: l.kill_switch_rearm_hold,
-            critical_overflow_max: l.critical_overflow_max,
-            validation: ValidationLimits {
-                future_skew_max: v.future_skew_max,
-                string_bytes_max: v.string_bytes_max,
-                json_bytes_max: v.json_bytes_max,
-                symbols_allowed: (!v.symbols_allowed.is_empty())
-                    .then(|| v.symbols_allowed.iter().cloned().collect::<HashSet<_>>()),
-                ..ValidationLimits::default()
-            },
+            validation: self.validation.to_limits(),
+            ..self.logger.clone()
         }
     }
 
+    /// The store's config: `data_dir`, `[hot]`, and `[lake]` with its WAL keys.
     pub fn store_config(&self) -> StoreConfig {
-        let mut c = StoreConfig::new(self.data_dir.clone());
-        c.wal_segment_bytes_max = self.lake.wal_segment_bytes_max;
-        c.feed_bytes_max = self.lake.wal_feed_bytes_max;
-        c.hot = HotConfig {
-            retention: self.hot.retention,
-            checkpoint_interval: self.hot.checkpoint_interval,
-        };
-        c.lake = LakeConfig {
-            roll_rows_max: self.lake.roll_rows_max,
-            roll_interval: self.lake.roll_interval,
-            compact_trigger_files: self.lake.compact_trigger_files,
-            zstd_level: self.lake.zstd_level,
-            row_group_rows_max: self.lake.row_group_rows_max,
-            retired_file_grace: self.lake.retired_file_grace,
-        };
-        c
+        StoreConfig {
+            wal_segment_bytes_max: self.lake.wal_segment_bytes_max,
+            feed_bytes_max: self.lake.wal_feed_bytes_max,
+            hot: self.hot.clone(),
+            lake: self.lake.lake.clone(),
+            ..StoreConfig::new(self.data_dir.clone())
+        }
     }
 
+    /// The server's config: `[flight]` with `listen`, its credentials and TLS
+    /// files.
     pub fn flight_config(&self) -> FlightConfig {
         let f = &self.flight;
         FlightConfig {
@@ -507,22 +446,12 @@ impl Config {
                 username: f.username.clone(),
                 password: f.password.clone(),
             }),
-            token_ttl: f.token_ttl,
             tls: f
                 .tls_cert
                 .clone()
                 .zip(f.tls_key.clone())
                 .map(|(cert, key)| TlsFiles { cert, key }),
-            limits: QueryLimits {
-                queries_max: f.queries_max,
-                query_timeout: f.query_timeout,
-                query_memory_bytes_max: f.query_memory_bytes_max,
-                result_rows_max: f.result_rows_max,
-                result_bytes_max: f.result_bytes_max,
-            },
-            ingest_rows_max: f.ingest_rows_max,
-            message_bytes_max: f.message_bytes_max,
-            ..FlightConfig::default()
+            ..f.server.clone()
         }
     }
 
@@ -545,11 +474,9 @@ impl Config {
         paths
     }
 
+    /// The query engine's config: `[query]`.
     pub fn query_config(&self) -> QueryConfig {
-        QueryConfig {
-            memory_bytes_max: self.query.memory_bytes_max,
-            ..QueryConfig::default()
-        }
+        self.query.clone()
     }
 }
 
@@ -635,6 +562,133 @@ mod tests {
             err.contains("environment") && err.contains("loger"),
             "{err}"
         );
+    }
+
+    /// A key no struct owns is refused in every section, flattened or not,
+    /// from the file and from the environment, and the error names it.
+    #[test]
+    fn unknown_keys_in_every_section_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        for section in [
+            "logger",
+            "validation",
+            "hot",
+            "lake",
+            "query",
+            "flight",
+            "metrics",
+        ] {
+            std::fs::write(&file, format!("[{section}]\nbogus_key = 1\n")).unwrap();
+            let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("q.toml") && err.contains("bogus_key"),
+                "[{section}]: {err}"
+            );
+            let var = format!("QUIVER_{}__BOGUS_KEY", section.to_ascii_uppercase());
+            let err = Config::load_from(None, env(&[(&var, "1")]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("environment") && err.contains("bogus_key"),
+                "{var}: {err}"
+            );
+        }
+        std::fs::write(&file, "bogus_key = 1\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus_key"), "{err}");
+    }
+
+    /// The file's keys, section by section, as they have always been (the
+    /// optional paths, unset by default, are not written out).
+    #[test]
+    fn keys_stay_in_their_sections() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let keys = |t: &toml::Value| {
+            let mut k: Vec<String> = t.as_table().unwrap().keys().cloned().collect();
+            k.sort();
+            k.join(" ")
+        };
+        assert_eq!(
+            keys(&value),
+            "data_dir flight hot lake listen logger metrics query validation"
+        );
+        let expected = [
+            (
+                "logger",
+                "batch_rows_max critical_overflow_max debug_shed_fill flush_interval \
+                 kill_switch_rearm_fill kill_switch_rearm_hold kill_switch_trip_fill \
+                 queue_capacity",
+            ),
+            (
+                "validation",
+                "future_skew_max json_bytes_max string_bytes_max symbols_allowed",
+            ),
+            ("hot", "checkpoint_interval retention"),
+            (
+                "lake",
+                "compact_trigger_files retired_file_grace roll_interval roll_rows_max \
+                 row_group_rows_max wal_feed_bytes_max wal_segment_bytes_max zstd_level",
+            ),
+            ("query", "memory_bytes_max"),
+            (
+                "flight",
+                "ingest_rows_max message_bytes_max password queries_max \
+                 query_memory_bytes_max query_timeout result_bytes_max result_rows_max \
+                 token_ttl username",
+            ),
+            ("metrics", "reload_interval"),
+        ];
+        for (section, want) in expected {
+            assert_eq!(keys(&value[section]), want, "[{section}]");
+        }
+    }
+
+    /// The keys of flattened layer structs are read from the file and the
+    /// environment into the layer's config.
+    #[test]
+    fn flattened_keys_reach_their_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "[validation]\nfuture_skew_max = \"2s\"\nsymbols_allowed = [\"BTC-USD\"]\n\
+             [lake]\nroll_rows_max = 7\nwal_segment_bytes_max = 4096\n\
+             [flight]\nqueries_max = 3\ntoken_ttl = \"1h\"\nusername = \"u\"\npassword = \"p\"\n\
+             [query]\nmemory_bytes_max = 1024\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[
+                ("QUIVER_LAKE__WAL_FEED_BYTES_MAX", "8192"),
+                ("QUIVER_FLIGHT__QUERY_TIMEOUT", "30s"),
+                ("QUIVER_VALIDATION__JSON_BYTES_MAX", "99"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let logger = c.logger_config();
+        assert_eq!(logger.validation.future_skew_max, Duration::from_secs(2));
+        assert_eq!(logger.validation.json_bytes_max, 99);
+        assert_eq!(
+            logger.validation.symbols_allowed,
+            Some(HashSet::from(["BTC-USD".to_string()]))
+        );
+        let store = c.store_config();
+        assert_eq!(store.lake.roll_rows_max, 7);
+        assert_eq!(store.wal_segment_bytes_max, 4096);
+        assert_eq!(store.feed_bytes_max, 8192);
+        let flight = c.flight_config();
+        assert_eq!(flight.limits.queries_max, 3);
+        assert_eq!(flight.limits.query_timeout, Duration::from_secs(30));
+        assert_eq!(flight.token_ttl, Duration::from_secs(3600));
+        assert_eq!(flight.credentials.map(|c| c.username), Some("u".into()));
+        assert_eq!(c.query_config().memory_bytes_max, 1024);
     }
 
     #[test]

@@ -4,20 +4,34 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Event, Table, Ts};
 
-/// Limits applied to every event. Part of the server config (`[validation]`).
-#[derive(Debug, Clone)]
+/// Limits applied to every event.
+///
+/// Also the `[validation]` section of `quiver.toml`, but for two fields: see
+/// each. A missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ValidationLimits {
-    /// Earliest accepted timestamp (default 2000-01-01T00:00:00Z).
+    /// Earliest accepted timestamp (default 2000-01-01T00:00:00Z). Not a
+    /// config key: a floor of the event model, not a deployment's choice.
+    #[serde(skip)]
     pub ts_min: Ts,
-    /// How far ahead of the server's clock a timestamp may be (default 5 s).
+    /// How far ahead of the server's clock a timestamp may be, a duration
+    /// (`"5s"`). Default 5 s.
+    #[serde(with = "humantime_serde")]
     pub future_skew_max: Duration,
-    /// Longest id or short text field, in bytes (default 128).
+    /// Longest id or short text field, in bytes. Default 128.
     pub string_bytes_max: usize,
-    /// Longest JSON payload (`inputs`, `metrics`), in bytes (default 16 KiB).
+    /// Longest JSON payload (`inputs`, `metrics`), in bytes. Default 16 KiB.
     pub json_bytes_max: usize,
-    /// If set, only these symbols are accepted.
+    /// If set, only these symbols are accepted. Skipped here: in the file it
+    /// is a list (`symbols_allowed = ["BTC-USD"]`, empty for any symbol) that
+    /// the config reads and checks symbol by symbol before it builds this set
+    /// (`config::ValidationSection`).
+    #[serde(skip)]
     pub symbols_allowed: Option<HashSet<String>>,
 }
 

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -51,19 +52,45 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+/// The server: where it listens, who may call it, and its limits.
+///
+/// Also the `[flight]` section of `quiver.toml`, but for the fields marked
+/// skipped: those are keys elsewhere, or two keys in the file for one value
+/// here, and the config fills them (`Config::flight_config`). A missing key
+/// keeps its default.
+///
+/// `deny_unknown_fields` holds here even inside the config's `[flight]`
+/// section, which flattens this struct: serde hands a flattened struct that
+/// itself flattens ([`QueryLimits`]) every key the section does not name, so
+/// this struct is the one that sees, and refuses, a key nobody owns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct FlightConfig {
+    /// Skipped: the file's top-level `listen` key (also `--listen`).
+    #[serde(skip)]
     pub listen: SocketAddr,
-    /// Required for any non-loopback address.
+    /// Required for any non-loopback address. Skipped: in the file it is the
+    /// `username` and `password` keys of `[flight]`, both or neither.
+    #[serde(skip)]
     pub credentials: Option<Credentials>,
+    /// How long a bearer token from the handshake stays valid, a duration
+    /// (`"12h"`). Default 12 h.
+    #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// Skipped: in the file it is the `tls_cert` and `tls_key` keys of
+    /// `[flight]`, both or neither.
+    #[serde(skip)]
     pub tls: Option<TlsFiles>,
+    /// Its keys are `[flight]` keys themselves (`queries_max`, ...).
+    #[serde(flatten)]
     pub limits: QueryLimits,
-    /// Most rows one ingest request may carry.
+    /// Most rows one ingest request may carry. Default 1 000 000.
     pub ingest_rows_max: usize,
-    /// Largest gRPC message accepted or sent.
+    /// Largest gRPC message accepted or sent, in bytes. Default 64 MiB.
     pub message_bytes_max: usize,
-    /// Threads of the query runtime.
+    /// Threads of the query runtime. Not a config key: it follows the
+    /// machine (its available parallelism).
+    #[serde(skip)]
     pub query_threads: usize,
 }
 

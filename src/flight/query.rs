@@ -18,6 +18,7 @@ use arrow_flight::FlightData;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use datafusion::dataframe::DataFrame;
 use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -26,17 +27,25 @@ use super::error::FlightError;
 use super::handle::StatementHandle;
 use crate::query::{QueryEngine, QueryError};
 
-/// Limits on every query from the network.
-#[derive(Debug, Clone)]
+/// Limits on every query from the network. Keys of the `[flight]` section of
+/// `quiver.toml`, flattened into [`FlightConfig`](super::FlightConfig); a
+/// missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueryLimits {
     /// Queries executing at once; one more is refused with ResourceExhausted.
+    /// Default 16.
     pub queries_max: usize,
-    /// Longest a query may run, streaming included.
+    /// Longest a query may run, streaming included, a duration (`"10m"`).
+    /// Default 10 min.
+    #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
-    /// Memory one query may hold (all queries share the engine's pool too).
+    /// Memory one query may hold, in bytes (all queries share the engine's
+    /// pool too). Default 512 MiB.
     pub query_memory_bytes_max: usize,
+    /// Most rows one result may send. Default 100 000 000.
     pub result_rows_max: u64,
-    /// Bytes of Arrow data one result may send.
+    /// Bytes of Arrow data one result may send. Default 16 GiB.
     pub result_bytes_max: u64,
 }
 

@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::stats::{Counters, LoggerStats};
@@ -13,26 +14,41 @@ use super::{BatchSink, SinkError};
 use crate::event::{Event, Level, Ts, ValidationError, ValidationLimits};
 
 /// How the logger queues and batches. See the module docs for the tier rules.
-#[derive(Debug, Clone)]
+///
+/// Also the `[logger]` section of `quiver.toml`: every field but `validation`
+/// is a key of that name; a missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LoggerConfig {
-    /// Events the queue holds (CRITICAL overflow aside).
+    /// Events the queue holds (CRITICAL overflow aside). Default 10 000.
     pub queue_capacity: usize,
-    /// Most events in one writer batch (over all tables).
+    /// Most events in one writer batch (over all tables). Default 5 000.
     pub batch_rows_max: usize,
-    /// Longest an accepted event waits before its batch is made durable.
+    /// Longest an accepted event waits before its batch is made durable, a
+    /// duration (`"250ms"`). Default 1 s.
+    #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// Fill at which DEBUG events are dropped.
+    /// Queue fill, a fraction in [0, 1], at which DEBUG events are dropped.
+    /// Default 0.80.
     pub debug_shed_fill: f64,
-    /// Fill at which the kill switch trips.
+    /// Queue fill, a fraction in [0, 1], at which the kill switch trips.
+    /// Default 0.95.
     pub kill_switch_trip_fill: f64,
-    /// Fill at or below which a tripped kill switch may re-arm.
+    /// Queue fill, a fraction in [0, 1] below the trip fill, at or below which
+    /// a tripped kill switch may re-arm. Default 0.50.
     pub kill_switch_rearm_fill: f64,
-    /// Least time a tripped kill switch stays tripped.
+    /// Least time a tripped kill switch stays tripped, a duration. Default 1 s.
+    #[serde(with = "humantime_serde")]
     pub kill_switch_rearm_hold: Duration,
     /// CRITICAL events the overflow lane holds when the queue is full. Reached
     /// only when the durability point itself has stalled (a full disk) for a
     /// long time; past it CRITICAL events are dropped as queue-full, counted.
+    /// Default 1 000 000.
     pub critical_overflow_max: usize,
+    /// The limits every event is validated against. Not a `[logger]` key: they
+    /// are the file's own `[validation]` section, which the config puts here
+    /// (`Config::logger_config`).
+    #[serde(skip)]
     pub validation: ValidationLimits,
 }
 

@@ -44,6 +44,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
+use serde::{Deserialize, Serialize};
 
 use crate::event::Table;
 use crate::ingest::Logger;
@@ -88,10 +89,17 @@ impl QueryError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// The query engine's resources. Also the `[query]` section of `quiver.toml`;
+/// a missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
-    /// Memory all running queries may use before they spill or fail.
+    /// Memory all running queries may use before they spill or fail, in
+    /// bytes. Default 1 GiB.
     pub memory_bytes_max: usize,
+    /// Partitions DataFusion splits a plan into. Not a config key: it follows
+    /// the machine (its available parallelism).
+    #[serde(skip)]
     pub target_partitions: usize,
 }
 

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use duckdb::Connection;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Table, Ts};
 use crate::store::seq::SeqRanges;
@@ -81,9 +82,19 @@ impl HotError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// How the hot store keeps rows (see the module docs). Also the `[hot]`
+/// section of `quiver.toml`, a key per field; a missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HotConfig {
+    /// How long rows stay in the hot store, a duration (`"7days"`); older rows
+    /// are deleted once they are in the lake. Default 7 days.
+    #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Least time between the hot thread's own DuckDB checkpoints (and
+    /// retention passes), taken only when something was applied; a duration.
+    /// Default 60 s.
+    #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
 }
 

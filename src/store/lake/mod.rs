@@ -67,6 +67,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Table;
 pub use parquet::file_schema;
@@ -119,14 +120,31 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + 
     }
 }
 
-#[derive(Debug, Clone)]
+/// When the lake rolls, compacts and how it writes Parquet (see the module
+/// docs). Also the `[lake]` section of `quiver.toml`, a key per field, beside
+/// two WAL keys that the config adds to that section (`config::LakeSection`);
+/// a missing key keeps its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
+    /// Pending rows at which the lake rolls them into Parquet files.
+    /// Default 1 000 000.
     pub roll_rows_max: usize,
+    /// Age of the oldest pending row at which the lake rolls, a duration
+    /// (`"10m"`). Default 10 min.
+    #[serde(with = "humantime_serde")]
     pub roll_interval: Duration,
+    /// Files of one partition at which a roll compacts that partition into
+    /// one file (at least 2). Default 8.
     pub compact_trigger_files: usize,
+    /// Zstandard level of the Parquet files (an invalid level falls back to
+    /// the codec's default). Default 3.
     pub zstd_level: i32,
+    /// Most rows in one Parquet row group. Default 1 048 576.
     pub row_group_rows_max: usize,
-    /// How long compacted-away files stay on disk for queries still reading them.
+    /// How long compacted-away files stay on disk for queries still reading
+    /// them, a duration. Default 120 s.
+    #[serde(with = "humantime_serde")]
     pub retired_file_grace: Duration,
 }
 
