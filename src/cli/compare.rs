@@ -17,7 +17,7 @@ use crate::app::compare;
 use crate::app::{Load, Session};
 use crate::config::Config;
 use crate::store::Registry;
-use crate::store::registry::is_model_id;
+use crate::store::registry::{Alias, ModelId, is_model_id};
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -92,27 +92,19 @@ pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
     // full id.
     let resolve = |m: &str| match registry.resolve(m) {
         Ok(id) => Ok(id),
-        Err(_) if is_model_id(m) => Ok(m.to_string()),
+        Err(_) if is_model_id(m) => Ok(ModelId::parse(m)?),
         Err(e) => Err(anyhow::Error::new(e).context(format!("model {m:?}"))),
     };
     let (a, b) = (resolve(&args.a)?, resolve(&args.b)?);
     anyhow::ensure!(a != b, "A and B are the same model ({a})");
-    anyhow::ensure!(
-        !args.alias.is_empty()
-            && args.alias.len() <= 64
-            && args
-                .alias
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
-        "--alias {:?}: letters, digits, - _ . only",
-        args.alias
-    );
+    let alias = Alias::parse(&args.alias)
+        .map_err(|_| anyhow::anyhow!("--alias {:?}: letters, digits, - _ . only", args.alias))?;
     let (model_a, model_b) = (registry.model(&a)?, registry.model(&b)?);
     drop(registry);
 
     let mut out = std::io::stdout();
-    writeln!(out, "A = {}", describe(&a, model_a.as_ref()))?;
-    writeln!(out, "B = {}", describe(&b, model_b.as_ref()))?;
+    writeln!(out, "A = {}", describe(a.as_str(), model_a.as_ref()))?;
+    writeln!(out, "B = {}", describe(b.as_str(), model_b.as_ref()))?;
 
     let registered = |model: Option<&serde_json::Value>| {
         model
@@ -130,7 +122,7 @@ pub async fn run(config: &Config, args: &CompareArgs) -> anyhow::Result<()> {
     )?;
 
     let mut session = Session::open(config, args.server.as_deref(), Load::Skip).await?;
-    let result = compare_in(&mut session, &a, &b, args, &mut out).await;
+    let result = compare_in(&mut session, a.as_str(), b.as_str(), &alias, args, &mut out).await;
     session.close().await?;
     result
 }
@@ -139,6 +131,7 @@ async fn compare_in(
     session: &mut Session,
     a: &str,
     b: &str,
+    alias: &Alias,
     args: &CompareArgs,
     out: &mut std::io::Stdout,
 ) -> anyhow::Result<()> {
@@ -173,7 +166,7 @@ async fn compare_in(
         "\nClosed trades opened while each held the {} alias (regime empty: all):",
         args.alias
     )?;
-    let live = compare::while_live(session, a, b, &args.alias).await?;
+    let live = compare::while_live(session, a, b, alias.as_str()).await?;
     output::print_or_say(
         &live,
         args.format,

@@ -17,7 +17,7 @@ use crate::app::learning;
 use crate::app::{Load, Session};
 use crate::config::Config;
 use crate::store::Registry;
-use crate::store::registry::is_model_id;
+use crate::store::registry::{ModelId, is_model_id};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -86,11 +86,11 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             // id is taken as it is.
             let id = match registry.resolve(model) {
                 Ok(id) => id,
-                Err(_) if is_model_id(model) => model.clone(),
+                Err(_) if is_model_id(model) => ModelId::parse(model)?,
                 Err(e) => return Err(e.into()),
             };
             let mut session = Session::open(&config, server, Load::Skip).await?;
-            let result = learning::model_calibration(&mut session, &id).await;
+            let result = learning::model_calibration(&mut session, id.as_str()).await;
             session.close().await?;
             let calibration = result?;
             let Some(c) = calibration.overall else {

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::sim::ModelUpdates;
 use crate::store::Registry;
-use crate::store::registry::{ModelMeta, TrainingSession};
+use crate::store::registry::{Alias, ModelId, ModelMeta, TrainingSession};
 
 /// The git commit the demo claims its training code is at.
 const DEMO_GIT_SHA: &str = "0000000demo";
@@ -69,7 +69,7 @@ fn run(mut registry: Registry, rx: Receiver<(ModelUpdates, String)>) -> anyhow::
                 data_manifest: manifest.clone(),
                 params: m.params.clone(),
                 metrics: metrics.to_string(),
-                parent_id: m.parent_id.clone(),
+                parent_id: m.parent_id.as_deref().map(ModelId::parse).transpose()?,
                 tags: vec!["demo".into()],
             };
             let id = registry.register(&m.artifact, &meta)?;
@@ -88,7 +88,8 @@ fn run(mut registry: Registry, rx: Receiver<(ModelUpdates, String)>) -> anyhow::
             )?;
         }
         for a in &updates.aliases {
-            registry.set_alias_at(a.alias, &a.model_id, a.reason, a.ts.0)?;
+            let (alias, id) = (Alias::parse(a.alias)?, ModelId::parse(&a.model_id)?);
+            registry.set_alias_at(&alias, &id, a.reason, a.ts.0)?;
         }
     }
     Ok(())

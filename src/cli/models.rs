@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::output::{self, Format};
 use crate::config::Config;
-use crate::store::registry::{ModelMeta, batches_to_json, manifest_of, read_manifest};
+use crate::store::registry::{Alias, ModelMeta, batches_to_json, manifest_of, read_manifest};
 use crate::store::{Layout, Registry};
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +118,8 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
             let manifest = read_manifest(&a.data)?;
+            // Checked before anything is stored.
+            let alias = a.alias.as_deref().map(Alias::parse).transpose()?;
             let parent = a
                 .parent
                 .as_deref()
@@ -135,7 +137,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                     tags: a.tags.clone(),
                 },
             )?;
-            if let Some(alias) = &a.alias {
+            if let Some(alias) = &alias {
                 registry.set_alias(alias, &id, "set at registration")?;
             }
             writeln!(std::io::stdout(), "{id}")?;
@@ -179,12 +181,13 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             )?;
         }
         Command::Alias { name, id, reason } => {
+            let alias = Alias::parse(name)?;
             let id = registry.resolve(id)?;
-            registry.set_alias(name, &id, reason)?;
+            registry.set_alias(&alias, &id, reason)?;
             writeln!(std::io::stdout(), "{name} -> {id}")?;
         }
         Command::History { name, format } => {
-            output::print(&registry.alias_history(name)?, *format)?
+            output::print(&registry.alias_history(&Alias::parse(name)?)?, *format)?
         }
         // Handled above, before the registry is opened for writing.
         Command::Compare(_) => {}

@@ -329,8 +329,8 @@ async fn the_alias_history_join_names_the_model_live_at_each_trade() {
         data_manifest: "lake/x.parquet\n".into(),
         ..Default::default()
     };
-    let a = reg.register(b"model a", &meta).unwrap();
-    let b = reg.register(b"model b", &meta).unwrap();
+    let a = reg.register(b"model a", &meta).unwrap().to_string();
+    let b = reg.register(b"model b", &meta).unwrap().to_string();
     let t0 = Ts::now().0 - 3_600_000_000;
     reg.set_alias_at("production", &a, "first", t0).unwrap();
     reg.set_alias_at("production", &b, "better", t0 + 1_000_000_000)

@@ -5,6 +5,7 @@ use arrow::array::RecordBatch;
 use rusqlite::params;
 use rusqlite::types::Value;
 
+use super::ids::{AsModelId, ModelId};
 use super::{Registry, RegistryError, check_json_object};
 
 /// The registry file's relations that belong to schema `learning`; the rest
@@ -21,7 +22,7 @@ pub const LEARNING_RELATIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct TrainingSession {
     pub session_id: String,
-    pub model_id: Option<String>,
+    pub model_id: Option<ModelId>,
     pub started_ts: i64,
     pub duration_s: f64,
     pub samples: i64,
@@ -33,7 +34,11 @@ pub struct TrainingSession {
 
 impl Registry {
     /// A model's training sessions and their feature importance.
-    pub fn feature_importance_of(&self, model_id: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+    pub fn feature_importance_of(
+        &self,
+        model_id: &(impl AsModelId + ?Sized),
+    ) -> Result<Vec<RecordBatch>, RegistryError> {
+        let model_id = &*model_id.as_model_id()?;
         self.query(
             "SELECT feature, importance, rank, importance_change FROM v_feature_importance_evolution
              WHERE model_id = ?1 ORDER BY rank",
@@ -69,7 +74,7 @@ impl Registry {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     session.session_id,
-                    session.model_id,
+                    session.model_id.as_deref(),
                     session.started_ts,
                     session.duration_s.max(0.0),
                     session.samples.max(0),

@@ -16,6 +16,7 @@
 //! | [`manifest`] | data manifests and their snapshot hash |
 
 pub mod config_history;
+pub mod ids;
 pub mod learning;
 pub mod manifest;
 pub mod models;
@@ -31,9 +32,10 @@ use serde_json::Value as Json;
 use super::sqlite::{self, Migration, SqliteError};
 pub use crate::event::sha256_hex;
 pub use config_history::{ConfigDiff, diff_lines, diff_values};
+pub use ids::{Alias, AsAlias, AsModelId, ModelId, is_model_id};
 pub use learning::{LEARNING_RELATIONS, TrainingSession};
 pub use manifest::{data_snapshot, manifest_of, read_manifest};
-pub use models::{ModelMeta, is_model_id};
+pub use models::ModelMeta;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,

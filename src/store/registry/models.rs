@@ -8,8 +8,9 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value as Json;
 
+use super::ids::{AsAlias, AsModelId};
 use super::{
-    Registry, RegistryError, batches_to_json, check_json_object, data_snapshot, sha256_hex,
+    ModelId, Registry, RegistryError, batches_to_json, check_json_object, data_snapshot, sha256_hex,
 };
 use crate::store::fsio;
 use crate::store::sqlite;
@@ -25,59 +26,32 @@ pub struct ModelMeta {
     pub params: String,
     /// JSON object.
     pub metrics: String,
-    pub parent_id: Option<String>,
+    pub parent_id: Option<ModelId>,
     pub tags: Vec<String>,
-}
-
-/// Whether `id` has the form of a model id: 64 lowercase hex characters (a
-/// SHA-256), which also means it cannot carry SQL or a path.
-pub fn is_model_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn check_model_id(id: &str) -> Result<(), RegistryError> {
-    if is_model_id(id) {
-        Ok(())
-    } else {
-        Err(RegistryError::BadModelId(id.to_string()))
-    }
-}
-
-fn check_alias(alias: &str) -> Result<(), RegistryError> {
-    let ok = (1..=64).contains(&alias.len())
-        && alias
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::BadAlias(alias.to_string()))
-    }
 }
 
 impl Registry {
     /// Where the artifact of `model_id` lives.
-    pub fn artifact_path(&self, model_id: &str) -> PathBuf {
-        self.models_dir.join(model_id)
+    pub fn artifact_path(&self, model_id: &ModelId) -> PathBuf {
+        self.models_dir.join(model_id.as_str())
     }
 
     /// Stores `bytes` under their SHA-256 (atomically, fsynced) and records the
     /// model. Registering the same bytes again returns the same id and keeps
     /// the first metadata.
-    pub fn register(&mut self, bytes: &[u8], meta: &ModelMeta) -> Result<String, RegistryError> {
-        let id = sha256_hex(bytes);
+    pub fn register(&mut self, bytes: &[u8], meta: &ModelMeta) -> Result<ModelId, RegistryError> {
+        let id = ModelId::of_bytes(bytes);
         let params = check_json_object("params", &meta.params)?;
         let metrics = check_json_object("metrics", &meta.metrics)?;
-        if let Some(parent) = &meta.parent_id {
-            check_model_id(parent)?;
-            if self.model(parent)?.is_none() {
-                return Err(RegistryError::UnknownModel(parent.clone()));
-            }
+        if let Some(parent) = &meta.parent_id
+            && self.model(parent)?.is_none()
+        {
+            return Err(RegistryError::UnknownModel(parent.to_string()));
         }
         let path = self.artifact_path(&id);
         // A stored copy that no longer hashes to its name (damaged on disk) is
         // replaced by these bytes, which do.
-        let intact = std::fs::read(&path).is_ok_and(|stored| sha256_hex(&stored) == id);
+        let intact = std::fs::read(&path).is_ok_and(|stored| sha256_hex(&stored) == id.as_str());
         if !intact {
             fsio::write_bytes_atomic(&path, bytes).map_err(|source| RegistryError::Io {
                 path: path.clone(),
@@ -88,7 +62,7 @@ impl Registry {
         let snapshot = data_snapshot(&meta.data_manifest);
         let now = sqlite::now_us();
         let name = if meta.name.is_empty() {
-            id[..12].to_string()
+            id.short().to_string()
         } else {
             meta.name.clone()
         };
@@ -98,7 +72,7 @@ impl Registry {
                      data_manifest, params, metrics, parent_id, tags, registered_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
-                    id,
+                    id.as_str(),
                     name,
                     bytes.len() as i64,
                     meta.git_sha,
@@ -106,7 +80,7 @@ impl Registry {
                     meta.data_manifest,
                     params,
                     metrics,
-                    meta.parent_id,
+                    meta.parent_id.as_deref(),
                     tags,
                     now
                 ],
@@ -117,15 +91,15 @@ impl Registry {
 
     /// Reads a model's artifact, refusing it unless its bytes still hash to
     /// its id.
-    pub fn load(&self, model_id: &str) -> Result<Vec<u8>, RegistryError> {
-        check_model_id(model_id)?;
+    pub fn load(&self, model_id: &(impl AsModelId + ?Sized)) -> Result<Vec<u8>, RegistryError> {
+        let model_id = &*model_id.as_model_id()?;
         let path = self.artifact_path(model_id);
         let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
             path: path.clone(),
             source,
         })?;
         let actual = sha256_hex(&bytes);
-        if actual != model_id {
+        if *model_id != actual.as_str() {
             return Err(RegistryError::Tampered {
                 path,
                 expected: model_id.to_string(),
@@ -136,7 +110,11 @@ impl Registry {
     }
 
     /// A model's row as a JSON object, if registered.
-    pub fn model(&self, model_id: &str) -> Result<Option<Json>, RegistryError> {
+    pub fn model(
+        &self,
+        model_id: &(impl AsModelId + ?Sized),
+    ) -> Result<Option<Json>, RegistryError> {
+        let model_id = &*model_id.as_model_id()?;
         let batches = self.query(
             "SELECT * FROM models WHERE model_id = ?1",
             &[Value::Text(model_id.to_string())],
@@ -147,7 +125,7 @@ impl Registry {
 
     /// Resolves a full id, a unique prefix of one (at least 6 characters), or
     /// an alias to a model id.
-    pub fn resolve(&self, id_or_alias: &str) -> Result<String, RegistryError> {
+    pub fn resolve(&self, id_or_alias: &str) -> Result<ModelId, RegistryError> {
         if let Some(id) = self
             .conn
             .query_row(
@@ -158,7 +136,7 @@ impl Registry {
             .optional()
             .map_err(self.sql_err("resolving alias"))?
         {
-            return Ok(id);
+            return ModelId::parse(&id);
         }
         if id_or_alias.len() >= 6 {
             let mut stmt = self
@@ -170,7 +148,7 @@ impl Registry {
                 .and_then(|rows| rows.collect())
                 .map_err(self.sql_err("resolving id"))?;
             if let [id] = ids.as_slice() {
-                return Ok(id.clone());
+                return ModelId::parse(id);
             }
         }
         Err(RegistryError::UnknownModel(id_or_alias.to_string()))
@@ -180,8 +158,8 @@ impl Registry {
     /// interval. The model's status follows the `production`/`shadow` aliases.
     pub fn set_alias(
         &mut self,
-        alias: &str,
-        model_id: &str,
+        alias: &(impl AsAlias + ?Sized),
+        model_id: &(impl AsModelId + ?Sized),
         reason: &str,
     ) -> Result<(), RegistryError> {
         self.set_alias_at(alias, model_id, reason, sqlite::now_us())
@@ -192,15 +170,16 @@ impl Registry {
     /// after the current holder's start.
     pub fn set_alias_at(
         &mut self,
-        alias: &str,
-        model_id: &str,
+        alias: &(impl AsAlias + ?Sized),
+        model_id: &(impl AsModelId + ?Sized),
         reason: &str,
         at: i64,
     ) -> Result<(), RegistryError> {
-        check_alias(alias)?;
-        check_model_id(model_id)?;
+        let (alias, model_id) = (&*alias.as_alias()?, &*model_id.as_model_id()?);
+        let sets_status = alias.sets_status();
+        let (alias, id) = (alias.as_str(), model_id.as_str());
         if self.model(model_id)?.is_none() {
-            return Err(RegistryError::UnknownModel(model_id.to_string()));
+            return Err(RegistryError::UnknownModel(id.to_string()));
         }
         self.write(|tx| {
             let current: Option<(String, i64)> = tx
@@ -210,7 +189,7 @@ impl Registry {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if current.as_ref().is_some_and(|(id, _)| id == model_id) {
+            if current.as_ref().is_some_and(|(current, _)| current == id) {
                 return Ok(());
             }
             let at = current.as_ref().map_or(at, |(_, from)| at.max(from + 1));
@@ -219,7 +198,7 @@ impl Registry {
                     "UPDATE model_aliases SET to_ts = ?2 WHERE alias = ?1 AND to_ts IS NULL",
                     params![alias, at],
                 )?;
-                if matches!(alias, "production" | "shadow") {
+                if sets_status {
                     tx.execute(
                         "UPDATE models SET status = 'archived'
                          WHERE model_id = ?1 AND NOT EXISTS (
@@ -230,12 +209,12 @@ impl Registry {
             }
             tx.execute(
                 "INSERT INTO model_aliases (alias, model_id, from_ts, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![alias, model_id, at, reason],
+                params![alias, id, at, reason],
             )?;
-            if matches!(alias, "production" | "shadow") {
+            if sets_status {
                 tx.execute(
                     "UPDATE models SET status = ?2 WHERE model_id = ?1",
-                    params![model_id, alias],
+                    params![id, alias],
                 )?;
             }
             Ok(())
@@ -243,16 +222,23 @@ impl Registry {
     }
 
     /// The model that held `alias` at time `at` (µs), if any.
-    pub fn alias_at(&self, alias: &str, at: i64) -> Result<Option<String>, RegistryError> {
-        self.conn
+    pub fn alias_at(
+        &self,
+        alias: &(impl AsAlias + ?Sized),
+        at: i64,
+    ) -> Result<Option<ModelId>, RegistryError> {
+        let alias = &*alias.as_alias()?;
+        let id: Option<String> = self
+            .conn
             .query_row(
                 "SELECT model_id FROM model_aliases
                  WHERE alias = ?1 AND from_ts <= ?2 AND (to_ts IS NULL OR ?2 < to_ts)",
-                params![alias, at],
+                params![alias.as_str(), at],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(self.sql_err("reading alias history"))
+            .map_err(self.sql_err("reading alias history"))?;
+        id.as_deref().map(ModelId::parse).transpose()
     }
 
     /// Every model, newest first, without the manifest.
@@ -267,7 +253,11 @@ impl Registry {
     }
 
     /// Which models held `alias`, from when to when, newest first.
-    pub fn alias_history(&self, alias: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+    pub fn alias_history(
+        &self,
+        alias: &(impl AsAlias + ?Sized),
+    ) -> Result<Vec<RecordBatch>, RegistryError> {
+        let alias = &*alias.as_alias()?;
         self.query(
             "SELECT alias, model_id, from_ts, to_ts, reason FROM model_aliases
              WHERE alias = ?1 ORDER BY from_ts DESC",
@@ -277,7 +267,11 @@ impl Registry {
     }
 
     /// Every alias interval of one model.
-    pub fn aliases_of(&self, model_id: &str) -> Result<Vec<RecordBatch>, RegistryError> {
+    pub fn aliases_of(
+        &self,
+        model_id: &(impl AsModelId + ?Sized),
+    ) -> Result<Vec<RecordBatch>, RegistryError> {
+        let model_id = &*model_id.as_model_id()?;
         self.query(
             "SELECT alias, model_id, from_ts, to_ts, reason FROM model_aliases
              WHERE model_id = ?1 ORDER BY from_ts",
@@ -388,7 +382,7 @@ mod tests {
             Err(RegistryError::BadJson { what: "params", .. })
         ));
         let orphan = ModelMeta {
-            parent_id: Some("f".repeat(64)),
+            parent_id: Some(ModelId::parse(&"f".repeat(64)).unwrap()),
             ..meta()
         };
         assert!(matches!(
