@@ -202,7 +202,8 @@ pub struct MetricsSection {
     pub analysis_dir: Option<PathBuf>,
     /// The gates file whose `explain` templates the gate explainer uses.
     pub gates_file: Option<PathBuf>,
-    /// How often a running server looks for edits of all three.
+    /// How often a running server looks for edits of all three; an edit is
+    /// loaded once two polls in a row read the same text.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
 }

@@ -12,8 +12,8 @@ use super::rows::opt_floats;
 use crate::analytics::Calibration;
 use crate::query::param;
 
-/// Reliability bins, as in `learning.calibration_bins`.
-pub const BINS: usize = 10;
+/// The reliability diagram's bins: the SQL aggregate's.
+pub const BINS: usize = crate::metrics::CALIBRATION_BINS;
 
 /// The last 30 days of `learning.daily_summary`.
 const RECENT_DAYS: &str = "SELECT * FROM learning.daily_summary \
@@ -92,17 +92,17 @@ pub async fn calibration(
 }
 
 /// (probability, outcome) pairs from `predicted_prob, label` rows; a row
-/// with either NULL is left out.
+/// with either NULL, or a label other than 0 or 1, is left out (as the SQL
+/// aggregate `calibration` does).
 fn outcome_pairs(batches: &[RecordBatch]) -> anyhow::Result<Vec<(f64, bool)>> {
     let mut pairs = Vec::new();
     for batch in batches {
         let p = opt_floats(batch, "predicted_prob")?;
         let y = opt_floats(batch, "label")?;
-        pairs.extend(
-            p.into_iter()
-                .zip(y)
-                .filter_map(|(p, y)| Some((p?, y? == 1.0))),
-        );
+        pairs.extend(p.into_iter().zip(y).filter_map(|(p, y)| match (p?, y?) {
+            (p, y) if y == 0.0 || y == 1.0 => Some((p, y == 1.0)),
+            _ => None,
+        }));
     }
     Ok(pairs)
 }

@@ -23,7 +23,8 @@
 //!
 //! Each report has one home here: its SQL (values always bound), the queries
 //! run on a [`Session`], and the decoding into typed rows; the sentences and
-//! numbers come from the pure [`crate::analytics`]. DESIGN.md's module map puts
+//! numbers come from the pure [`crate::analytics`]. The team's design notes
+//! (DESIGN.md, outside this repository) put
 //! report homes in `query/`; they live here because a report runs on a
 //! `Session`, local or through a server, and `query/` sits below `app/`.
 

@@ -3,8 +3,8 @@
 //!
 //! Every `reload_interval` the files are read and compared with what is live.
 //! A change is acted on once it has settled: the same text in two polls in a
-//! row, so a file caught half-written (an editor or `echo >` writes in
-//! pieces) is never loaded. A changed set that compiles replaces the
+//! row, so an edit caught half-written (an editor or `echo >` writes in
+//! pieces) is not loaded; an edit goes live within two intervals. A changed set that compiles replaces the
 //! `metrics` and `analysis` schemas and each changed file is recorded in the
 //! registry's config history, with the text that was loaded (the files are
 //! read again after loading; if they moved meanwhile, the load waits for the
@@ -53,18 +53,19 @@ fn snapshot(paths: &DefinitionPaths) -> Snapshot {
 /// Loads and installs the definitions whose text is `files`; on success
 /// records each file in the registry's config history (which keeps a file's
 /// content once per change). `Ok(None)`: the files changed while they were
-/// read, nothing was installed.
+/// read (checked when `stable` is asked for), nothing was installed.
 fn load_and_record(
     engine: &QueryEngine,
     paths: &DefinitionPaths,
     data_dir: &Path,
     files: &Snapshot,
     reason: &str,
+    stable: bool,
 ) -> anyhow::Result<Option<String>> {
     let definitions = Definitions::load(paths)?;
     // What was loaded was read between the two snapshots; equal snapshots
     // mean it is the text about to be recorded.
-    if snapshot(paths) != *files {
+    if stable && snapshot(paths) != *files {
         return Ok(None);
     }
     let loaded = engine.install_definitions(definitions)?;
@@ -108,17 +109,29 @@ pub async fn start(
     let (first, summary) = tokio::task::spawn_blocking({
         let (engine, paths, data_dir) = (engine.clone(), paths.clone(), data_dir.clone());
         move || -> anyhow::Result<(Snapshot, String)> {
-            // At start the files are taken as they are, retried while they
-            // change under the load.
-            loop {
+            // At start the files are loaded as they are (a server must come
+            // up), retried for up to a second while they change under the
+            // load; after that the last text read is loaded and recorded.
+            const ATTEMPTS: usize = 20;
+            for attempt in 1..=ATTEMPTS {
                 let first = snapshot(&paths);
-                if let Some(summary) =
-                    load_and_record(&engine, &paths, &data_dir, &first, "loaded at start")?
-                {
+                let stable = attempt < ATTEMPTS;
+                if let Some(summary) = load_and_record(
+                    &engine,
+                    &paths,
+                    &data_dir,
+                    &first,
+                    "loaded at start",
+                    stable,
+                )? {
                     return Ok((first, summary));
+                }
+                if attempt == 1 {
+                    tracing::warn!("the definition files changed while loading; retrying");
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            unreachable!("the last attempt does not check for changes")
         }
     })
     .await??;
@@ -133,6 +146,8 @@ pub async fn start(
         let mut refused: Option<Snapshot> = None;
         // The previous poll's snapshot: a change is loaded once it settles.
         let mut previous: Option<Snapshot> = None;
+        // Polls in a row that saw a change still moving (reported once).
+        let mut unsettled = 0usize;
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -152,13 +167,24 @@ pub async fn start(
             };
             let settled = previous.as_ref() == Some(&now);
             previous = Some(now.clone());
-            if now == live || refused.as_ref() == Some(&now) || !settled {
+            if now == live || refused.as_ref() == Some(&now) {
+                unsettled = 0;
                 continue;
             }
+            if !settled {
+                unsettled += 1;
+                if unsettled == 10 {
+                    tracing::info!(
+                        "a definition file changes on every poll; it is loaded once it stops"
+                    );
+                }
+                continue;
+            }
+            unsettled = 0;
             let result = tokio::task::spawn_blocking({
                 let (engine, paths, data_dir, now) =
                     (engine.clone(), paths.clone(), data_dir.clone(), now.clone());
-                move || load_and_record(&engine, &paths, &data_dir, &now, "hot reload")
+                move || load_and_record(&engine, &paths, &data_dir, &now, "hot reload", true)
             })
             .await;
             match result {

@@ -671,6 +671,8 @@ mod tests {
             "percentile_cont(duration_ms, 0.95)",
             "count(DISTINCT signal_id)",
             "max_drawdown(pnl_bps, ts)",
+            "win_rate(pnl_bps)",
+            "calibration(predicted_prob, label)['ece']",
         ] {
             check_expr(formula).unwrap();
         }

@@ -9,7 +9,7 @@
 //!     unit: ratio
 //!     source: events.trades
 //!     filter: "kind = 'CLOSE'"
-//!     formula: "avg(CASE WHEN pnl_bps > 0 THEN 1.0 ELSE 0.0 END)"
+//!     formula: "win_rate(pnl_bps)"
 //!     dimensions: [mode]
 //!     thresholds: { direction: below, warning: 0.45, critical: 0.40 }
 //!     targets: { scalp: 0.55, runner: 0.45 }

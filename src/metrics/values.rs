@@ -317,7 +317,7 @@ pub fn write_day(
 ) -> Result<PathBuf, String> {
     let path = partition::day_file(lake_root, table, date);
     parquet::write_replacing(&path, batch, &parquet::derived_writer_properties(lake))
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
     Ok(path)
 }
 
