@@ -2,11 +2,15 @@
 //! regime where the bot loses, the biggest latency bottleneck, and
 //! calibration drift. Each finding is written from the rows of the queries
 //! it names, and quotes their values as the queries return them (rounded in
-//! SQL), so every number in the text is a number in a query result. The
-//! queries, and running them, are [`crate::app::insights`]'s.
+//! SQL), written for people in their unit ([`crate::analytics::format`]:
+//! ratios as percentages, bps and ms with two decimals), so every number in
+//! the text is a number in a query result. The queries, and running them, are
+//! [`crate::app::insights`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+use crate::analytics::format::with_unit;
 
 /// One value of a query result.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +92,14 @@ fn num(row: &Row, column: &str) -> f64 {
     get(row, column).as_f64().unwrap_or(0.0)
 }
 
+/// A numeric cell in `unit` for a sentence (`40.00%`, `-80.00 bps`); a
+/// missing value reads "n/a".
+fn quote(row: &Row, column: &str, unit: &str) -> String {
+    get(row, column)
+        .as_f64()
+        .map_or_else(|| "n/a".to_string(), |v| with_unit(v, unit))
+}
+
 fn gate_finding(rows: &[Row]) -> Option<Finding> {
     // Ordered by missed_bps, largest first.
     let top = rows.first()?;
@@ -102,13 +114,13 @@ fn gate_finding(rows: &[Row]) -> Option<Finding> {
     };
     let mut text = format!(
         "{} has the highest bad-block cost: {} of its {} resolved blocks would have won, \
-         missing {} bps against {} bps its good blocks saved (good-block rate {})",
+         missing {} against {} its good blocks saved (good-block rate {})",
         get(top, "gate"),
         get(top, "bad_blocks"),
         get(top, "resolved_blocks"),
-        get(top, "missed_bps"),
-        get(top, "saved_bps"),
-        get(top, "good_block_rate"),
+        quote(top, "missed_bps", "bps"),
+        quote(top, "saved_bps", "bps"),
+        quote(top, "good_block_rate", "ratio"),
     );
     if severity == Severity::Warning {
         text.push_str("; it cost more than it saved");
@@ -127,11 +139,11 @@ fn regime_finding(rows: &[Row]) -> Option<Finding> {
     let worst = rows.first()?;
     let total = num(worst, "total_pnl_bps");
     let facts = format!(
-        "{} closed trades, win rate {}, {} bps in total ({} bps per trade)",
+        "{} closed trades, win rate {}, {} in total ({} per trade)",
         get(worst, "trades"),
-        get(worst, "win_rate"),
-        get(worst, "total_pnl_bps"),
-        get(worst, "avg_pnl_bps"),
+        quote(worst, "win_rate", "ratio"),
+        quote(worst, "total_pnl_bps", "bps"),
+        quote(worst, "avg_pnl_bps", "bps"),
     );
     Some(if total < 0.0 {
         Finding {
@@ -158,12 +170,12 @@ fn latency_finding(rows: &[Row], before: &[Row]) -> Option<Finding> {
     let top = rows.first()?;
     let step = get(top, "step").to_string();
     let mut text = format!(
-        "{step} is the biggest latency bottleneck: {}% of the day's decision time over {} steps, \
-         mean {} ms, 95th percentile {} ms",
-        get(top, "share_pct"),
+        "{step} is the biggest latency bottleneck: {} of the day's decision time over {} steps, \
+         mean {}, 95th percentile {}",
+        quote(top, "share", "ratio"),
         get(top, "steps"),
-        get(top, "avg_ms"),
-        get(top, "p95_ms"),
+        quote(top, "avg_ms", "ms"),
+        quote(top, "p95_ms", "ms"),
     );
     let previous = before.iter().find(|r| get(r, "step").to_string() == step);
     let mut severity = Severity::Info;
@@ -174,11 +186,11 @@ fn latency_finding(rows: &[Row], before: &[Row]) -> Option<Finding> {
             severity = Severity::Warning;
             let _ = write!(
                 text,
-                ", up from {} ms over the previous week",
-                get(prev, "p95_ms")
+                ", up from {} over the previous week",
+                quote(prev, "p95_ms", "ms")
             );
         } else {
-            let _ = write!(text, " (previous week: {} ms)", get(prev, "p95_ms"));
+            let _ = write!(text, " (previous week: {})", quote(prev, "p95_ms", "ms"));
         }
     }
     text.push('.');
@@ -199,7 +211,7 @@ fn calibration_finding(periods: &[Row], worst: &[Row]) -> Option<Finding> {
     let day = of("day")?;
     let mut text = format!(
         "Calibration: ECE {} over {} labelled predictions",
-        get(day, "ece"),
+        quote(day, "ece", "ratio"),
         get(day, "samples"),
     );
     let mut severity = Severity::Info;
@@ -218,7 +230,7 @@ fn calibration_finding(periods: &[Row], worst: &[Row]) -> Option<Finding> {
             } else {
                 ", against"
             },
-            get(before, "ece"),
+            quote(before, "ece", "ratio"),
             get(before, "samples"),
         );
     }
@@ -227,7 +239,7 @@ fn calibration_finding(periods: &[Row], worst: &[Row]) -> Option<Finding> {
             text,
             "; least calibrated model {} at ECE {} ({} predictions)",
             get(model, "model"),
-            get(model, "ece"),
+            quote(model, "ece", "ratio"),
             get(model, "samples"),
         );
     }
@@ -300,8 +312,8 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(
             found[0].text,
-            "The bot loses in PANIC: 4 closed trades, win rate 0.25, -80 bps in total \
-             (-20 bps per trade)."
+            "The bot loses in PANIC: 4 closed trades, win rate 25.00%, -80.00 bps in total \
+             (-20.00 bps per trade)."
         );
         assert_eq!(found[1].severity, Severity::Warning);
         assert!(
@@ -312,7 +324,7 @@ mod tests {
         assert!(
             found[1]
                 .text
-                .ends_with("(good-block rate 0.4); it cost more than it saved.")
+                .ends_with("(good-block rate 40.00%); it cost more than it saved.")
         );
         // No rows, no findings.
         assert!(findings(&BTreeMap::new()).is_empty());

@@ -37,7 +37,7 @@ pub fn queries(day: NaiveDate) -> Vec<Query> {
                             AS missed_bps, \
                         round(sum(CASE WHEN outcome_pnl_bps <= 0 THEN -outcome_pnl_bps ELSE 0 END), 2) \
                             AS saved_bps, \
-                        round(avg(CASE WHEN outcome_pnl_bps <= 0 THEN 1.0 ELSE 0.0 END), 3) \
+                        round(avg(CASE WHEN outcome_pnl_bps <= 0 THEN 1.0 ELSE 0.0 END), 4) \
                             AS good_block_rate \
                  FROM events.shadow_trades \
                  WHERE kind = 'RESOLVED' AND outcome_pnl_bps IS NOT NULL AND date = $1 \
@@ -47,7 +47,7 @@ pub fn queries(day: NaiveDate) -> Vec<Query> {
         Query {
             name: REGIMES,
             sql: "SELECT regime, count(*) AS trades, \
-                        round(win_rate(pnl_bps), 3) AS win_rate, \
+                        round(win_rate(pnl_bps), 4) AS win_rate, \
                         round(sum(pnl_bps), 2) AS total_pnl_bps, \
                         round(avg(pnl_bps), 2) AS avg_pnl_bps \
                  FROM events.trades \
@@ -64,8 +64,8 @@ pub fn queries(day: NaiveDate) -> Vec<Query> {
                      FROM events.trace_steps WHERE date = $1 GROUP BY step), \
                  t AS (SELECT sum(total_ms) AS all_ms FROM s) \
                  SELECT step, steps, round(avg_ms, 2) AS avg_ms, round(p95_ms, 2) AS p95_ms, \
-                        round(100.0 * total_ms / all_ms, 1) AS share_pct \
-                 FROM s CROSS JOIN t ORDER BY share_pct DESC, step",
+                        round(total_ms / all_ms, 4) AS share \
+                 FROM s CROSS JOIN t ORDER BY share DESC, step",
             params: on_day(),
         },
         Query {

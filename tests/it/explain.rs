@@ -931,11 +931,11 @@ fn models_compare_says_what_is_missing() {
 /// The numbers of `text`: tokens that are numbers (`-12`, `0.5`, `69.8`
 /// in `69.8%`) and hex ids (`9f86d081884c`), skipping the `#N` ranks.
 fn numbers_in(text: &str) -> Vec<String> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | ':' | ';' | '%'))
+    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | ':' | ';'))
         .map(|t| t.trim_end_matches('.'))
         .filter(|t| !t.is_empty() && !t.starts_with('#'))
         .filter(|t| {
-            let numeric = t.trim_start_matches('-');
+            let numeric = t.trim_start_matches('-').trim_end_matches('%');
             let is_number = !numeric.is_empty()
                 && numeric.chars().all(|c| c.is_ascii_digit() || c == '.')
                 && numeric.chars().next().is_some_and(|c| c.is_ascii_digit());
@@ -982,9 +982,14 @@ async fn every_number_in_insights_is_in_a_query_result() {
     let body = out.replacen(&day.to_string(), "", 1);
     let numbers = numbers_in(&body);
     assert!(numbers.len() >= 15, "{numbers:?}\n{out}");
+    // A percentage is a ratio the query returned, times 100 (rounded to the
+    // two decimals it prints).
     for n in &numbers {
-        let found = cells.iter().any(|cell| {
-            cell == n || matches!((cell.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+        let found = cells.iter().any(|cell| match n.strip_suffix('%') {
+            Some(pct) => matches!((cell.parse::<f64>(), pct.parse::<f64>()),
+                (Ok(a), Ok(b)) if (a * 100.0 - b).abs() < 0.005),
+            None => cell == n
+                || matches!((cell.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b),
         });
         assert!(
             found,
@@ -1005,10 +1010,10 @@ async fn every_number_in_insights_is_in_a_query_result() {
         out,
         "Insights for 2026-11-03, warnings first, then by P&L at stake:\n\
          #1 [warning] cost_gate has the highest bad-block cost: 1 of its 1 resolved blocks \
-         would have won, missing 15 bps against 0 bps its good blocks saved (good-block rate 0); \
-         it cost more than it saved.\n   rests on: gate_blocks\n\
-         #2 [info] No regime lost money; the weakest was TREND: 1 closed trades, win rate 1, \
-         12.5 bps in total (12.5 bps per trade).\n   rests on: regime_pnl\n"
+         would have won, missing 15.00 bps against 0.00 bps its good blocks saved \
+         (good-block rate 0.00%); it cost more than it saved.\n   rests on: gate_blocks\n\
+         #2 [info] No regime lost money; the weakest was TREND: 1 closed trades, win rate \
+         100.00%, 12.50 bps in total (12.50 bps per trade).\n   rests on: regime_pnl\n"
     );
     let (ok, out, _) = run_in(&data, &["insights", "--date", "2026-11-04"]);
     assert!(ok);
