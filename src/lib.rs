@@ -92,6 +92,7 @@ pub mod flight;
 pub mod gates;
 pub mod ingest;
 pub mod metrics;
+mod newtype;
 pub mod query;
 pub mod sim;
 pub mod store;

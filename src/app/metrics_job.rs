@@ -91,8 +91,8 @@ impl MetricsJob {
         let sqls: Vec<(String, Vec<ScalarValue>)> = todo
             .iter()
             .map(|def| {
-                // The view's name is an identifier (validated: [a-z][a-z0-9_]*),
-                // quoted; the day is bound.
+                // The view's name is a `MetricName` (an identifier, checked when
+                // made), quoted; the day is bound.
                 (
                     format!("SELECT * FROM metrics.\"{}\" WHERE day = $1", def.name),
                     vec![param::date(day)],

@@ -155,7 +155,7 @@ fn list_batch(loaded: &Loaded) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         Arc::new(schema),
         vec![
-            column(&|m| m.name.clone()),
+            column(&|m| m.name.to_string()),
             column(&|m| m.unit.clone()),
             column(&|m| match &m.source {
                 MetricSource::Table {

@@ -37,7 +37,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion::sql::unparser::Unparser;
 
 use super::def::{Direction, MetricDef, MetricSource, Thresholds};
-use super::{Analysis, MetricsError};
+use super::{Analysis, MetricName, MetricsError};
 
 /// Deepest nesting a formula may have (parentheses, CASE, function calls).
 pub const EXPR_DEPTH_MAX: usize = 32;
@@ -217,7 +217,7 @@ pub async fn compile_metrics(
     file: &Path,
     metrics: &[MetricDef],
 ) -> Result<Vec<CompiledMetric>, MetricsError> {
-    let mut compiled: HashMap<String, CompiledMetric> = HashMap::new();
+    let mut compiled: HashMap<MetricName, CompiledMetric> = HashMap::new();
     let mut out = Vec::with_capacity(metrics.len());
     for def in metrics {
         let metric = compile_metric(ctx, file, def, &compiled).await?;
@@ -251,7 +251,7 @@ async fn compile_metric(
     ctx: &SessionContext,
     file: &Path,
     def: &MetricDef,
-    compiled: &HashMap<String, CompiledMetric>,
+    compiled: &HashMap<MetricName, CompiledMetric>,
 ) -> Result<CompiledMetric, MetricsError> {
     let err = MetricErr {
         file,
@@ -406,12 +406,12 @@ fn aggregate_formula(
 fn derived_values(
     ctx: &SessionContext,
     def: &MetricDef,
-    inputs: &[String],
-    compiled: &HashMap<String, CompiledMetric>,
+    inputs: &[MetricName],
+    compiled: &HashMap<MetricName, CompiledMetric>,
     err: MetricErr<'_>,
 ) -> Result<DataFrame, MetricsError> {
     let joined = join_inputs(ctx, def, inputs, compiled, err)?;
-    let first = inputs.first().map(String::as_str).unwrap_or_default();
+    let first = inputs.first().map(MetricName::as_str).unwrap_or_default();
     let formula = joined
         .parse_sql_expr(&def.formula)
         .map_err(err.df("formula"))?;
@@ -437,12 +437,12 @@ fn derived_values(
 fn join_inputs(
     ctx: &SessionContext,
     def: &MetricDef,
-    inputs: &[String],
-    compiled: &HashMap<String, CompiledMetric>,
+    inputs: &[MetricName],
+    compiled: &HashMap<MetricName, CompiledMetric>,
     err: MetricErr<'_>,
 ) -> Result<DataFrame, MetricsError> {
     let mut joined: Option<DataFrame> = None;
-    let first = inputs.first().map(String::as_str).unwrap_or_default();
+    let first = inputs.first().map(MetricName::as_str).unwrap_or_default();
     for input in inputs {
         let Some(metric) = compiled.get(input) else {
             return Err(err.at("inputs", format!("no metric is named `{input}`")));

@@ -27,14 +27,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::MetricsError;
+use super::name::{MetricName, is_identifier};
 
 /// `metrics.yaml` larger than this is refused before parsing.
 pub const FILE_BYTES_MAX: u64 = 4 << 20;
 /// A formula or filter longer than this is refused before parsing.
 pub const EXPR_BYTES_MAX: usize = 4096;
 pub const METRICS_MAX: usize = 1000;
-/// Names the `metrics` schema keeps for its own tables.
-pub const RESERVED_NAMES: &[&str] = &["metric_values", "alerts"];
+pub use super::name::RESERVED_NAMES;
 /// Schemas a metric may read from.
 pub const SOURCE_SCHEMAS: &[&str] = &[
     "events", "journal", "registry", "learning", "system", "analysis",
@@ -178,13 +178,13 @@ pub enum MetricSource {
         time: Option<String>,
     },
     /// Other metrics, joined on day and dimensions.
-    Derived { inputs: Vec<String> },
+    Derived { inputs: Vec<MetricName> },
 }
 
 /// One validated metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricDef {
-    pub name: String,
+    pub name: MetricName,
     pub description: String,
     pub unit: String,
     pub source: MetricSource,
@@ -205,7 +205,7 @@ impl MetricDef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
     pub name: String,
-    pub metric: String,
+    pub metric: MetricName,
     /// Fires on this status or worse.
     pub when: Status,
     pub severity: Severity,
@@ -220,13 +220,6 @@ pub struct MetricsFile {
     pub path: PathBuf,
     pub metrics: Vec<MetricDef>,
     pub alerts: Vec<AlertRule>,
-}
-
-fn is_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && s.len() <= 63
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
 }
 
 fn is_column_name(s: &str) -> bool {
@@ -314,7 +307,7 @@ impl MetricsFile {
                 |key: &str, message: String| MetricsError::alert(path, &label, key, message);
             let spec: AlertSpec =
                 serde_yaml::from_value(value).map_err(|e| alert_err("", e.to_string()))?;
-            if !is_name(&spec.name) {
+            if !is_identifier(&spec.name) {
                 return Err(alert_err(
                     "name",
                     "use lower case letters, digits and _ (at most 63)".into(),
@@ -340,7 +333,7 @@ impl MetricsFile {
             }
             alerts.push(AlertRule {
                 name: spec.name,
-                metric: spec.metric,
+                metric: metric.name.clone(),
                 when: spec.when,
                 severity: spec.severity,
                 schedule: spec.schedule,
@@ -365,7 +358,7 @@ impl MetricsFile {
 fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsError> {
     let name = spec.name.clone();
     let err = |key: &str, message: String| MetricsError::key(path, Some(&name), key, message);
-    validate_name_and_unit(&spec, &err)?;
+    let name = validate_name_and_unit(&spec, &err)?;
     validate_expr_sizes(&spec, &err)?;
     let dimensions = validate_dimensions(&spec.dimensions, &err)?;
     let source = validate_source(&spec, &err)?;
@@ -375,7 +368,7 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
         .transpose()?;
     validate_targets(&spec.targets, &dimensions, &err)?;
     Ok(MetricDef {
-        name: spec.name,
+        name,
         description: spec.description,
         unit: spec.unit,
         source,
@@ -387,28 +380,16 @@ fn validate_metric(path: &Path, spec: MetricSpec) -> Result<MetricDef, MetricsEr
     })
 }
 
-/// The name is a lower-case identifier that Quiver does not reserve; the unit
-/// is given and short.
+/// The name is a [`MetricName`]; the unit is given and short.
 fn validate_name_and_unit(
     spec: &MetricSpec,
     err: &impl Fn(&str, String) -> MetricsError,
-) -> Result<(), MetricsError> {
-    if !is_name(&spec.name) {
-        return Err(err(
-            "name",
-            "use lower case letters, digits and _, starting with a letter (at most 63)".into(),
-        ));
-    }
-    if RESERVED_NAMES.contains(&spec.name.as_str()) {
-        return Err(err(
-            "name",
-            "this name is reserved for Quiver's own table".into(),
-        ));
-    }
+) -> Result<MetricName, MetricsError> {
+    let name = MetricName::parse(&spec.name).map_err(|e| err("name", e.to_string()))?;
     if spec.unit.trim().is_empty() || spec.unit.len() > 32 {
         return Err(err("unit", "give a unit of at most 32 characters".into()));
     }
-    Ok(())
+    Ok(name)
 }
 
 /// The formula and the filter are not empty and at most [`EXPR_BYTES_MAX`]
@@ -542,14 +523,14 @@ fn derived_source(
             "a derived metric takes its days from its inputs".into(),
         ));
     }
-    for input in inputs {
-        if !is_name(input) {
-            return Err(err("inputs", format!("`{input}` is not a metric name")));
-        }
-    }
-    Ok(MetricSource::Derived {
-        inputs: inputs.to_vec(),
-    })
+    let inputs = inputs
+        .iter()
+        .map(|input| {
+            MetricName::parse(input)
+                .map_err(|_| err("inputs", format!("`{input}` is not a metric name")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(MetricSource::Derived { inputs })
 }
 
 /// Warning, critical or both, finite, and in order for the bad direction.
@@ -627,7 +608,7 @@ fn validate_targets(
 /// Orders metrics so each comes after its inputs; an unknown input or a
 /// cycle is an error that names it.
 fn order_by_inputs(path: &Path, metrics: Vec<MetricDef>) -> Result<Vec<MetricDef>, MetricsError> {
-    let index: HashMap<String, usize> = metrics
+    let index: HashMap<MetricName, usize> = metrics
         .iter()
         .enumerate()
         .map(|(i, m)| (m.name.clone(), i))
@@ -638,7 +619,7 @@ fn order_by_inputs(path: &Path, metrics: Vec<MetricDef>) -> Result<Vec<MetricDef
     fn visit(
         i: usize,
         metrics: &[MetricDef],
-        index: &HashMap<String, usize>,
+        index: &HashMap<MetricName, usize>,
         state: &mut [u8],
         order: &mut Vec<usize>,
         trail: &mut Vec<usize>,

@@ -15,6 +15,7 @@ mod calibration;
 pub mod compile;
 pub mod def;
 mod drawdown;
+pub mod name;
 pub mod values;
 mod win_rate;
 
@@ -26,6 +27,7 @@ pub use calibration::{CALIBRATION_BINS, calibration_udaf};
 pub use compile::{CompiledMetric, check_expr, compile_metrics, plan_analyses, plan_sql};
 pub use def::{AlertRule, MetricDef, MetricSource, MetricsFile, Schedule, Severity, Status};
 pub use drawdown::max_drawdown_udaf;
+pub use name::{BadMetricName, MetricName};
 pub use win_rate::win_rate_udaf;
 
 /// What a definition error is about.

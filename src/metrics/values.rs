@@ -217,7 +217,7 @@ pub fn evaluate_alerts(
             .iter()
             .find(|m| m.name == rule.metric)
             .and_then(|m| m.thresholds.as_ref());
-        for v in values.iter().filter(|v| v.metric == rule.metric) {
+        for v in values.iter().filter(|v| v.metric == *rule.metric) {
             let Some(status) = parse_status(&v.status) else {
                 continue;
             };
@@ -246,7 +246,7 @@ pub fn evaluate_alerts(
             };
             alerts.push(Alert {
                 rule: rule.name.clone(),
-                metric: rule.metric.clone(),
+                metric: rule.metric.to_string(),
                 severity: rule.severity.as_str().to_string(),
                 schedule: rule.schedule.as_str().to_string(),
                 status: status.as_str().to_string(),
@@ -341,7 +341,7 @@ mod tests {
     fn rules_fire_on_their_status_or_worse_and_weekly_on_sundays() {
         let rule = |when, schedule| AlertRule {
             name: "r".into(),
-            metric: "win_rate".into(),
+            metric: crate::metrics::MetricName::parse("win_rate").unwrap(),
             when,
             severity: Severity::Warning,
             schedule,

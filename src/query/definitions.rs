@@ -235,7 +235,7 @@ impl DefinitionSchemas {
                 metric.plan.clone(),
                 Some(metric.sql.clone()),
             ));
-            metric_tables.insert(metric.def.name.clone(), view);
+            metric_tables.insert(metric.def.name.to_string(), view);
         }
         live.register_udf(explain_gate);
         self.analysis.replace(analysis_tables);

@@ -988,8 +988,10 @@ async fn every_number_in_insights_is_in_a_query_result() {
         let found = cells.iter().any(|cell| match n.strip_suffix('%') {
             Some(pct) => matches!((cell.parse::<f64>(), pct.parse::<f64>()),
                 (Ok(a), Ok(b)) if (a * 100.0 - b).abs() < 0.005),
-            None => cell == n
-                || matches!((cell.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b),
+            None => {
+                cell == n
+                    || matches!((cell.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+            }
         });
         assert!(
             found,

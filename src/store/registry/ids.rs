@@ -3,14 +3,12 @@
 //! path; code that holds one does not check it again.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::ops::Deref;
-use std::str::FromStr;
 
 use serde::Serialize;
 
 use super::RegistryError;
 use crate::event::sha256_hex;
+use crate::newtype::text_newtype;
 
 /// A model id: the SHA-256 of the model's artifact, 64 lowercase hex
 /// characters.
@@ -78,51 +76,8 @@ impl Alias {
     }
 }
 
-macro_rules! text_newtype {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl FromStr for $t {
-            type Err = RegistryError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::parse(s)
-            }
-        }
-
-        /// Read-only access to the checked text.
-        impl Deref for $t {
-            type Target = str;
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl AsRef<str> for $t {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl PartialEq<str> for $t {
-            fn eq(&self, other: &str) -> bool {
-                self.0 == other
-            }
-        }
-
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
-            }
-        }
-    };
-}
-
-text_newtype!(ModelId);
-text_newtype!(Alias);
+text_newtype!(ModelId, RegistryError);
+text_newtype!(Alias, RegistryError);
 
 /// What the registry's methods take for a model id: a [`ModelId`], passed
 /// as it is, or text, checked at the door.
