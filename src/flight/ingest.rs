@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::DataType;
 use arrow::util::display::FormatOptions;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use futures::{Stream, TryStreamExt};
@@ -89,7 +90,8 @@ pub fn target_table(cmd: &CommandStatementIngest) -> Result<Table, FlightError> 
 }
 
 /// Maps an incoming batch onto the table's schema by column name: casts types
-/// (timestamps of any unit, large strings, integers to floats, ...), fills the
+/// (timestamps of any unit and zone, large strings, integers to floats, ...;
+/// a timestamp without a zone is refused), fills the
 /// columns a client may leave out (`event_id` gets a UUID, `level` INFO,
 /// `schema_version` the current one, nullable columns NULL) and refuses
 /// unknown columns, so a misspelt column cannot silently lose its values.
@@ -113,6 +115,17 @@ pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, FlightE
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => column.clone(),
+            // An instant without a zone could be local time anywhere; reading
+            // it as UTC would shift every row by the sender's offset.
+            Some(column) if matches!(column.data_type(), DataType::Timestamp(_, None)) => {
+                return Err(bad(format!(
+                    "column {}: {} has no time zone, so the instant is ambiguous; send \
+                     UTC timestamps (pyarrow: pa.timestamp(\"us\", tz=\"UTC\"); pandas: \
+                     .dt.tz_localize(\"UTC\"))",
+                    field.name(),
+                    column.data_type()
+                )));
+            }
             Some(column) => {
                 cast_with_options(column, field.data_type(), &cast_options).map_err(|e| {
                     bad(format!(
@@ -197,7 +210,7 @@ mod tests {
         let batch = market_batch(vec![
             (
                 "ts",
-                Arc::new(TimestampNanosecondArray::from(vec![now_ns, now_ns])),
+                Arc::new(TimestampNanosecondArray::from(vec![now_ns, now_ns]).with_timezone("UTC")),
             ),
             (
                 "symbol",
@@ -217,6 +230,36 @@ mod tests {
         let events = Table::MarketContext.read_events(&conformed).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].header().symbol, "ETH-USD");
+    }
+
+    #[test]
+    fn timestamps_need_a_zone_and_any_zone_is_read_as_its_instant() {
+        let ts = |zone: Option<&str>| {
+            let array = TimestampNanosecondArray::from(vec![1_764_633_600_000_000_000]);
+            let array = match zone {
+                Some(zone) => array.with_timezone(zone),
+                None => array,
+            };
+            market_batch(vec![
+                ("ts", Arc::new(array) as ArrayRef),
+                ("symbol", Arc::new(StringArray::from(vec!["BTC-USD"]))),
+                ("price", Arc::new(Float64Array::from(vec![1.0]))),
+                ("spread_bps", Arc::new(Float64Array::from(vec![1.0]))),
+                ("volume", Arc::new(Float64Array::from(vec![1.0]))),
+                ("volatility", Arc::new(Float64Array::from(vec![0.1]))),
+                ("regime", Arc::new(StringArray::from(vec!["TREND"]))),
+            ])
+        };
+        let err = conform(Table::MarketContext, &ts(None)).unwrap_err();
+        assert!(
+            err.to_string().contains("column ts: ") && err.to_string().contains("has no time zone"),
+            "{err}"
+        );
+        assert!(matches!(err, FlightError::IngestBadBatch { .. }));
+        let utc = conform(Table::MarketContext, &ts(Some("UTC"))).unwrap();
+        let paris = conform(Table::MarketContext, &ts(Some("+01:00"))).unwrap();
+        // The same instant, whatever zone it was written in.
+        assert_eq!(utc.column_by_name("ts"), paris.column_by_name("ts"));
     }
 
     #[test]

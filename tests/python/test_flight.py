@@ -128,6 +128,16 @@ def test_ingest_with_a_bad_row_keeps_nothing_and_names_the_row(conn):
     assert stored == 0
 
 
+def test_ingest_refuses_timestamps_without_a_zone(conn):
+    rows = gate_decision_rows("py-ingest-naive", 3)
+    naive = rows.set_column(0, "ts", rows.column("ts").cast(pa.timestamp("us")))
+    with conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error, match=r"column ts: .*has no time zone"):
+            cur.adbc_ingest("gate_decisions", naive, mode="append")
+    stored = scalar(conn, "SELECT count(*) FROM gate_decisions WHERE signal_id = 'py-ingest-naive'")
+    assert stored == 0
+
+
 def test_ingest_refuses_unknown_tables_and_replace(conn):
     rows = gate_decision_rows("py-ingest-mode", 1)
     with conn.cursor() as cur:
