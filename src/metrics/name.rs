@@ -10,8 +10,8 @@ use crate::newtype::text_newtype;
 /// Names the `metrics` schema keeps for its own tables.
 pub const RESERVED_NAMES: &[&str] = &["metric_values", "alerts"];
 
-/// The longest name: PostgreSQL's identifier limit, which DBeaver and ADBC
-/// clients expect.
+/// The longest name, in characters (PostgreSQL's identifier length; the
+/// limit metric names always had).
 pub const NAME_CHARS_MAX: usize = 63;
 
 /// A metric name: 1-63 characters of `[a-z0-9_]`, starting with a letter,
