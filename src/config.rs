@@ -640,7 +640,7 @@ mod tests {
                 "flight",
                 "ingest_rows_max message_bytes_max password queries_max \
                  query_memory_bytes_max query_timeout result_bytes_max result_rows_max \
-                 token_ttl username",
+                 token_ttl tokens_max username",
             ),
             ("metrics", "reload_interval"),
         ];

@@ -77,6 +77,9 @@ pub struct FlightConfig {
     /// (`"12h"`). Default 12 h.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// Most bearer tokens kept at once; past it the oldest are evicted, and
+    /// a login is never refused for want of room. Default 1024.
+    pub tokens_max: usize,
     /// Skipped: in the file it is the `tls_cert` and `tls_key` keys of
     /// `[flight]`, both or neither.
     #[serde(skip)]
@@ -100,6 +103,7 @@ impl Default for FlightConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             credentials: None,
             token_ttl: Duration::from_secs(12 * 3600),
+            tokens_max: 1024,
             tls: None,
             limits: QueryLimits::default(),
             ingest_rows_max: 1_000_000,
@@ -160,6 +164,7 @@ impl FlightServer {
         let auth = Arc::new(auth::Authenticator::new(
             config.credentials.clone(),
             config.token_ttl,
+            config.tokens_max,
         ));
         let state = engine.context().state();
         let service = service::QuiverFlightSql {
