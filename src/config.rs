@@ -47,7 +47,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the WAL, hot store and lake live.
     pub data_dir: PathBuf,
-    /// Flight SQL listen address. Non-loopback addresses need credentials.
+    /// Flight SQL listen address. Non-loopback addresses need credentials,
+    /// and TLS unless `flight.allow_insecure` is set.
     pub listen: SocketAddr,
     /// `[logger]`: the logger's queue and batches. Its `validation` is not a
     /// key of the section; [`Config::logger_config`] takes it from `[validation]`.
@@ -167,12 +168,12 @@ impl std::ops::DerefMut for LakeSection {
 /// `[flight]`: the [`FlightConfig`] keys, and the four whose file form
 /// differs from the server's: `username` and `password` become its
 /// [`Credentials`], `tls_cert` and `tls_key` its [`TlsFiles`], each pair both
-/// set or neither (`Config::check`).
+/// set or neither (`Config::check`). Its `Debug` hides the password.
 ///
 /// No `deny_unknown_fields` here: the flattened [`FlightConfig`] is handed
 /// every key this struct does not name and refuses the unknown ones (see the
 /// note above [`ValidationSection`]); this struct would refuse them all.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FlightSection {
     /// Empty: no authentication (then only loopback addresses are allowed).
@@ -181,12 +182,34 @@ pub struct FlightSection {
     /// the file).
     pub password: String,
     /// PEM certificate chain; with `tls_key`, the server speaks TLS only.
+    /// (`tls_client_ca` and `allow_insecure` are the server's own keys.)
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
     /// The server's own keys (`token_ttl`, `queries_max`, ...).
     #[serde(flatten)]
     pub server: FlightConfig,
+}
+
+impl std::fmt::Debug for FlightSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let FlightSection {
+            username,
+            password,
+            tls_cert,
+            tls_key,
+            server,
+        } = self;
+        // Destructured, so a new field cannot be left out; the password
+        // shows as set or not, as `Credentials` does.
+        f.debug_struct("FlightSection")
+            .field("username", username)
+            .field("password", &if password.is_empty() { "" } else { "***" })
+            .field("tls_cert", tls_cert)
+            .field("tls_key", tls_key)
+            .field("server", server)
+            .finish()
+    }
 }
 
 /// Metric definitions and SQL analyses, reloaded while the server runs.
@@ -396,6 +419,12 @@ impl Config {
             return Err(invalid(
                 "flight",
                 "set both tls_cert and tls_key, or neither",
+            ));
+        }
+        if f.server.tls_client_ca.is_some() && f.tls_cert.is_none() {
+            return Err(invalid(
+                "flight.tls_client_ca",
+                "client certificates need TLS: set tls_cert and tls_key too",
             ));
         }
         if f.server.limits.queries_max == 0
@@ -638,7 +667,7 @@ mod tests {
             ("query", "memory_bytes_max"),
             (
                 "flight",
-                "ingest_rows_max message_bytes_max password queries_max \
+                "allow_insecure ingest_rows_max message_bytes_max password queries_max \
                  query_memory_bytes_max query_timeout result_bytes_max result_rows_max \
                  token_ttl tokens_max username",
             ),
@@ -738,6 +767,71 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("environment") && err.contains("many"), "{err}");
+    }
+
+    /// The TLS keys and `allow_insecure` reach the server's config, from the
+    /// file and from the environment (a boolean key takes `true`).
+    #[test]
+    fn tls_keys_reach_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "[flight]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_client_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("QUIVER_FLIGHT__ALLOW_INSECURE", "true")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let flight = c.flight_config();
+        let tls = flight.tls.unwrap();
+        assert_eq!(
+            (tls.cert, tls.key),
+            (PathBuf::from("c.pem"), PathBuf::from("k.pem"))
+        );
+        assert_eq!(flight.tls_client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(flight.allow_insecure);
+        assert!(!Config::default().flight_config().allow_insecure);
+    }
+
+    #[test]
+    fn a_client_ca_needs_tls() {
+        let err = Config::load_from(
+            None,
+            env(&[("QUIVER_FLIGHT__TLS_CLIENT_CA", "ca.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("flight.tls_client_ca") && err.contains("tls_cert"),
+            "{err}"
+        );
+    }
+
+    /// Neither the section nor the whole config shows the password.
+    #[test]
+    fn debug_hides_the_password() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("QUIVER_FLIGHT__USERNAME", "quant"),
+                ("QUIVER_FLIGHT__PASSWORD", "hunter2"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        for text in [
+            format!("{:?}", c.flight),
+            format!("{c:?}"),
+            format!("{:?}", c.flight_config()),
+        ] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("quant") && text.contains("***"), "{text}");
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! - [`metadata`], [`sql_info`], [`xdbc`]: what DBeaver and ADBC browse;
 //! - [`ingest`]: `CommandStatementIngest`, all or nothing per request;
 //! - [`auth`]: Basic handshake, bearer tokens, checked by a tower layer;
+//! - [`tls`]: who may listen where (credentials, TLS), and the TLS config;
 //! - [`client`]: the client behind `quiver sql --server`;
 //! - [`error`]: every failure and its gRPC status, in one place.
 //!
 //! SQL from the network is read-only. Without credentials the server binds
-//! loopback addresses only.
+//! loopback addresses only; with credentials but without TLS, too, unless
+//! `allow_insecure` is set (see [`tls`]).
 
 pub mod auth;
 pub mod client;
@@ -23,6 +25,7 @@ mod metadata;
 pub mod query;
 mod service;
 mod sql_info;
+mod tls;
 mod xdbc;
 
 use std::future::Future;
@@ -36,11 +39,12 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use auth::Credentials;
 pub use error::FlightError;
 pub use query::QueryLimits;
+pub use tls::PemKind;
 
 use crate::ingest::Logger;
 use crate::query::QueryEngine;
@@ -71,6 +75,7 @@ pub struct FlightConfig {
     pub listen: SocketAddr,
     /// Required for any non-loopback address. Skipped: in the file it is the
     /// `username` and `password` keys of `[flight]`, both or neither.
+    /// Without TLS a non-loopback address also needs `allow_insecure`.
     #[serde(skip)]
     pub credentials: Option<Credentials>,
     /// How long a bearer token from the handshake stays valid, a duration
@@ -84,6 +89,15 @@ pub struct FlightConfig {
     /// `[flight]`, both or neither.
     #[serde(skip)]
     pub tls: Option<TlsFiles>,
+    /// PEM certificate of the CA that signs client certificates: set, TLS is
+    /// mutual and a client without such a certificate is refused. Needs TLS.
+    /// A key of this struct, not a field of [`TlsFiles`]: one key, one value,
+    /// so no section type has to carry it.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Lets a non-loopback address with credentials start without TLS, the
+    /// password then travelling in clear (behind a TLS-terminating proxy, on
+    /// a private network). Default false: such a server refuses to start.
+    pub allow_insecure: bool,
     /// Its keys are `[flight]` keys themselves (`queries_max`, ...).
     #[serde(flatten)]
     pub limits: QueryLimits,
@@ -105,6 +119,8 @@ impl Default for FlightConfig {
             token_ttl: Duration::from_secs(12 * 3600),
             tokens_max: 1024,
             tls: None,
+            tls_client_ca: None,
+            allow_insecure: false,
             limits: QueryLimits::default(),
             ingest_rows_max: 1_000_000,
             message_bytes_max: 64 << 20,
@@ -120,6 +136,14 @@ pub enum ServeError {
          flight.password, or listen on a loopback address"
     )]
     OpenWithoutCredentials(SocketAddr),
+    #[error(
+        "refusing to listen on {0} with credentials but without TLS: passwords would \
+         travel in clear. Set flight.tls_cert and flight.tls_key, or set \
+         flight.allow_insecure = true to accept that"
+    )]
+    CredentialsInClear(SocketAddr),
+    #[error("flight.tls_client_ca is set without TLS: set flight.tls_cert and flight.tls_key")]
+    ClientCaWithoutTls,
     #[error("binding {addr}")]
     Bind {
         addr: SocketAddr,
@@ -131,6 +155,21 @@ pub enum ServeError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("TLS file {path}: no PEM {kind} in it")]
+    TlsPem { path: PathBuf, kind: PemKind },
+    #[error("loading the TLS certificate {cert} with its key {key}")]
+    TlsIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("loading the TLS client CA {path}")]
+    TlsClientCa {
+        path: PathBuf,
+        #[source]
+        source: tonic::transport::Error,
     },
     #[error("configuring TLS")]
     Tls(#[source] tonic::transport::Error),
@@ -158,9 +197,7 @@ impl FlightServer {
         engine: QueryEngine,
         logger: Logger,
     ) -> Result<Self, ServeError> {
-        if !config.listen.ip().is_loopback() && config.credentials.is_none() {
-            return Err(ServeError::OpenWithoutCredentials(config.listen));
-        }
+        tls::check_exposure(config)?;
         let auth = Arc::new(auth::Authenticator::new(
             config.credentials.clone(),
             config.token_ttl,
@@ -183,17 +220,8 @@ impl FlightServer {
             .max_decoding_message_size(config.message_bytes_max)
             .max_encoding_message_size(config.message_bytes_max);
         let mut builder = Server::builder();
-        if let Some(tls) = &config.tls {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|source| ServeError::TlsFile {
-                    path: path.clone(),
-                    source,
-                })
-            };
-            let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-            builder = builder
-                .tls_config(ServerTlsConfig::new().identity(identity))
-                .map_err(ServeError::Tls)?;
+        if let Some(tls) = tls::server_tls_config(config)? {
+            builder = builder.tls_config(tls).map_err(ServeError::Tls)?;
         }
         let router = builder
             .layer(auth::AuthLayer::new(auth))
