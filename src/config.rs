@@ -667,9 +667,11 @@ mod tests {
             ("query", "memory_bytes_max"),
             (
                 "flight",
-                "allow_insecure ingest_rows_max message_bytes_max password queries_max \
-                 query_memory_bytes_max query_timeout result_bytes_max result_rows_max \
-                 token_ttl tokens_max username",
+                "allow_insecure connections_max idle_timeout ingest_rows_max keepalive_interval \
+                 keepalive_timeout message_bytes_max password plan_timeout queries_max \
+                 query_memory_bytes_max query_timeout requests_per_connection_max \
+                 result_bytes_max result_rows_max result_stall_timeout token_ttl tokens_max \
+                 username",
             ),
             ("metrics", "reload_interval"),
         ];

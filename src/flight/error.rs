@@ -46,6 +46,10 @@ pub enum FlightError {
     IngestTooLarge { max: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("planning ran past its deadline of {0:?}")]
+    PlanDeadline(Duration),
+    #[error("the client stopped reading the result for {0:?}")]
+    ResultStalled(Duration),
 }
 
 impl FlightError {
@@ -63,7 +67,9 @@ impl FlightError {
             FlightError::TooManyQueries { .. }
             | FlightError::ResultTooLarge { .. }
             | FlightError::IngestTooLarge { .. } => Code::ResourceExhausted,
-            FlightError::Deadline(_) => Code::DeadlineExceeded,
+            FlightError::Deadline(_)
+            | FlightError::PlanDeadline(_)
+            | FlightError::ResultStalled(_) => Code::DeadlineExceeded,
             FlightError::IngestRejected { source, .. } => match source {
                 SubmitError::Invalid(_) => Code::InvalidArgument,
                 SubmitError::Closed => Code::Unavailable,
@@ -132,5 +138,18 @@ mod tests {
             Status::from(FlightError::Execute(oom)).code(),
             Code::ResourceExhausted
         );
+    }
+
+    #[test]
+    fn time_limits_name_themselves() {
+        let status = Status::from(FlightError::ResultStalled(Duration::from_secs(30)));
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert_eq!(
+            status.message(),
+            "the client stopped reading the result for 30s"
+        );
+        let status = Status::from(FlightError::PlanDeadline(Duration::from_secs(30)));
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("planning"), "{status:?}");
     }
 }

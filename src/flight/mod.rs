@@ -9,6 +9,7 @@
 //! - [`ingest`]: `CommandStatementIngest`, all or nothing per request;
 //! - [`auth`]: Basic handshake, bearer tokens, checked by a tower layer;
 //! - [`tls`]: who may listen where (credentials, TLS), and the TLS config;
+//! - [`conn`]: connections, capped and closed when idle;
 //! - [`client`]: the client behind `quiver sql --server`;
 //! - [`error`]: every failure and its gRPC status, in one place.
 //!
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod client;
+mod conn;
 pub mod error;
 pub mod handle;
 pub mod ingest;
@@ -35,10 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 pub use auth::Credentials;
@@ -105,6 +105,25 @@ pub struct FlightConfig {
     pub ingest_rows_max: usize,
     /// Largest gRPC message accepted or sent, in bytes. Default 64 MiB.
     pub message_bytes_max: usize,
+    /// Connections open at once; one more is accepted and closed at once, so
+    /// its client fails fast. Default 1024.
+    pub connections_max: usize,
+    /// How long a connection may have no request in flight (a streaming
+    /// response counts until it ends) before it is closed, a duration
+    /// (`"5m"`). Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Requests in flight on one connection (HTTP/2 streams); the client
+    /// waits for one to end before it opens another. Default 64.
+    pub requests_per_connection_max: usize,
+    /// Time between HTTP/2 keepalive pings, and the TCP idle time before the
+    /// first keepalive probe, a duration (`"60s"`). Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is
+    /// closed, a duration (`"20s"`). Default 20 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
     /// Threads of the query runtime. Not a config key: it follows the
     /// machine (its available parallelism).
     #[serde(skip)]
@@ -124,6 +143,11 @@ impl Default for FlightConfig {
             limits: QueryLimits::default(),
             ingest_rows_max: 1_000_000,
             message_bytes_max: 64 << 20,
+            connections_max: 1024,
+            idle_timeout: Duration::from_secs(300),
+            requests_per_connection_max: 64,
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -186,8 +210,12 @@ pub struct FlightServer {
     listener: TcpListener,
     addr: SocketAddr,
     router: tonic::transport::server::Router<
-        tower::layer::util::Stack<auth::AuthLayer, tower::layer::util::Identity>,
+        tower::layer::util::Stack<
+            auth::AuthLayer,
+            tower::layer::util::Stack<conn::ConnLayer, tower::layer::util::Identity>,
+        >,
     >,
+    conn_limits: conn::ConnLimits,
 }
 
 impl FlightServer {
@@ -223,7 +251,17 @@ impl FlightServer {
         if let Some(tls) = tls::server_tls_config(config)? {
             builder = builder.tls_config(tls).map_err(ServeError::Tls)?;
         }
+        // A stream counts against `requests_per_connection_max` until its
+        // body ends; tonic's `concurrency_limit_per_connection` would count a
+        // DoGet only until its response head.
+        let streams_max = u32::try_from(config.requests_per_connection_max).unwrap_or(u32::MAX);
         let router = builder
+            .max_concurrent_streams(streams_max.max(1))
+            .http2_keepalive_interval(Some(config.keepalive_interval))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout))
+            // Outermost, so every request counts against the idle timeout,
+            // the refused ones too.
+            .layer(conn::ConnLayer)
             .layer(auth::AuthLayer::new(auth))
             .add_service(flight);
         let listener =
@@ -241,6 +279,11 @@ impl FlightServer {
             listener,
             addr,
             router,
+            conn_limits: conn::ConnLimits {
+                connections_max: config.connections_max,
+                idle_timeout: config.idle_timeout,
+                tcp_keepalive: config.keepalive_interval,
+            },
         })
     }
 
@@ -250,16 +293,11 @@ impl FlightServer {
     }
 
     /// Serves until `shutdown` resolves, then lets running calls finish.
+    ///
+    /// Each connection comes in its `conn::Conn`: under the cap, with its
+    /// idle timer. tonic puts its TLS, when configured, on top of it.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        // Replies are small and latency-bound (a handshake, a FlightInfo):
-        // Nagle's algorithm would hold each one back for a delayed ACK, ~40 ms.
-        let incoming = TcpListenerStream::new(self.listener).map(|accepted| {
-            accepted.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-            })
-        });
+        let incoming = conn::incoming(self.listener, self.conn_limits);
         self.router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

@@ -7,6 +7,16 @@
 //! streamed ~10% slower). When a client disconnects its stream is dropped,
 //! the send fails, the DataFusion stream is dropped with it, and the query's
 //! memory comes back.
+//!
+//! A client that stops reading without going away fills the channel (HTTP/2
+//! flow control stops the encoder); past `result_stall_timeout` its query
+//! stops and its slot is freed. The batches already in the channel stay with
+//! the response until the client reads them and then the stall's error, or
+//! goes away.
+//!
+//! How a query ended travels apart from its batches, on a oneshot sent once
+//! its slot is free: a client that retries on the error is never refused, and
+//! a stopped query can always say why, however full the channel.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +50,16 @@ pub struct QueryLimits {
     /// Default 10 min.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// Longest planning a statement may take (GetFlightInfo, prepare, and
+    /// DoGet before it executes), a duration (`"30s"`); past it
+    /// DeadlineExceeded. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub plan_timeout: Duration,
+    /// Longest a result may wait for a client that stopped reading, a
+    /// duration (`"30s"`): past it the query stops, its slot is freed, and
+    /// the stream ends with DeadlineExceeded. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub result_stall_timeout: Duration,
     /// Memory one query may hold, in bytes (all queries share the engine's
     /// pool too). Default 512 MiB.
     pub query_memory_bytes_max: usize,
@@ -54,6 +74,8 @@ impl Default for QueryLimits {
         Self {
             queries_max: 16,
             query_timeout: Duration::from_secs(600),
+            plan_timeout: Duration::from_secs(30),
+            result_stall_timeout: Duration::from_secs(30),
             query_memory_bytes_max: 512 << 20,
             result_rows_max: 100_000_000,
             result_bytes_max: 16 << 30,
@@ -69,16 +91,22 @@ pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
 
 impl QueryRuntime {
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        // Planning runs here too, and DataFusion plans recursively: the
+        // stack of the server's own runtime (main.rs), not tokio's 2 MiB.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
+            .thread_stack_size(8 << 20)
             .thread_name("quiver-query")
             .enable_all()
             .build()?;
         Ok(Self(Some(runtime)))
     }
 
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(|r| r.handle())
+    fn handle(&self) -> Result<&tokio::runtime::Handle, FlightError> {
+        self.0
+            .as_ref()
+            .map(|r| r.handle())
+            .ok_or_else(|| FlightError::Internal("the query runtime has stopped".into()))
     }
 }
 
@@ -112,15 +140,28 @@ impl Runner {
     }
 
     /// Plans the statement and binds its parameters, if any.
+    ///
+    /// Planning is CPU work (parsing, analysis, optimizer passes) that cannot
+    /// be preempted, so it runs on the query runtime and the gRPC threads stay
+    /// free; its deadline is kept here, on the server's runtime, and a plan
+    /// past it is aborted at its next yield.
     pub async fn plan(&self, handle: &StatementHandle) -> Result<DataFrame, FlightError> {
-        let df = self
-            .engine
-            .sql(&handle.sql)
-            .await
-            .map_err(FlightError::Plan)?;
-        match &handle.params {
-            Some(params) => QueryEngine::bind(df, params).map_err(FlightError::Plan),
-            None => Ok(df),
+        let engine = self.engine.clone();
+        let handle = handle.clone();
+        let mut task = AbortOnDrop(Some(self.runtime.handle()?.spawn(async move {
+            let df = engine.sql(&handle.sql).await.map_err(FlightError::Plan)?;
+            match &handle.params {
+                Some(params) => QueryEngine::bind(df, params).map_err(FlightError::Plan),
+                None => Ok(df),
+            }
+        })));
+        let timeout = self.limits.plan_timeout;
+        match tokio::time::timeout(timeout, task.join()).await {
+            Ok(Some(Ok(planned))) => planned,
+            Ok(_) => Err(FlightError::Internal(
+                "planning stopped unexpectedly".into(),
+            )),
+            Err(_) => Err(FlightError::PlanDeadline(timeout)),
         }
     }
 
@@ -143,12 +184,10 @@ impl Runner {
         // can say less about nullability (a constant-folded function call is
         // a non-null literal), so batches are sent in the announced schema.
         let announced: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let runtime = self
-            .runtime
-            .handle()
-            .ok_or_else(|| FlightError::Internal("the query runtime has stopped".into()))?;
+        let runtime = self.runtime.handle()?;
         let (schema_tx, schema_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::channel::<Result<RecordBatch, FlightError>>(8);
+        let (tx, rx) = mpsc::channel::<RecordBatch>(8);
+        let (outcome_tx, outcome_rx) = oneshot::channel::<Result<(), FlightError>>();
         let engine = self.engine.clone();
         let limits = self.limits.clone();
         // The deadline is also enforced here, on the server's own runtime: one
@@ -193,9 +232,14 @@ impl Runner {
                             limit: format!("{} rows", limits.result_rows_max),
                         });
                     }
-                    if tx.send(Ok(batch)).await.is_err() {
+                    // The send waits while the client is not reading: the
+                    // stall timeout bounds how long it holds the slot so.
+                    let stall = limits.result_stall_timeout;
+                    match tokio::time::timeout(stall, tx.send(batch)).await {
+                        Ok(Ok(())) => {}
                         // The client went away; dropping `stream` cancels the query.
-                        return Ok(());
+                        Ok(Err(_)) => return Ok(()),
+                        Err(_) => return Err(FlightError::ResultStalled(stall)),
                     }
                 }
                 Ok(())
@@ -203,21 +247,19 @@ impl Runner {
             let outcome = tokio::time::timeout(limits.query_timeout, run)
                 .await
                 .unwrap_or(Err(FlightError::Deadline(limits.query_timeout)));
-            // The slot is free before the error reaches the client, so a
-            // retry on it is not refused.
+            // The slot is free before the outcome is told, so a retry on an
+            // error is not refused.
             drop(permit);
-            if let Err(e) = outcome {
-                let _ = tx.send(Err(e)).await;
-            }
+            let _ = outcome_tx.send(outcome);
         });
         let mut task = AbortOnDrop(Some(task));
         let timeout = self.limits.query_timeout;
-        let mut rx = ReceiverStream::new(rx);
         let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
             Ok(Ok(schema)) => schema,
+            // The query ended before its first batch; its outcome says why.
             Ok(Err(_)) => {
-                return Err(match rx.next().await {
-                    Some(Err(e)) => e,
+                return Err(match outcome_rx.await {
+                    Ok(Err(e)) => e,
                     _ => FlightError::Internal("the query ended before it started".into()),
                 });
             }
@@ -226,7 +268,10 @@ impl Runner {
                 return Err(FlightError::Deadline(timeout));
             }
         };
-        let batches = rx.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
+        let batches = ReceiverStream::new(rx)
+            .map(Ok)
+            .chain(futures::stream::once(last_item(outcome_rx)).filter_map(std::future::ready))
+            .map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches);
@@ -240,11 +285,34 @@ impl Runner {
     }
 }
 
-/// Aborts the query's task when the response stream is dropped (a client
-/// gone, a limit hit), at its next yield.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+/// What follows the batches: nothing after a query that ended well, else
+/// its error. A query stopped without an outcome (a panic) must not pass
+/// for a complete result.
+async fn last_item(
+    outcome: oneshot::Receiver<Result<(), FlightError>>,
+) -> Option<Result<RecordBatch, FlightError>> {
+    match outcome.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(Err(e)),
+        Err(_) => Some(Err(FlightError::Internal(
+            "the query stopped without an outcome".into(),
+        ))),
+    }
+}
 
-impl AbortOnDrop {
+/// Aborts a task on the query runtime (a query, a plan) when dropped (a
+/// client gone, a limit hit), at its next yield.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Waits for the task's end: its output, or why it has none.
+    async fn join(&mut self) -> Option<Result<T, tokio::task::JoinError>> {
+        match &mut self.0 {
+            Some(handle) => Some(handle.await),
+            None => None,
+        }
+    }
+
     /// Aborts the task and waits (a moment at most) until it has stopped and
     /// given back its slot, so the error that follows does not race a retry.
     /// A task stuck in one long poll keeps its slot until it yields.
@@ -257,7 +325,7 @@ impl AbortOnDrop {
     }
 }
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         if let Some(handle) = &self.0 {
             handle.abort();
@@ -267,11 +335,12 @@ impl Drop for AbortOnDrop {
 
 /// Ends the stream with DeadlineExceeded at the deadline, or with
 /// ResourceExhausted once more than `bytes_max` bytes of Arrow data have gone
-/// out. Before a limit's error goes out the query is stopped, so a client
-/// that retries on the error finds its slot free.
+/// out. Before any error goes out (a limit's, the query's, the encoder's) the
+/// query is stopped, so a client that retries on the error finds its slot
+/// free.
 fn limit<S>(
     flight: S,
-    task: AbortOnDrop,
+    task: AbortOnDrop<()>,
     deadline: tokio::time::Instant,
     timeout: Duration,
     bytes_max: u64,
@@ -284,15 +353,15 @@ where
     struct Limited<S> {
         flight: Pin<Box<S>>,
         deadline: Pin<Box<tokio::time::Sleep>>,
-        task: AbortOnDrop,
+        task: AbortOnDrop<()>,
         sent_bytes: u64,
         done: bool,
     }
     impl<S> Limited<S> {
-        /// Stops the query, then lets its error go out.
-        async fn fail(mut self, e: FlightError) -> Option<(Result<FlightData, Status>, Self)> {
+        /// Stops the query, then lets the error go out.
+        async fn fail(mut self, status: Status) -> Option<(Result<FlightData, Status>, Self)> {
             self.task.stop().await;
-            Some((Err(Status::from(e)), self))
+            Some((Err(status), self))
         }
     }
     let state = Limited {
@@ -312,20 +381,23 @@ where
             let next = tokio::select! {
                 biased;
                 next = state.flight.next() => next?,
-                _ = &mut state.deadline => return state.fail(FlightError::Deadline(timeout)).await,
+                _ = &mut state.deadline => {
+                    return state.fail(FlightError::Deadline(timeout).into()).await;
+                }
             };
             let data = match next {
                 Ok(data) => data,
-                // The query's own error: its task has given back its slot.
-                Err(e) => return Some((Err(Status::from(e)), state)),
+                // The query's own error comes once its task has given back its
+                // slot, but the encoder's would come while the task still
+                // computes: stop it either way.
+                Err(e) => return state.fail(Status::from(e)).await,
             };
             state.sent_bytes += (data.data_body.len() + data.data_header.len()) as u64;
             if state.sent_bytes > bytes_max {
-                return state
-                    .fail(FlightError::ResultTooLarge {
-                        limit: format!("{bytes_max} bytes"),
-                    })
-                    .await;
+                let e = FlightError::ResultTooLarge {
+                    limit: format!("{bytes_max} bytes"),
+                };
+                return state.fail(e.into()).await;
             }
             state.done = false;
             Some((Ok(data), state))

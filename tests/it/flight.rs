@@ -770,6 +770,7 @@ async fn each_limit_answers_with_its_status() {
         query_memory_bytes_max: 4 << 20,
         result_rows_max: 10_000,
         result_bytes_max: 1 << 20,
+        ..QueryLimits::default()
     })
     .await;
     let token = served.token().await;
