@@ -402,10 +402,10 @@ impl Config {
                 "must be below kill_switch_trip_fill (hysteresis)",
             ));
         }
-        if l.queue_capacity == 0 || l.batch_rows_max == 0 {
+        if l.queue_capacity == 0 || l.batch_rows_max == 0 || l.ingest_queue_capacity == 0 {
             return Err(invalid(
                 "logger",
-                "queue_capacity and batch_rows_max must be > 0",
+                "queue_capacity, batch_rows_max and ingest_queue_capacity must be > 0",
             ));
         }
         let f = &self.flight;
@@ -430,10 +430,13 @@ impl Config {
         if f.server.limits.queries_max == 0
             || f.server.limits.query_memory_bytes_max == 0
             || f.server.ingest_rows_max == 0
+            || f.server.ingest_bytes_max == 0
+            || f.server.params_bytes_max == 0
         {
             return Err(invalid(
                 "flight",
-                "queries_max, query_memory_bytes_max and ingest_rows_max must be > 0",
+                "queries_max, query_memory_bytes_max, ingest_rows_max, ingest_bytes_max and \
+                 params_bytes_max must be > 0",
             ));
         }
         for s in &self.validation.symbols_allowed {
@@ -651,8 +654,8 @@ mod tests {
             (
                 "logger",
                 "batch_rows_max critical_overflow_max debug_shed_fill flush_interval \
-                 kill_switch_rearm_fill kill_switch_rearm_hold kill_switch_trip_fill \
-                 queue_capacity",
+                 ingest_queue_capacity kill_switch_rearm_fill kill_switch_rearm_hold \
+                 kill_switch_trip_fill queue_capacity",
             ),
             (
                 "validation",
@@ -667,11 +670,12 @@ mod tests {
             ("query", "memory_bytes_max"),
             (
                 "flight",
-                "allow_insecure connections_max idle_timeout ingest_rows_max keepalive_interval \
-                 keepalive_timeout message_bytes_max password plan_timeout queries_max \
-                 query_memory_bytes_max query_timeout requests_per_connection_max \
+                "allow_insecure connections_max idle_timeout ingest_bytes_max \
+                 ingest_dedup_ids_max ingest_dedup_window ingest_rows_max keepalive_interval \
+                 keepalive_timeout message_bytes_max params_bytes_max password plan_timeout \
+                 queries_max query_memory_bytes_max query_timeout requests_per_connection_max \
                  result_bytes_max result_rows_max result_stall_timeout token_ttl tokens_max \
-                 username",
+                 upload_idle_timeout username",
             ),
             ("metrics", "reload_interval"),
         ];

@@ -42,7 +42,9 @@ pub enum FlightError {
     },
     #[error("ingest into {table}: {message}")]
     IngestBadBatch { table: String, message: String },
-    #[error("ingest: more than {max} rows in one request; split the upload")]
+    #[error(
+        "ingest: more than {max} rows in one request (flight.ingest_rows_max); split the upload"
+    )]
     IngestTooLarge { max: usize },
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +52,12 @@ pub enum FlightError {
     PlanDeadline(Duration),
     #[error("the client stopped reading the result for {0:?}")]
     ResultStalled(Duration),
+    /// An upload past its byte limit; the message names the limit's key.
+    #[error("{0}")]
+    UploadTooLarge(String),
+    /// An upload that sent nothing for too long.
+    #[error("{0}")]
+    UploadIdle(String),
 }
 
 impl FlightError {
@@ -66,10 +74,12 @@ impl FlightError {
             FlightError::Plan(e) | FlightError::Execute(e) => query_code(e),
             FlightError::TooManyQueries { .. }
             | FlightError::ResultTooLarge { .. }
-            | FlightError::IngestTooLarge { .. } => Code::ResourceExhausted,
+            | FlightError::IngestTooLarge { .. }
+            | FlightError::UploadTooLarge(_) => Code::ResourceExhausted,
             FlightError::Deadline(_)
             | FlightError::PlanDeadline(_)
-            | FlightError::ResultStalled(_) => Code::DeadlineExceeded,
+            | FlightError::ResultStalled(_)
+            | FlightError::UploadIdle(_) => Code::DeadlineExceeded,
             FlightError::IngestRejected { source, .. } => match source {
                 SubmitError::Invalid(_) => Code::InvalidArgument,
                 SubmitError::Closed => Code::Unavailable,

@@ -1,29 +1,35 @@
 //! Bulk ingest (`CommandStatementIngest`, ADBC's `adbc_ingest`) into the event
-//! tables, through the logger's validation, tiers and durability.
+//! tables, through the logger's validation and durability.
 //!
-//! **All or nothing per request.** Every row of the request is read and
-//! validated before any is written; one bad row rejects the request with an
-//! error naming the row (counted from 0 over the whole request) and the field.
-//! A client can then fix and resend the same rows without creating duplicates,
-//! which keeping the valid part would not allow. The answer (the row count)
-//! comes once the rows are durable in the WAL and visible to queries (the
-//! hot store has applied them; after 10 s of waiting, durability alone). A request larger than one
-//! writer batch is made durable in several WAL writes: a crash in the middle
-//! leaves a prefix stored and the client without an answer.
+//! **Streamed, batch by batch.** Each uploaded batch is conformed to the
+//! table, validated and handed to the logger's ingest lane as it arrives, so a
+//! request holds one batch in memory whatever its size (bounded in bytes and
+//! rows per request, see [`super::upload`]). A batch with a bad row is refused
+//! whole, with the row (counted from 0 over the request) and the field; the
+//! batches before it are stored.
+//!
+//! **Idempotent by `event_id`** ([`super::dedup`]): rows already stored are
+//! counted, not stored again, so a client resends a request that failed, or
+//! whose answer it lost, as it was. The answer (the row count) counts every
+//! row of the request and comes once its rows are durable in the WAL and
+//! visible to queries (after 10 s of waiting, durability alone).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, new_null_array};
+use arrow::array::{
+    ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::DataType;
 use arrow::util::display::FormatOptions;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use futures::{Stream, TryStreamExt};
 
+use super::dedup::{self, Ledger};
 use super::error::FlightError;
-use crate::event::{Event, SCHEMA_VERSION, Table};
-use crate::ingest::Logger;
-use crate::query::CATALOG;
+use crate::event::{SCHEMA_VERSION, Table};
+use crate::ingest::{Logger, SubmitError, summarize_invalid};
+use crate::query::{CATALOG, QueryEngine};
 
 /// Which event table a request names, and whether its options can be honoured.
 pub fn target_table(cmd: &CommandStatementIngest) -> Result<Table, FlightError> {
@@ -91,10 +97,11 @@ pub fn target_table(cmd: &CommandStatementIngest) -> Result<Table, FlightError> 
 
 /// Maps an incoming batch onto the table's schema by column name: casts types
 /// (timestamps of any unit and zone, large strings, integers to floats, ...;
-/// a timestamp without a zone is refused), fills the
-/// columns a client may leave out (`event_id` gets a UUID, `level` INFO,
-/// `schema_version` the current one, nullable columns NULL) and refuses
-/// unknown columns, so a misspelt column cannot silently lose its values.
+/// a timestamp without a zone is refused), fills the columns a client may
+/// leave out (`level` INFO, `schema_version` the current one, nullable columns
+/// NULL, then `event_id` a UUID derived from the row, [`dedup::content_ids`])
+/// and refuses unknown columns, so a misspelt column cannot silently lose its
+/// values.
 pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, FlightError> {
     let bad = |message: String| FlightError::IngestBadBatch {
         table: table.name().to_string(),
@@ -111,7 +118,7 @@ pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, FlightE
         safe: false,
         format_options: FormatOptions::default(),
     };
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<Option<ArrayRef>> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => column.clone(),
@@ -137,62 +144,206 @@ pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, FlightE
                 })?
             }
             None => match field.name().as_str() {
-                "event_id" => Arc::new(StringArray::from_iter_values(
-                    (0..rows).map(|_| uuid::Uuid::new_v4().to_string()),
-                )) as ArrayRef,
+                // Derived from the other columns once they are all conformed.
+                "event_id" => {
+                    columns.push(None);
+                    continue;
+                }
                 "level" => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
                     "INFO", rows,
-                ))),
+                ))) as ArrayRef,
                 "schema_version" => Arc::new(Int32Array::from(vec![SCHEMA_VERSION; rows])),
                 _ if field.is_nullable() => new_null_array(field.data_type(), rows),
                 name => return Err(bad(format!("missing required column {name:?}"))),
             },
         };
-        columns.push(column);
+        columns.push(Some(column));
     }
-    RecordBatch::try_new(schema, columns).map_err(|e| bad(e.to_string()))
+    if let Some(slot) = columns.iter().position(Option::is_none) {
+        let content: Vec<ArrayRef> = columns.iter().flatten().cloned().collect();
+        let ids = dedup::content_ids(table, &content, rows)
+            .map_err(|e| bad(format!("deriving event ids: {e}")))?;
+        columns[slot] = Some(ids);
+    }
+    RecordBatch::try_new(schema, columns.into_iter().flatten().collect())
+        .map_err(|e| bad(e.to_string()))
 }
 
-/// Reads every batch of the request, then submits all rows at once.
-pub async fn ingest<S>(
-    logger: &Logger,
-    table: Table,
-    batches: S,
-    rows_max: usize,
-) -> Result<usize, FlightError>
+/// What an ingest needs from the server (cheap clones of it).
+#[derive(Clone)]
+pub struct Ingest {
+    pub logger: Logger,
+    pub engine: QueryEngine,
+    pub ledger: Arc<Ledger>,
+    pub rows_max: usize,
+}
+
+/// The outcome of a request: every row is stored, some were already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Rows of the request, stored by it or before it.
+    pub rows: usize,
+    /// Rows that were stored before (resent), or repeated within it.
+    pub already_stored: usize,
+}
+
+/// Reads the request batch by batch, storing each batch's new rows, and
+/// returns once all of them are durable.
+pub async fn ingest<S>(ctx: &Ingest, table: Table, batches: S) -> Result<Ingested, FlightError>
 where
     S: Stream<Item = Result<RecordBatch, arrow_flight::error::FlightError>> + Unpin,
 {
     let mut batches = batches;
-    let mut events: Vec<Event> = Vec::new();
+    let mut done = Ingested {
+        rows: 0,
+        already_stored: 0,
+    };
     while let Some(batch) = batches
         .try_next()
         .await
+        .map_err(|e| super::upload::decode_error(&format!("ingest into {}", table.name()), e))?
+    {
+        if done.rows + batch.num_rows() > ctx.rows_max {
+            return Err(FlightError::IngestTooLarge { max: ctx.rows_max });
+        }
+        // Its own task: a client that goes away mid-batch drops this
+        // handler, never a batch half done (its ids claimed, its rows not
+        // queued, so that a resend would count them as stored).
+        let rows = batch.num_rows();
+        let task = tokio::spawn(store_batch(ctx.clone(), table, batch, done.rows));
+        let new = task
+            .await
+            .map_err(|e| FlightError::Internal(format!("ingest: storing a batch: {e}")))??;
+        let batch_rows = rows;
+        done.already_stored += batch_rows - new;
+        done.rows += batch_rows;
+    }
+    ctx.logger
+        .flush()
+        .await
+        .map_err(|e| FlightError::IngestRejected {
+            table: table.name().to_string(),
+            source: SubmitError::Flush(e),
+        })?;
+    Ok(done)
+}
+
+/// Conforms, validates and dedupes one batch (its first row is row `offset`
+/// of the request), queues its new rows and returns how many there were.
+async fn store_batch(
+    ctx: Ingest,
+    table: Table,
+    batch: RecordBatch,
+    offset: usize,
+) -> Result<usize, FlightError> {
+    let rejected = |source| FlightError::IngestRejected {
+        table: table.name().to_string(),
+        source,
+    };
+    let conformed = conform(table, &batch)?;
+    let events = table
+        .read_events(&conformed)
         .map_err(|e| FlightError::IngestBadBatch {
             table: table.name().to_string(),
-            message: format!("reading the uploaded batches: {e}"),
-        })?
-    {
-        if events.len() + batch.num_rows() > rows_max {
-            return Err(FlightError::IngestTooLarge { max: rows_max });
-        }
-        let offset = events.len();
-        let conformed = conform(table, &batch)?;
-        let rows = table
-            .read_events(&conformed)
-            .map_err(|e| FlightError::IngestBadBatch {
+            message: format!("row {}: {}: {}", offset + e.row, e.field, e.message),
+        })?;
+    let mut events = ctx.logger.validate(events).map_err(|e| match e {
+        SubmitError::Invalid(rows) => {
+            let rows: Vec<_> = rows.into_iter().map(|(r, e)| (offset + r, e)).collect();
+            FlightError::IngestBadBatch {
                 table: table.name().to_string(),
-                message: format!("row {}: {}: {}", offset + e.row, e.field, e.message),
-            })?;
-        events.extend(rows);
+                message: invalid_rows_message(&rows, offset),
+            }
+        }
+        other => rejected(other),
+    })?;
+    let ids = conformed
+        .column_by_name("event_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| FlightError::Internal("ingest: event_id is not text".into()))?;
+    let keys: Vec<dedup::Key> = ids
+        .iter()
+        .map(|id| dedup::key(table, id.unwrap_or("")))
+        .collect();
+    let claimed = ctx.ledger.claim(&keys);
+    let stored = match stored_before(&ctx, table, &conformed, ids, &claimed).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            ctx.ledger.release(claimed_keys(&keys, &claimed));
+            return Err(e);
+        }
+    };
+    let keep: Vec<bool> = (0..keys.len()).map(|i| claimed[i] && !stored[i]).collect();
+    events.retain(&keep);
+    let new = events.len();
+    if let Err(e) = ctx.logger.ingest(events).await {
+        ctx.ledger.release(claimed_keys(&keys, &keep));
+        return Err(rejected(e));
     }
-    logger
-        .submit(events)
+    Ok(new)
+}
+
+fn claimed_keys<'k>(
+    keys: &'k [dedup::Key],
+    flags: &'k [bool],
+) -> impl Iterator<Item = dedup::Key> + 'k {
+    keys.iter().zip(flags).filter(|(_, f)| **f).map(|(k, _)| *k)
+}
+
+/// Which rows, of those this request claimed, the stored tables hold already
+/// (stored before the ledger's window, or before a restart).
+async fn stored_before(
+    ctx: &Ingest,
+    table: Table,
+    conformed: &RecordBatch,
+    ids: &StringArray,
+    claimed: &[bool],
+) -> Result<Vec<bool>, FlightError> {
+    let mut stored = vec![false; claimed.len()];
+    if !claimed.contains(&true) {
+        return Ok(stored);
+    }
+    let ts = conformed
+        .column_by_name("ts")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| FlightError::Internal("ingest: ts is not in microseconds".into()))?;
+    let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) else {
+        return Ok(stored);
+    };
+    let candidates: ArrayRef = Arc::new(
+        arrow::compute::filter(ids, &arrow::array::BooleanArray::from(claimed.to_vec()))
+            .map_err(|e| FlightError::Internal(format!("ingest: {e}")))?,
+    );
+    let found = ctx
+        .engine
+        .stored_event_ids(table, candidates, lo, hi)
         .await
-        .map_err(|source| FlightError::IngestRejected {
-            table: table.name().to_string(),
-            source,
-        })
+        .map_err(|e| FlightError::Internal(format!("ingest: looking up stored event ids: {e}")))?;
+    if found.is_empty() {
+        return Ok(stored);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        stored[i] = claimed[i] && id.is_some_and(|id| found.contains(id));
+    }
+    Ok(stored)
+}
+
+/// The message of a batch refused for invalid rows: which rows, and what of
+/// the request is stored.
+fn invalid_rows_message(rows: &[(usize, crate::event::ValidationError)], offset: usize) -> String {
+    let kept = if offset == 0 {
+        "nothing was stored".to_string()
+    } else {
+        format!(
+            "rows before {offset} are stored; resend the request corrected (stored rows are \
+             counted, not stored again)"
+        )
+    };
+    format!(
+        "{} invalid row(s), {kept}; {}",
+        rows.len(),
+        summarize_invalid(rows)
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! - [`query`]: statements executed on their own runtime, under [`QueryLimits`];
 //! - [`handle`]: stateless prepared-statement handles (SQL + bound parameters);
 //! - [`metadata`], [`sql_info`], [`xdbc`]: what DBeaver and ADBC browse;
-//! - [`ingest`]: `CommandStatementIngest`, all or nothing per request;
+//! - [`ingest`]: `CommandStatementIngest`, streamed batch by batch;
+//! - [`dedup`]: ingest idempotent by `event_id`;
+//! - [`upload`]: DoPut bodies bounded in bytes and idle time;
 //! - [`auth`]: Basic handshake, bearer tokens, checked by a tower layer;
 //! - [`tls`]: who may listen where (credentials, TLS), and the TLS config;
 //! - [`conn`]: connections, capped and closed when idle;
@@ -20,6 +22,7 @@
 pub mod auth;
 pub mod client;
 mod conn;
+mod dedup;
 pub mod error;
 pub mod handle;
 pub mod ingest;
@@ -28,6 +31,7 @@ pub mod query;
 mod service;
 mod sql_info;
 mod tls;
+mod upload;
 mod xdbc;
 
 use std::future::Future;
@@ -103,6 +107,24 @@ pub struct FlightConfig {
     pub limits: QueryLimits,
     /// Most rows one ingest request may carry. Default 1 000 000.
     pub ingest_rows_max: usize,
+    /// Most bytes of Arrow data (IPC messages as sent) one ingest request
+    /// may carry. Rows are validated and handed on as they arrive, so this
+    /// bounds a request's length, not the memory it holds. Default 1 GiB.
+    pub ingest_bytes_max: usize,
+    /// Most bytes of one prepared statement's parameter upload. Default 1 MiB.
+    pub params_bytes_max: usize,
+    /// How long an upload (ingest rows, parameters) may send nothing before
+    /// it is ended with DEADLINE_EXCEEDED, a duration. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub upload_idle_timeout: Duration,
+    /// How long the server remembers the `event_id`s it has ingested, a
+    /// duration: within it a resent row is known at once; past it the stored
+    /// tables are searched. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub ingest_dedup_window: Duration,
+    /// Most `event_id`s remembered (about 50 bytes each); past it the oldest
+    /// are forgotten early. Default 1 000 000.
+    pub ingest_dedup_ids_max: usize,
     /// Largest gRPC message accepted or sent, in bytes. Default 64 MiB.
     pub message_bytes_max: usize,
     /// Connections open at once; one more is accepted and closed at once, so
@@ -142,6 +164,11 @@ impl Default for FlightConfig {
             allow_insecure: false,
             limits: QueryLimits::default(),
             ingest_rows_max: 1_000_000,
+            ingest_bytes_max: 1 << 30,
+            params_bytes_max: 1 << 20,
+            upload_idle_timeout: Duration::from_secs(30),
+            ingest_dedup_window: Duration::from_secs(600),
+            ingest_dedup_ids_max: 1_000_000,
             message_bytes_max: 64 << 20,
             connections_max: 1024,
             idle_timeout: Duration::from_secs(300),
@@ -236,13 +263,32 @@ impl FlightServer {
             sql_info: sql_info::sql_info(&state).map_err(ServeError::Metadata)?,
             xdbc: xdbc::xdbc_type_info().map_err(ServeError::Metadata)?,
             runner: query::Runner::new(
-                engine,
+                engine.clone(),
                 config.limits.clone(),
                 query::QueryRuntime::new(config.query_threads).map_err(ServeError::Runtime)?,
             ),
-            logger,
             auth: auth.clone(),
-            ingest_rows_max: config.ingest_rows_max,
+            ingest: ingest::Ingest {
+                logger,
+                engine,
+                ledger: Arc::new(dedup::Ledger::new(
+                    config.ingest_dedup_window,
+                    config.ingest_dedup_ids_max,
+                )),
+                rows_max: config.ingest_rows_max,
+            },
+            ingest_upload: upload::UploadLimits {
+                what: "ingest",
+                bytes_max: config.ingest_bytes_max,
+                bytes_key: "flight.ingest_bytes_max",
+                idle_timeout: config.upload_idle_timeout,
+            },
+            params_upload: upload::UploadLimits {
+                what: "parameters",
+                bytes_max: config.params_bytes_max,
+                bytes_key: "flight.params_bytes_max",
+                idle_timeout: config.upload_idle_timeout,
+            },
         };
         let flight = FlightServiceServer::new(service)
             .max_decoding_message_size(config.message_bytes_max)

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
@@ -34,16 +33,17 @@ use super::error::FlightError;
 use super::handle::StatementHandle;
 use super::metadata;
 use super::query::{FlightDataStream, Runner, batch_stream};
-use crate::ingest::Logger;
 use crate::query::QueryEngine;
 
 pub struct QuiverFlightSql {
     pub(super) runner: Runner,
-    pub(super) logger: Logger,
     pub(super) auth: Arc<Authenticator>,
     pub(super) sql_info: SqlInfoData,
     pub(super) xdbc: XdbcTypeInfoData,
-    pub(super) ingest_rows_max: usize,
+    /// The logger, the engine and the `event_id` ledger bulk ingest uses.
+    pub(super) ingest: super::ingest::Ingest,
+    pub(super) ingest_upload: super::upload::UploadLimits,
+    pub(super) params_upload: super::upload::UploadLimits,
 }
 
 type Result<T, E = Status> = std::result::Result<T, E>;
@@ -90,15 +90,6 @@ fn read_only(what: &str) -> Status {
         "{what}: this server is read-only over SQL; add events with bulk ingest"
     ))
     .into()
-}
-
-/// The uploaded batches of a DoPut.
-fn uploaded(request: Request<PeekableFlightDataStream>) -> FlightRecordBatchStream {
-    FlightRecordBatchStream::new_from_flight_data(
-        request
-            .into_inner()
-            .map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e))),
-    )
 }
 
 /// An empty result in the spec's schema: for key commands, which have no
@@ -226,10 +217,11 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult> {
         let mut handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
-        let batches: Vec<RecordBatch> = uploaded(request)
+        let upload = super::upload::batches(request.into_inner(), self.params_upload);
+        let batches: Vec<RecordBatch> = upload
             .try_collect()
             .await
-            .map_err(|e| FlightError::BadRequest(format!("reading the bound parameters: {e}")))?;
+            .map_err(|e| super::upload::decode_error("parameters", e))?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         handle.params = match rows {
             0 => None,
@@ -276,9 +268,16 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64> {
         let table = super::ingest::target_table(&cmd)?;
-        let count =
-            super::ingest::ingest(&self.logger, table, uploaded(request), self.ingest_rows_max)
-                .await?;
+        let upload = super::upload::batches(request.into_inner(), self.ingest_upload);
+        let done = super::ingest::ingest(&self.ingest, table, upload).await?;
+        if done.already_stored > 0 {
+            tracing::info!(
+                table = table.name(),
+                rows = done.rows,
+                already_stored = done.already_stored,
+                "ingest: rows already stored were counted, not stored again"
+            );
+        }
         // Durable now; answering once the rows are also visible gives the
         // client read-your-writes. Past the wait, durability is the answer.
         if !self.engine().wait_visible(INGEST_VISIBLE_WAIT).await {
@@ -287,7 +286,7 @@ impl FlightSqlService for QuiverFlightSql {
                 "ingested rows are durable but not yet visible"
             );
         }
-        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+        Ok(i64::try_from(done.rows).unwrap_or(i64::MAX))
     }
 
     async fn get_flight_info_catalogs(

@@ -45,6 +45,11 @@ pub struct LoggerConfig {
     /// long time; past it CRITICAL events are dropped as queue-full, counted.
     /// Default 1 000 000.
     pub critical_overflow_max: usize,
+    /// Events of network ingest ([`Logger::ingest`]) waiting for the writer,
+    /// in a lane of their own: they never count toward the queue's fill, so a
+    /// backfill cannot make the bot's `log()` shed or trip the kill switch. At
+    /// the cap the ingest waits. Default 10 000.
+    pub ingest_queue_capacity: usize,
     /// The limits every event is validated against. Not a `[logger]` key: they
     /// are the file's own `[validation]` section, which the config puts here
     /// (`Config::logger_config`).
@@ -63,6 +68,7 @@ impl Default for LoggerConfig {
             kill_switch_rearm_fill: 0.50,
             kill_switch_rearm_hold: Duration::from_secs(1),
             critical_overflow_max: 1_000_000,
+            ingest_queue_capacity: 10_000,
             validation: ValidationLimits::default(),
         }
     }
@@ -110,6 +116,27 @@ impl std::fmt::Display for DropReason {
     }
 }
 
+/// Events that passed [`Logger::validate`], for [`Logger::ingest`].
+#[derive(Debug)]
+pub struct Validated(Vec<Event>);
+
+impl Validated {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keeps the events whose flag in `keep` (one per event, in order) is set.
+    pub fn retain(&mut self, keep: &[bool]) {
+        debug_assert_eq!(keep.len(), self.0.len());
+        let mut flags = keep.iter();
+        self.0.retain(|_| flags.next().copied().unwrap_or(false));
+    }
+}
+
 /// Why [`Logger::submit`] wrote nothing, or could not confirm durability.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -124,7 +151,7 @@ pub enum SubmitError {
 }
 
 /// The first few invalid rows, for an error message that stays short.
-fn summarize_invalid(rows: &[(usize, ValidationError)]) -> String {
+pub fn summarize_invalid(rows: &[(usize, ValidationError)]) -> String {
     const SHOWN_MAX: usize = 3;
     let mut text = rows
         .iter()
@@ -155,6 +182,13 @@ pub(super) struct Shared {
     /// CRITICAL events that found the queue full, up to `overflow_max`.
     pub(super) overflow: SegQueue<Event>,
     pub(super) overflow_max: usize,
+    /// Network ingest's lane ([`Logger::ingest`]): drained by the writer after
+    /// the queue, at most a batch a round, outside `backlog`.
+    pub(super) ingest: SegQueue<Event>,
+    /// Events in `ingest`, counted before the push, so it never exceeds
+    /// `ingest_capacity` by more than one caller's chunk.
+    pub(super) ingest_len: AtomicUsize,
+    pub(super) ingest_capacity: usize,
     pub(super) capacity: usize,
     pub(super) debug_shed_len: usize,
     pub(super) trip_len: usize,
@@ -316,6 +350,9 @@ impl Logger {
             queue: ArrayQueue::new(capacity),
             overflow: SegQueue::new(),
             overflow_max: config.critical_overflow_max,
+            ingest: SegQueue::new(),
+            ingest_len: AtomicUsize::new(0),
+            ingest_capacity: config.ingest_queue_capacity.max(1),
             capacity,
             debug_shed_len: len_at(config.debug_shed_fill),
             trip_len: len_at(config.kill_switch_trip_fill),
@@ -413,15 +450,9 @@ impl Logger {
         LogOutcome::Accepted
     }
 
-    /// A bulk load (Flight SQL ingest): validates every event first and
-    /// accepts all or none, enqueues them, and returns their count once they
-    /// are durable.
-    ///
-    /// Unlike [`Logger::log`] it never sheds by level: the rows are a request
-    /// someone waits on, so back-pressure goes to that caller instead. It waits
-    /// whenever the queue is at the DEBUG shed fill or above, which leaves the
-    /// rest of the queue to the bot's own `log()` calls.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<usize, SubmitError> {
+    /// Checks every event against the validation rules: all pass, or the
+    /// error lists the rows that broke one (by index) and nothing is taken.
+    pub fn validate(&self, events: Vec<Event>) -> Result<Validated, SubmitError> {
         let s = &*self.shared;
         let now = Ts::now();
         let invalid: Vec<(usize, ValidationError)> = events
@@ -437,31 +468,59 @@ impl Logger {
             }
             return Err(SubmitError::Invalid(invalid));
         }
+        Ok(Validated(events))
+    }
+
+    /// Network ingest (Flight SQL): puts validated events in the ingest lane,
+    /// waiting while it is full, and returns their count once all are
+    /// queued; [`Logger::flush`] makes them durable.
+    ///
+    /// Unlike [`Logger::log`] it never sheds by level: the rows are a request
+    /// someone waits on, so back-pressure goes to that caller instead. The
+    /// lane is not the bot's queue: however large the load, the bot's fill,
+    /// tiers and kill switch see none of it, and the writer takes the bot's
+    /// events first every round.
+    pub async fn ingest(&self, events: Validated) -> Result<usize, SubmitError> {
+        let s = &*self.shared;
+        let events = events.0;
         let count = events.len();
-        for mut event in events {
-            loop {
-                s.in_flight.fetch_add(1, Ordering::SeqCst);
-                if s.closed.load(Ordering::SeqCst) {
-                    s.in_flight.fetch_sub(1, Ordering::Release);
-                    return Err(SubmitError::Closed);
-                }
-                let len = s.backlog.load(Ordering::Relaxed);
-                if len < s.debug_shed_len {
-                    let level = event.header().level;
-                    match s.enqueue(event, len) {
-                        Ok(()) => {
-                            s.counters.accepted.incr(level);
-                            s.in_flight.fetch_sub(1, Ordering::Release);
-                            break;
-                        }
-                        Err(back) => event = back,
-                    }
-                }
+        let mut events = events.into_iter();
+        while events.len() > 0 {
+            s.in_flight.fetch_add(1, Ordering::SeqCst);
+            if s.closed.load(Ordering::SeqCst) {
                 s.in_flight.fetch_sub(1, Ordering::Release);
-                s.unpark_writer();
-                tokio::time::sleep(Duration::from_micros(500)).await;
+                return Err(SubmitError::Closed);
+            }
+            // Reserve room before pushing: concurrent ingests together never
+            // hold more than the lane's capacity.
+            let want = events.len();
+            let reserved = s
+                .ingest_len
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |len| {
+                    let room = s.ingest_capacity.saturating_sub(len);
+                    (room > 0).then(|| len + room.min(want))
+                })
+                .map_or(0, |len| s.ingest_capacity.saturating_sub(len).min(want));
+            for event in events.by_ref().take(reserved) {
+                s.counters.accepted.incr(event.header().level);
+                s.ingest.push(event);
+            }
+            s.counters
+                .ingest_accepted
+                .fetch_add(reserved as u64, Ordering::Relaxed);
+            s.in_flight.fetch_sub(1, Ordering::Release);
+            s.unpark_writer();
+            if events.len() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+        Ok(count)
+    }
+
+    /// [`Logger::ingest`], then [`Logger::flush`]: returns once the events are
+    /// durable.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<usize, SubmitError> {
+        let count = self.ingest(self.validate(events)?).await?;
         self.flush().await.map_err(SubmitError::Flush)?;
         Ok(count)
     }
@@ -501,6 +560,9 @@ impl Logger {
             queue_len: s.backlog.load(Ordering::Relaxed),
             overflow_len: s.overflow.len(),
             queue_capacity: s.queue.capacity(),
+            ingest_queue_len: s.ingest_len.load(Ordering::Relaxed),
+            ingest_queue_capacity: s.ingest_capacity,
+            ingest_accepted: c.ingest_accepted.load(Ordering::Relaxed),
             accepted: c.accepted.snapshot(),
             rejected_invalid: c.rejected_invalid.snapshot(),
             dropped_debug_shed: c.dropped_debug_shed.load(Ordering::Relaxed),

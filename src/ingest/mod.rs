@@ -18,12 +18,23 @@
 //! `kill_switch_rearm_fill` (50%) or below *and* it has been tripped for at least
 //! `kill_switch_rearm_hold` (1 s). Both the writer and `log()` check the rule, so it
 //! re-arms even when the bot is quiet.
+//!
+//! # Network ingest
+//!
+//! Rows from the network ([`Logger::ingest`], Flight SQL bulk ingest) take a
+//! lane of their own, `ingest_queue_capacity` (10,000) events, outside the
+//! fill above: a backfill waits for the writer, never sheds, and cannot push
+//! the bot's `log()` into shedding or the kill switch. The writer takes the
+//! bot's events first and then at most a batch from the lane each round.
 
 mod logger;
 mod stats;
 mod writer;
 
-pub use logger::{DropReason, LogOutcome, Logger, LoggerConfig, LoggerError, SubmitError};
+pub use logger::{
+    DropReason, LogOutcome, Logger, LoggerConfig, LoggerError, SubmitError, Validated,
+    summarize_invalid,
+};
 pub use stats::{LevelCounts, LoggerStats};
 
 use arrow::array::RecordBatch;

@@ -44,6 +44,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_closed: LevelCounters,
     pub(crate) overflow_accepted: AtomicU64,
     pub(crate) kill_switch_trips: AtomicU64,
+    /// Rows that came through [`Logger::ingest`](super::Logger::ingest).
+    pub(crate) ingest_accepted: AtomicU64,
     pub(crate) writer: WriterCounters,
 }
 
@@ -64,6 +66,11 @@ pub struct LoggerStats {
     pub queue_len: usize,
     pub overflow_len: usize,
     pub queue_capacity: usize,
+    /// Network ingest rows waiting in their own lane (not in `queue_len`).
+    pub ingest_queue_len: usize,
+    pub ingest_queue_capacity: usize,
+    /// Rows taken through the network lane; `accepted` counts them too.
+    pub ingest_accepted: u64,
     pub accepted: LevelCounts,
     pub rejected_invalid: LevelCounts,
     pub dropped_debug_shed: u64,

@@ -2,7 +2,8 @@
 //! batches overlaps making the last ones durable.
 //!
 //! - The **builder** (`quiver-writer`) drains the queue (CRITICAL overflow
-//!   first) into per-table Arrow builders and seals a group of batches when
+//!   first, network ingest's lane last, a batch's worth a round) into
+//!   per-table Arrow builders and seals a group of batches when
 //!   `batch_rows_max` events are buffered, when the oldest has waited
 //!   `flush_interval`, or when a flush or close asks. It hands each group to the
 //!   committer through a channel of [`GROUPS_IN_FLIGHT`]; when that is full it
@@ -150,6 +151,22 @@ impl Builder {
                 self.push(&mut buffers, event, &mut pending_since, true);
                 popped += 1;
             }
+            // Network ingest after the bot's events, a batch's worth a round
+            // (all it held when flushing), so a backfill waits behind the bot
+            // and never in its queue.
+            let ingest_max = if flushing || closing {
+                s.ingest_len
+                    .load(Ordering::Acquire)
+                    .max(self.batch_rows_max)
+            } else {
+                self.batch_rows_max
+            };
+            for _ in 0..ingest_max {
+                let Some(event) = s.ingest.pop() else { break };
+                s.ingest_len.fetch_sub(1, Ordering::AcqRel);
+                self.push(&mut buffers, event, &mut pending_since, false);
+                popped += 1;
+            }
             s.maybe_rearm(s.backlog.load(Ordering::Relaxed));
             let due = pending_since.is_some_and(|t| t.elapsed() >= self.flush_interval);
             if !buffers.is_empty() && (due || flushing || closing) {
@@ -169,11 +186,12 @@ impl Builder {
                 && buffers.is_empty()
                 && s.queue.is_empty()
                 && s.overflow.is_empty()
+                && s.ingest.is_empty()
                 && s.in_flight.load(Ordering::SeqCst) == 0
             {
                 // No producer is between its check of `closed` and its push
                 // (see Shared::in_flight): one last look, then stop.
-                if s.queue.is_empty() && s.overflow.is_empty() {
+                if s.queue.is_empty() && s.overflow.is_empty() && s.ingest.is_empty() {
                     self.tx = None;
                     return;
                 }

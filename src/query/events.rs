@@ -133,7 +133,12 @@ impl EventsTable {
 
     /// The hot rows not yet in the lake, only the projected columns: DuckDB
     /// reads and converts just those (strings such as `inputs` are costly).
-    fn hot_plan(&self, lake_seq: u64, columns: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+    fn hot_plan(
+        &self,
+        lake_seq: u64,
+        columns: &[usize],
+        bounds: TsBounds,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let select: Vec<String> = columns
             .iter()
             .map(|&i| {
@@ -145,12 +150,25 @@ impl EventsTable {
                 }
             })
             .collect();
-        let sql = format!(
+        let mut sql = format!(
             "SELECT {} FROM {} WHERE {} > {lake_seq}",
             select.join(", "),
             quote(self.table.name()),
             quote(SEQ_COLUMN),
         );
+        // The hot store keeps `ts` as a TIMESTAMP holding UTC microseconds.
+        if let Some(lo) = bounds.lo_us {
+            sql.push_str(&format!(
+                " AND {} >= make_timestamp({lo}::BIGINT)",
+                quote("ts")
+            ));
+        }
+        if let Some(hi) = bounds.hi_us {
+            sql.push_str(&format!(
+                " AND {} <= make_timestamp({hi}::BIGINT)",
+                quote("ts")
+            ));
+        }
         let schema = Arc::new(self.schema.project(columns)?);
         duck_exec(schema, sql, self.hot.clone())
     }
@@ -159,6 +177,106 @@ impl EventsTable {
 fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
     use chrono::Datelike;
     date.num_days_from_ce() - 719_163
+}
+
+/// The range of `ts` the filters allow, inclusive, in UTC microseconds, where
+/// they say it plainly (`ts >= <timestamp>`, `ts BETWEEN .. AND ..`, ...).
+/// It only narrows what is read: DataFusion still applies every filter, so a
+/// bound it cannot see is simply no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TsBounds {
+    lo_us: Option<i64>,
+    hi_us: Option<i64>,
+}
+
+impl TsBounds {
+    fn from_filters(filters: &[Expr]) -> Self {
+        let mut bounds = Self::default();
+        for filter in filters {
+            bounds.narrow(filter);
+        }
+        bounds
+    }
+
+    fn narrow(&mut self, filter: &Expr) {
+        use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+        match filter {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (is_ts(left), is_ts(right)) {
+                    (true, false) => (*op, right.as_ref()),
+                    (false, true) => match op.swap() {
+                        Some(op) => (op, left.as_ref()),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                match op {
+                    Operator::Gt | Operator::GtEq => self.raise_lo(micros(value, false)),
+                    Operator::Lt | Operator::LtEq => self.lower_hi(micros(value, true)),
+                    Operator::Eq => {
+                        self.raise_lo(micros(value, false));
+                        self.lower_hi(micros(value, true));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) if is_ts(expr) => {
+                self.raise_lo(micros(low, false));
+                self.lower_hi(micros(high, true));
+            }
+            _ => {}
+        }
+    }
+
+    fn raise_lo(&mut self, us: Option<i64>) {
+        if let Some(us) = us {
+            self.lo_us = Some(self.lo_us.map_or(us, |lo| lo.max(us)));
+        }
+    }
+
+    fn lower_hi(&mut self, us: Option<i64>) {
+        if let Some(us) = us {
+            self.hi_us = Some(self.hi_us.map_or(us, |hi| hi.min(us)));
+        }
+    }
+
+    /// Whether a lake file of day `date` (UTC) may hold rows in range.
+    fn may_hold(&self, date: chrono::NaiveDate) -> bool {
+        let day_us = 86_400_000_000i64;
+        let start = i64::from(days_since_epoch(date)) * day_us;
+        self.lo_us.is_none_or(|lo| lo < start + day_us) && self.hi_us.is_none_or(|hi| hi >= start)
+    }
+}
+
+fn is_ts(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == "ts")
+}
+
+/// A timestamp literal in microseconds, rounded outward (`up` for an upper
+/// bound) so the range only ever widens.
+fn micros(expr: &Expr, up: bool) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    let scaled = |v: i64, per_us: i64| {
+        if up {
+            v.checked_add(per_us - 1).map(|v| v.div_euclid(per_us))
+        } else {
+            Some(v.div_euclid(per_us))
+        }
+    };
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampNanosecond(Some(v), _) => scaled(*v, 1_000),
+        _ => None,
+    }
 }
 
 /// Whether an expression uses only the partition columns.
@@ -244,7 +362,11 @@ impl TableProvider for EventsTable {
             .iter()
             .filter(|f| f.table == self.table)
             .collect();
-        let files = prune(files, filters, state)?;
+        let bounds = TsBounds::from_filters(filters);
+        let files: Vec<&LakeFile> = prune(files, filters, state)?
+            .into_iter()
+            .filter(|f| bounds.may_hold(f.date))
+            .collect();
         // Both sides read only the projected columns. A projection of no
         // columns (count(*)) still needs rows: read `ts`, then drop it.
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
@@ -265,7 +387,7 @@ impl TableProvider for EventsTable {
             .load(std::sync::atomic::Ordering::Acquire)
             > snapshot.lake_seq;
         if hot_is_newer || inputs.is_empty() {
-            inputs.push(self.hot_plan(snapshot.lake_seq, columns)?);
+            inputs.push(self.hot_plan(snapshot.lake_seq, columns, bounds)?);
         }
         let union = UnionExec::try_new(inputs)?;
         if !wanted.is_empty() {
@@ -275,5 +397,54 @@ impl TableProvider for EventsTable {
             Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
             union,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(us: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn ts_bounds_come_from_plain_comparisons_and_only_widen() {
+        let bounds = TsBounds::from_filters(&[col("ts").gt_eq(ts(10)), col("ts").lt(ts(20))]);
+        assert_eq!((bounds.lo_us, bounds.hi_us), (Some(10), Some(20)));
+        // Flipped sides, BETWEEN, and the tighter of two bounds.
+        let bounds =
+            TsBounds::from_filters(&[ts(15).lt_eq(col("ts")), col("ts").between(ts(5), ts(18))]);
+        assert_eq!((bounds.lo_us, bounds.hi_us), (Some(15), Some(18)));
+        // Nanoseconds round outward.
+        let ns = |v| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+        let bounds = TsBounds::from_filters(&[col("ts").gt(ns(1_999)), col("ts").lt(ns(3_001))]);
+        assert_eq!((bounds.lo_us, bounds.hi_us), (Some(1), Some(4)));
+        // What it cannot read is no bound.
+        let bounds = TsBounds::from_filters(&[
+            col("ts").not_eq(ts(3)),
+            col("symbol").eq(lit("BTC-USD")),
+            col("ts").not_between(ts(1), ts(2)),
+        ]);
+        assert_eq!(bounds, TsBounds::default());
+    }
+
+    #[test]
+    fn a_day_is_kept_when_it_may_hold_rows_in_range() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        let start = i64::from(days_since_epoch(day)) * 86_400_000_000;
+        let range = |lo, hi| TsBounds {
+            lo_us: Some(lo),
+            hi_us: Some(hi),
+        };
+        assert!(range(start, start).may_hold(day));
+        assert!(range(start + 86_399_999_999, start + 86_400_000_000).may_hold(day));
+        assert!(!range(start + 86_400_000_000, i64::MAX).may_hold(day));
+        assert!(!range(0, start - 1).may_hold(day));
+        assert!(TsBounds::default().may_hold(day));
     }
 }

@@ -355,6 +355,60 @@ impl QueryEngine {
             .is_ok_and(|seen| seen.is_ok())
     }
 
+    /// Which of `ids` (text) `events.<table>` holds among rows stamped in
+    /// `[lo_us, hi_us]`: what idempotent ingest asks of the stored tables. A
+    /// semi join, so the ids are hashed once, and the time range prunes lake
+    /// days and hot rows.
+    pub async fn stored_event_ids(
+        &self,
+        table: Table,
+        ids: arrow::array::ArrayRef,
+        lo_us: i64,
+        hi_us: i64,
+    ) -> Result<std::collections::HashSet<String>, QueryError> {
+        use datafusion::common::JoinType;
+        use datafusion::prelude::{col, lit};
+        let ts = |us: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(us),
+                Some("UTC".into()),
+            ))
+        };
+        let candidates = RecordBatch::try_from_iter([("candidate_id", ids)])
+            .map_err(|e| QueryError::Execute(e.into()))?;
+        let candidates = self.ctx.read_batch(candidates).map_err(QueryError::Plan)?;
+        let found = self
+            .ctx
+            .table(datafusion::sql::TableReference::full(
+                CATALOG,
+                "events",
+                table.name(),
+            ))
+            .await
+            .and_then(|events| events.filter(col("ts").between(ts(lo_us), ts(hi_us))))
+            .and_then(|events| events.select_columns(&["event_id"]))
+            .and_then(|events| {
+                events.join(
+                    candidates,
+                    JoinType::LeftSemi,
+                    &["event_id"],
+                    &["candidate_id"],
+                    None,
+                )
+            })
+            .map_err(QueryError::Plan)?
+            .collect()
+            .await
+            .map_err(QueryError::Execute)?;
+        let mut stored = std::collections::HashSet::new();
+        for batch in &found {
+            let column = batch.column(0);
+            let ids = arrow::array::as_string_array(column);
+            stored.extend(ids.iter().flatten().map(str::to_string));
+        }
+        Ok(stored)
+    }
+
     /// Bytes the running queries hold in the shared memory pool.
     pub fn memory_reserved_bytes(&self) -> usize {
         self.ctx.runtime_env().memory_pool.reserved()

@@ -120,6 +120,8 @@ pub struct MemorySink {
     pub batches: Arc<std::sync::Mutex<Vec<(quiver::event::Table, RecordBatch)>>>,
     /// While true, `write` blocks (a stalled writer).
     pub stalled: Arc<std::sync::atomic::AtomicBool>,
+    /// Microseconds each `write` takes (a slow disk).
+    pub write_delay_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemorySink {
@@ -151,6 +153,10 @@ impl quiver::ingest::BatchSink for MemorySink {
         while self.stalled.load(std::sync::atomic::Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
         }
+        let delay = self
+            .write_delay_us
+            .load(std::sync::atomic::Ordering::Acquire);
+        std::thread::sleep(Duration::from_micros(delay));
         self.batches.lock().unwrap().extend(batches.iter().cloned());
         Ok(())
     }

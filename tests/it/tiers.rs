@@ -1,5 +1,6 @@
 //! Priority tiers with a stalled writer: DEBUG shed from 80%, the kill switch at
 //! 95%, WARNING dropped only when full, CRITICAL never; re-arm by the rule.
+//! Network ingest in its own lane: a backfill never sheds the bot's events.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -114,4 +115,88 @@ fn closed_logger_drops_and_flush_after_close_returns() {
         Some(DropReason::Closed)
     );
     logger.flush_blocking().unwrap();
+}
+
+/// A backfill through the ingest lane while the bot logs: the bot's queue
+/// never sees the backfill, so nothing of the bot's is shed and the kill
+/// switch never trips, first with the writer stalled, then with a slow one.
+/// (When ingest shared the bot's queue and held it at 80%, the bot's first
+/// DEBUG event was shed.)
+#[test]
+fn a_backfill_never_sheds_the_bots_events_nor_trips_the_kill_switch() {
+    let sink = MemorySink::default();
+    sink.stalled.store(true, Ordering::Release);
+    let logger = Logger::start(
+        LoggerConfig {
+            queue_capacity: 1_000,
+            batch_rows_max: 100,
+            ingest_queue_capacity: 1_000,
+            flush_interval: Duration::from_millis(10),
+            ..LoggerConfig::default()
+        },
+        sink.clone(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    const BACKFILL: u64 = 50_000;
+    let backfill: Vec<_> = (0..BACKFILL)
+        .map(|i| market_event(1_000_000 + i, Level::Info))
+        .collect();
+    let loader = logger.clone();
+    let backfill = runtime.spawn(async move { loader.submit(backfill).await });
+
+    // Stalled: the lane fills to its cap and the backfill waits there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logger.stats().ingest_queue_len < 1_000 {
+        assert!(Instant::now() < deadline, "the ingest lane never filled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        logger.stats().queue_len,
+        0,
+        "the backfill is in the bot's queue"
+    );
+    let mut bot = 0u64;
+    let mut log = |level| {
+        bot += 1;
+        let outcome = logger.log(market_event(bot, level));
+        assert_eq!(reason(outcome), None, "bot event {bot} ({level:?}) dropped");
+    };
+    for i in 0..500 {
+        log(if i % 2 == 0 {
+            Level::Debug
+        } else {
+            Level::Info
+        });
+    }
+
+    // A slow writer: the backfill drains while the bot keeps logging.
+    sink.write_delay_us.store(2_000, Ordering::Release);
+    sink.stalled.store(false, Ordering::Release);
+    let mut max_fill = 0.0f64;
+    while !backfill.is_finished() {
+        for i in 0..20 {
+            log(if i % 2 == 0 {
+                Level::Debug
+            } else {
+                Level::Info
+            });
+        }
+        let stats = logger.stats();
+        max_fill = max_fill.max(stats.fill());
+        assert!(!stats.kill_switch_tripped, "the kill switch tripped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        runtime.block_on(backfill).unwrap().unwrap(),
+        BACKFILL as usize
+    );
+    logger.flush_blocking().unwrap();
+    let stats = logger.stats();
+    assert_eq!(stats.dropped_total(), 0);
+    assert_eq!(stats.kill_switch_trips, 0);
+    assert_eq!(stats.ingest_accepted, BACKFILL);
+    assert!(max_fill < 0.8, "the bot's queue reached {max_fill:.2}");
+    logger.close().unwrap();
+    assert_eq!(sink.rows() as u64, BACKFILL + bot);
 }
