@@ -667,7 +667,7 @@ mod tests {
                 "compact_trigger_files retired_file_grace roll_interval roll_rows_max \
                  row_group_rows_max wal_feed_bytes_max wal_segment_bytes_max zstd_level",
             ),
-            ("query", "memory_bytes_max"),
+            ("query", "memory_bytes_max sql_depth_max"),
             (
                 "flight",
                 "allow_insecure connections_max idle_timeout ingest_bytes_max \

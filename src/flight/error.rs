@@ -96,6 +96,9 @@ fn query_code(e: &QueryError) -> Code {
     if e.is_read_only_violation() {
         return Code::PermissionDenied;
     }
+    if matches!(e, QueryError::TooDeep { .. }) {
+        return Code::ResourceExhausted;
+    }
     match e.datafusion() {
         None => Code::InvalidArgument,
         Some(DataFusionError::ResourcesExhausted(_)) => Code::ResourceExhausted,

@@ -65,6 +65,11 @@ pub enum QueryError {
     Execute(DataFusionError),
     #[error("{0}")]
     Parameters(String),
+    #[error(
+        "the query nests deeper than {max} levels (expressions, UNION chains, subqueries); \
+         query.sql_depth_max"
+    )]
+    TooDeep { max: usize },
 }
 
 impl QueryError {
@@ -74,7 +79,7 @@ impl QueryError {
             QueryError::Catalog(e) | QueryError::Plan(e) | QueryError::Execute(e) => {
                 Some(e.find_root())
             }
-            QueryError::Parameters(_) => None,
+            QueryError::Parameters(_) | QueryError::TooDeep { .. } => None,
         }
     }
 
@@ -97,6 +102,11 @@ pub struct QueryConfig {
     /// Memory all running queries may use before they spill or fail, in
     /// bytes. Default 1 GiB.
     pub memory_bytes_max: usize,
+    /// Deepest nesting a query may have: of expressions (`1 + 1 + ...` is as
+    /// deep as it is long), and of UNION / INTERSECT / EXCEPT chains and
+    /// subqueries. Planning recurses over that depth, and a deeper query
+    /// would overflow the planner's stack and abort the process. Default 256.
+    pub sql_depth_max: usize,
     /// Partitions DataFusion splits a plan into. Not a config key: it follows
     /// the machine (its available parallelism).
     #[serde(skip)]
@@ -107,6 +117,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             memory_bytes_max: 1 << 30,
+            sql_depth_max: 256,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -123,6 +134,67 @@ pub fn read_only() -> SQLOptions {
 /// Numbers `?` placeholders `$1, $2, ...` in order of appearance, in the
 /// parsed statement (never by editing the text). DataFusion reads a bare `?`
 /// as one named parameter, so every `?` would take the same value.
+/// Refuses a statement nested deeper than `max` (see
+/// [`QueryConfig::sql_depth_max`]) before anything recurses over it more
+/// than the parser did.
+fn check_depth(statement: &DfStatement, max: usize) -> Result<(), QueryError> {
+    use datafusion::sql::sqlparser::ast::{Query, SetExpr, Visit, Visitor};
+    use std::ops::ControlFlow;
+
+    struct Depth {
+        now: usize,
+        max: usize,
+    }
+    impl Depth {
+        fn enter(&mut self, by: usize) -> ControlFlow<()> {
+            self.now += by;
+            if self.now > self.max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+    /// How deep a query's set operations go, walked without recursion.
+    fn set_depth(query: &Query) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(query.body.as_ref(), 1usize)];
+        while let Some((set, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            if let SetExpr::SetOperation { left, right, .. } = set {
+                stack.push((left, depth + 1));
+                stack.push((right, depth + 1));
+            }
+        }
+        deepest
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.enter(set_depth(query))
+        }
+        fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.now -= set_depth(query);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.enter(1)
+        }
+        fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let DfStatement::Statement(statement) = statement else {
+        return Ok(());
+    };
+    let mut depth = Depth { now: 0, max };
+    if statement.visit(&mut depth).is_break() {
+        return Err(QueryError::TooDeep { max });
+    }
+    Ok(())
+}
+
 fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> {
     let DfStatement::Statement(statement) = statement else {
         return Ok(());
@@ -154,6 +226,7 @@ fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> 
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    sql_depth_max: usize,
     store: Arc<Store>,
     definitions: Arc<definitions::DefinitionSchemas>,
 }
@@ -191,6 +264,7 @@ impl QueryEngine {
         learning::register_views(&ctx, &learning)?;
         Ok(Self {
             ctx,
+            sql_depth_max: config.sql_depth_max,
             store,
             definitions,
         })
@@ -226,6 +300,7 @@ impl QueryEngine {
         let mut statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(QueryError::Plan)?;
+        check_depth(&statement, self.sql_depth_max)?;
         number_question_marks(&mut statement)?;
         let plan = state
             .statement_to_plan(statement)

@@ -137,3 +137,37 @@ fn a_second_open_of_the_data_dir_fails_at_once() {
     drop(_sink);
     store.close().unwrap();
 }
+
+/// A query nested past `query.sql_depth_max` is refused with the key named;
+/// before the limit, 5 000 terms or UNION branches overflowed the planner's
+/// stack and aborted the process. Queries at the limit still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_nested_too_deep_is_refused_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(small_store_config(dir.path()), fast_logger_config());
+    let max = QueryConfig::default().sql_depth_max;
+    let sum = |n: usize| format!("SELECT {} AS x", vec!["1"; n].join(" + "));
+    let union = |n: usize| vec!["SELECT 1 AS x"; n].join(" UNION ALL ");
+    let nested = |n: usize| format!("{}1{}", "(SELECT ".repeat(n), ")".repeat(n));
+    for deep in [sum(5_000), union(5_000), sum(max + 1), union(max + 1)] {
+        let err = h.engine.query(&deep).await.unwrap_err();
+        assert!(
+            err.to_string().contains("query.sql_depth_max"),
+            "{}: {err}",
+            &deep[..40]
+        );
+    }
+    // The parser's own limit comes first for parentheses.
+    assert!(h.engine.query(&nested(5_000)).await.is_err());
+    assert_eq!(h.scalar(&sum(max / 2)).await as usize, max / 2);
+    let rows: usize = h
+        .engine
+        .query(&union(max - 1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, max - 1);
+    h.close();
+}
