@@ -11,6 +11,8 @@
 //!
 //! ```text
 //! bot --log(event)--> ingest::Logger: validation, bounded queue, tiers, kill switch
+//! Flight SQL ingest --> flight::ingest: streamed, deduped by event_id (flight::dedup)
+//!                        '--> Logger::ingest: a lane of its own, outside the tiers
 //!                        |
 //!                        v  writer thread: batches of <= 5,000 events or <= 1 s
 //!                     store::StoreSink
