@@ -15,10 +15,11 @@
 //!   stored.
 //!
 //! Rows sent without an `event_id` get one derived from their content
-//! ([`content_ids`]), so resending the same rows without ids is caught too;
-//! two rows equal in every column are then one event.
+//! ([`content_ids`]) and from how many equal rows came before it in its
+//! batch: resending the same rows without ids is caught too, and equal rows
+//! sent together stay separate events.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,8 @@ impl Ledger {
 /// Ids for rows sent without an `event_id`: a UUID (version 8, RFC 9562)
 /// made of the SHA-256 of the table and the row's other columns, as
 /// conformed to the table's schema, so the same row always gets the same id.
+/// Equal rows in one batch stay separate events: the k-th copy's id also
+/// hashes k. A resend of the same batches therefore gets the same ids.
 pub fn content_ids(
     table: Table,
     columns: &[ArrayRef],
@@ -152,12 +155,23 @@ pub fn content_ids(
             .collect(),
     )?;
     let encoded = converter.convert_columns(columns)?;
+    let mut copies: HashMap<[u8; 32], u64> = HashMap::new();
     let ids = (0..rows).map(|i| {
         let mut hasher = Sha256::new();
         hasher.update(table.name().as_bytes());
         hasher.update([0u8]);
         hasher.update(encoded.row(i).as_ref());
-        let digest = hasher.finalize();
+        let mut digest: [u8; 32] = hasher.finalize().into();
+        let copy = copies.entry(digest).or_insert(0);
+        if *copy > 0 {
+            let mut hasher = Sha256::new();
+            hasher.update(digest);
+            hasher.update(copy.to_le_bytes());
+            *copy += 1;
+            digest = hasher.finalize().into();
+        } else {
+            *copy = 1;
+        }
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8: custom
@@ -208,12 +222,24 @@ mod tests {
     }
 
     #[test]
-    fn content_ids_are_stable_and_tell_rows_apart() {
+    fn content_ids_are_stable_and_count_equal_rows_apart() {
         let prices: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 1.0]));
         let ids = content_ids(Table::MarketContext, std::slice::from_ref(&prices), 3).unwrap();
         let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(ids.value(0), ids.value(2), "equal rows, equal ids");
-        assert_ne!(ids.value(0), ids.value(1));
+        // Equal rows in one batch are separate events; every id differs.
+        let distinct: HashSet<&str> = ids.iter().flatten().collect();
+        assert_eq!(distinct.len(), 3);
+        // The same row alone gets the id of its first copy.
+        let first: ArrayRef = Arc::new(Float64Array::from(vec![1.0]));
+        let alone = content_ids(Table::MarketContext, &[first], 1).unwrap();
+        assert_eq!(
+            alone
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0),
+            ids.value(0)
+        );
         let parsed = uuid::Uuid::parse_str(ids.value(0)).unwrap();
         assert_eq!(parsed.get_version_num(), 8);
         let again = content_ids(Table::MarketContext, std::slice::from_ref(&prices), 3).unwrap();

@@ -118,6 +118,15 @@ impl Served {
         events
     }
 
+    /// Gate decisions stored once everything queued is durable and visible.
+    async fn stored_gate_decisions(&self) -> i64 {
+        self.harness.logger.flush().await.unwrap();
+        self.caught_up();
+        self.harness
+            .scalar("SELECT count(*) FROM gate_decisions")
+            .await
+    }
+
     /// Durable (in the WAL) is not yet visible: the hot store applies the WAL
     /// a moment later. Tests that compare counts wait for it.
     fn caught_up(&self) {
@@ -762,6 +771,14 @@ async fn a_bad_row_refuses_its_batch_and_the_answer_comes_once_durable() {
     served.stop().await;
 }
 
+/// The gRPC status a client call failed with.
+fn grpc_status(err: arrow_flight::error::FlightError) -> Status {
+    match err {
+        arrow_flight::error::FlightError::Tonic(status) => *status,
+        other => panic!("not a gRPC status: {other:?}"),
+    }
+}
+
 /// Ingests `batches` as one request into gate_decisions.
 async fn ingest_gate_decisions(
     client: &mut FlightSqlServiceClient<Channel>,
@@ -902,22 +919,14 @@ async fn an_ingest_request_is_bounded_in_rows_and_bytes() {
     let err = ingest_gate_decisions(&mut client, smalls)
         .await
         .unwrap_err();
-    let status = match err {
-        arrow_flight::error::FlightError::Tonic(status) => *status,
-        other => panic!("{other:?}"),
-    };
+    let status = grpc_status(err);
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
         status.message().contains("flight.ingest_rows_max"),
         "{status:?}"
     );
     // The first two batches (20 rows) were within the limit and are stored.
-    served.harness.logger.flush().await.unwrap();
-    served.caught_up();
-    let stored = served
-        .harness
-        .scalar("SELECT count(*) FROM gate_decisions")
-        .await;
+    let stored = served.stored_gate_decisions().await;
     assert_eq!(stored, 20);
 
     // The byte limit is checked before a message is decoded: this batch is
@@ -926,21 +935,13 @@ async fn an_ingest_request_is_bounded_in_rows_and_bytes() {
     let err = ingest_gate_decisions(&mut client, vec![big])
         .await
         .unwrap_err();
-    let status = match err {
-        arrow_flight::error::FlightError::Tonic(status) => *status,
-        other => panic!("{other:?}"),
-    };
+    let status = grpc_status(err);
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(
         status.message(),
         "ingest: the upload exceeds flight.ingest_bytes_max (16384 bytes); split it"
     );
-    served.harness.logger.flush().await.unwrap();
-    served.caught_up();
-    let stored = served
-        .harness
-        .scalar("SELECT count(*) FROM gate_decisions")
-        .await;
+    let stored = served.stored_gate_decisions().await;
     assert_eq!(stored, 20, "a batch past the byte limit is not stored");
     served.stop().await;
 }

@@ -5,10 +5,12 @@ build). The server gets a data dir filled by `quiver simulate`, credentials,
 and small limits so every limit can be hit quickly.
 """
 
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
+import textwrap
 import time
 
 import pytest
@@ -22,11 +24,32 @@ def quiver_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
 
 
-@pytest.fixture(scope="session")
-def server():
+def quiver_binary():
     binary = os.environ.get("TEST_QUIVER_BIN")
     if not binary:
         pytest.fail("TEST_QUIVER_BIN must point at the quiver binary (scripts/test.sh sets it)")
+    return binary
+
+
+@contextlib.contextmanager
+def own_server(name, flight_keys):
+    """A `quiver serve` of a test module's own, on an empty data dir, with
+    `flight_keys` as its `[flight]` section; yields (process, url, work dir)
+    and stops it after."""
+    work = tempfile.mkdtemp(prefix=f"quiver-{name}-")
+    config = os.path.join(work, "quiver.toml")
+    with open(config, "w") as f:
+        f.write("[flight]\n" + textwrap.dedent(flight_keys))
+    proc, url, log = start_server(quiver_binary(), config, os.path.join(work, "data"), work, name)
+    try:
+        yield proc, url, work
+    finally:
+        stop_server(proc, log)
+
+
+@pytest.fixture(scope="session")
+def server():
+    binary = quiver_binary()
     work = tempfile.mkdtemp(prefix="quiver-pytest-")
     data = os.path.join(work, "data")
     config = os.path.join(work, "quiver.toml")

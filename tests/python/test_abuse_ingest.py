@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import connect, scalar, start_server, stop_server
+from conftest import connect, own_server, scalar
 import test_abuse_conn
 from test_abuse_conn import grpc_code, rss_kib
 from test_flight import _pb_bytes, gate_decision_rows
@@ -36,27 +35,17 @@ TOKENS_MAX = 64
 
 @pytest.fixture(scope="module")
 def limited():
-    binary = os.environ.get("TEST_QUIVER_BIN")
-    if not binary:
-        pytest.fail("TEST_QUIVER_BIN must point at the quiver binary")
-    work = tempfile.mkdtemp(prefix="quiver-abuse-ingest-")
-    config = os.path.join(work, "quiver.toml")
-    with open(config, "w") as f:
-        f.write(
-            f"""
-[flight]
-username = "{USER}"
-password = "{PASSWORD}"
-ingest_rows_max = {ROWS_MAX}
-ingest_bytes_max = {BYTES_MAX}
-params_bytes_max = {PARAMS_BYTES_MAX}
-upload_idle_timeout = "{UPLOAD_IDLE_TIMEOUT:g}s"
-tokens_max = {TOKENS_MAX}
-"""
-        )
-    proc, url, log = start_server(binary, config, os.path.join(work, "data"), work, "abuse-ingest")
-    yield {"url": url, "user": USER, "password": PASSWORD, "pid": proc.pid, "work": work}
-    stop_server(proc, log)
+    keys = f"""
+        username = "{USER}"
+        password = "{PASSWORD}"
+        ingest_rows_max = {ROWS_MAX}
+        ingest_bytes_max = {BYTES_MAX}
+        params_bytes_max = {PARAMS_BYTES_MAX}
+        upload_idle_timeout = "{UPLOAD_IDLE_TIMEOUT:g}s"
+        tokens_max = {TOKENS_MAX}
+        """
+    with own_server("abuse-ingest", keys) as (proc, url, work):
+        yield {"url": url, "user": USER, "password": PASSWORD, "pid": proc.pid, "work": work}
 
 
 class Client(test_abuse_conn.Client):
