@@ -232,6 +232,23 @@ pub enum ServeError {
     Serve(#[source] tonic::transport::Error),
 }
 
+/// Binds `addr` with an accept backlog of `connections_max`, at least 1024
+/// and at most 4096 (the kernel may cap it lower): std's and tokio's 128
+/// overflows in a burst of
+/// connections, and the kernel then drops SYNs, so a legitimate client waits
+/// a second for its retransmission while the flood is turned away.
+fn listen(addr: SocketAddr, connections_max: usize) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let backlog = u32::try_from(connections_max.clamp(1024, 4096)).unwrap_or(4096);
+    socket.listen(backlog)
+}
+
 /// A bound, not yet serving, Flight SQL server.
 pub struct FlightServer {
     listener: TcpListener,
@@ -311,12 +328,10 @@ impl FlightServer {
             .layer(auth::AuthLayer::new(auth))
             .add_service(flight);
         let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+            listen(config.listen, config.connections_max).map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
