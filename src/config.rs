@@ -65,6 +65,8 @@ pub struct Config {
     pub flight: FlightSection,
     /// `[metrics]`: where the definitions are and how often they reload.
     pub metrics: MetricsSection,
+    /// `[prometheus]`: the `/metrics` endpoint.
+    pub prometheus: PrometheusSection,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             flight: FlightSection::default(),
             metrics: MetricsSection::default(),
+            prometheus: PrometheusSection::default(),
         }
     }
 }
@@ -229,6 +232,31 @@ pub struct MetricsSection {
     /// loaded once two polls in a row read the same text.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+}
+
+/// `[prometheus]`: `/metrics` in the OpenMetrics text format, on a port of
+/// its own (`crate::app::prometheus`). Off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusSection {
+    /// Serve `/metrics` (with `quiver serve` and `quiver demo`). Default false.
+    pub enabled: bool,
+    /// Where it listens. Default 127.0.0.1:9464: the endpoint has no
+    /// credentials, so a non-loopback address is refused unless
+    /// `allow_open` is set.
+    pub listen: SocketAddr,
+    /// Lets `listen` be a non-loopback address. Default false.
+    pub allow_open: bool,
+}
+
+impl Default for PrometheusSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            allow_open: false,
+        }
+    }
 }
 
 impl Default for MetricsSection {
@@ -437,6 +465,17 @@ impl Config {
                 "flight",
                 "queries_max, query_memory_bytes_max, ingest_rows_max, ingest_bytes_max and \
                  params_bytes_max must be > 0",
+            ));
+        }
+        let p = &self.prometheus;
+        if p.enabled && !p.listen.ip().is_loopback() && !p.allow_open {
+            return Err(invalid(
+                "prometheus.listen",
+                format!(
+                    "{} is not a loopback address and /metrics has no credentials; set \
+                     prometheus.allow_open = true to serve it there",
+                    p.listen
+                ),
             ));
         }
         for s in &self.validation.symbols_allowed {
@@ -648,7 +687,7 @@ mod tests {
         };
         assert_eq!(
             keys(&value),
-            "data_dir flight hot lake listen logger metrics query validation"
+            "data_dir flight hot lake listen logger metrics prometheus query validation"
         );
         let expected = [
             (
@@ -678,6 +717,7 @@ mod tests {
                  upload_idle_timeout username",
             ),
             ("metrics", "reload_interval"),
+            ("prometheus", "allow_open enabled listen"),
         ];
         for (section, want) in expected {
             assert_eq!(keys(&value[section]), want, "[{section}]");

@@ -54,7 +54,7 @@
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or
-//!   remote query session, the metrics job, and each report's SQL and typed
+//!   remote query session, the metrics job, Prometheus `/metrics`, and each report's SQL and typed
 //!   rows (explain, insights, ...); for the CLI and for embedders.
 //! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
 //!   [`app`], prints.

@@ -34,6 +34,7 @@ pub mod insights;
 pub mod learning;
 pub mod metrics_job;
 mod pipeline;
+pub mod prometheus;
 mod reload;
 pub mod rows;
 mod session;

@@ -138,6 +138,24 @@ impl Pipeline {
         })
     }
 
+    /// Starts `/metrics` when `[prometheus]` enables it, and says where.
+    pub async fn start_prometheus(
+        &self,
+        config: &Config,
+    ) -> anyhow::Result<Option<super::prometheus::Exporter>> {
+        if !config.prometheus.enabled {
+            return Ok(None);
+        }
+        let exporter = super::prometheus::Exporter::start(
+            config.prometheus.listen,
+            self.logger.clone(),
+            self.store.clone(),
+        )
+        .await?;
+        println!("  Prometheus on http://{}/metrics", exporter.addr);
+        Ok(Some(exporter))
+    }
+
     /// Flushes and closes the logger, then the store (the lake rolls what is
     /// pending, so the lake is complete for other readers).
     pub async fn close(self) -> anyhow::Result<()> {

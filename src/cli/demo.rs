@@ -123,6 +123,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
         server.url
     );
+    let exporter = pipeline.start_prometheus(&config).await?;
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);
@@ -161,6 +162,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     println!("stopping: flushing and rolling the lake...");
     feed.close().context("recording models in the registry")?;
     server.stop().await?;
+    if let Some(exporter) = exporter {
+        exporter.stop().await?;
+    }
     pipeline.logger.flush().await?;
     let st = pipeline.logger.stats();
     let totals = sim.totals.clone();
