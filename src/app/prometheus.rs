@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
-use crate::event::Level;
+use crate::event::{Level, Table};
 use crate::ingest::Logger;
 use crate::store::Store;
 
@@ -174,11 +174,20 @@ impl Collector for Pipeline {
             "Times the kill switch tripped.",
             &[(vec![], l.kill_switch_trips)],
         )?;
+        let by_table: Vec<(Labels, u64)> = Table::ALL
+            .iter()
+            .map(|t| {
+                (
+                    vec![("table", t.name())],
+                    l.rows_written_by_table[t.index()],
+                )
+            })
+            .collect();
         counter(
             &mut e,
             "quiver_writer_rows",
-            "Rows made durable in the WAL.",
-            &[(vec![], l.rows_written)],
+            "Rows made durable in the WAL, by table.",
+            &by_table,
         )?;
         counter(
             &mut e,

@@ -575,6 +575,9 @@ impl Logger {
             kill_switch_tripped_at_us: (tripped_at != 0).then_some(tripped_at),
             batches_written: c.writer.batches_written.load(Ordering::Relaxed),
             rows_written: c.writer.rows_written.load(Ordering::Relaxed),
+            rows_written_by_table: std::array::from_fn(|i| {
+                c.writer.rows_written_by_table[i].load(Ordering::Relaxed)
+            }),
             write_errors: c.writer.write_errors.load(Ordering::Relaxed),
             last_write_us: (last_write != 0).then_some(last_write),
         }

@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::event::Level;
+use crate::event::{Level, Table};
+
+/// The number of event tables.
+pub(crate) const TABLES: usize = Table::ALL.len();
 
 /// One counter per level, DEBUG..CRITICAL. Aligned to its own cache lines so
 /// producers bumping it do not contend with the writer's counters.
@@ -55,6 +58,8 @@ pub(crate) struct Counters {
 pub(crate) struct WriterCounters {
     pub(crate) batches_written: AtomicU64,
     pub(crate) rows_written: AtomicU64,
+    /// `rows_written` by table, indexed by [`Table::index`](crate::event::Table::index).
+    pub(crate) rows_written_by_table: [AtomicU64; TABLES],
     pub(crate) write_errors: AtomicU64,
     /// Wall-clock time of the last successful write, µs since the epoch (0: never).
     pub(crate) last_write_us: AtomicI64,
@@ -84,6 +89,8 @@ pub struct LoggerStats {
     pub kill_switch_tripped_at_us: Option<i64>,
     pub batches_written: u64,
     pub rows_written: u64,
+    /// `rows_written` by table, indexed by [`Table::index`](crate::event::Table::index).
+    pub rows_written_by_table: [u64; TABLES],
     pub write_errors: u64,
     pub last_write_us: Option<i64>,
 }

@@ -362,6 +362,10 @@ impl<S: BatchSink> Committer<S> {
         c.batches_written
             .fetch_add(batches.len() as u64, Ordering::Relaxed);
         c.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+        for (table, batch) in batches {
+            c.rows_written_by_table[table.index()]
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        }
         c.last_write_us.store(Shared::now_us(), Ordering::Release);
         Ok(())
     }
