@@ -33,6 +33,8 @@ impl Advert {
 /// A Flight SQL server serving a pipeline's engine.
 pub struct RunningServer {
     pub url: String,
+    /// Its queries' counts and durations, for `/metrics`.
+    pub query_stats: Arc<crate::flight::stats::QueryStats>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), ServeError>>,
     advert: PathBuf,
@@ -109,6 +111,7 @@ impl Pipeline {
         let flight = config.flight_config();
         let server = FlightServer::bind(&flight, self.engine.clone(), self.logger.clone()).await?;
         let addr = server.local_addr();
+        let query_stats = server.query_stats();
         let host = if addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
         } else {
@@ -132,6 +135,7 @@ impl Pipeline {
         std::fs::write(&advert, text).with_context(|| format!("writing {}", advert.display()))?;
         Ok(RunningServer {
             url,
+            query_stats,
             stop,
             task,
             advert,
@@ -142,6 +146,7 @@ impl Pipeline {
     pub async fn start_prometheus(
         &self,
         config: &Config,
+        server: &RunningServer,
     ) -> anyhow::Result<Option<super::prometheus::Exporter>> {
         if !config.prometheus.enabled {
             return Ok(None);
@@ -150,6 +155,7 @@ impl Pipeline {
             config.prometheus.listen,
             self.logger.clone(),
             self.store.clone(),
+            server.query_stats.clone(),
         )
         .await?;
         println!("  Prometheus on http://{}/metrics", exporter.addr);

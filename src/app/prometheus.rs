@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::event::{Level, Table};
+use crate::flight::stats::{DURATION_BUCKETS_S, QueryStats};
 use crate::ingest::Logger;
 use crate::store::Store;
 
@@ -34,6 +35,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct Pipeline {
     logger: Logger,
     store: Arc<Store>,
+    queries: Arc<QueryStats>,
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -241,6 +243,34 @@ impl Collector for Pipeline {
                 (vec![("component", "lake")], s.lake_errors),
             ],
         )?;
+        let q = self.queries.snapshot();
+        counter(
+            &mut e,
+            "quiver_queries",
+            "Flight SQL queries by outcome (refused: all queries_max slots were taken).",
+            &[
+                (vec![("outcome", "ok")], q.ok),
+                (vec![("outcome", "failed")], q.failed),
+                (vec![("outcome", "refused")], q.refused),
+            ],
+        )?;
+        // Per bucket, not cumulative: the encoder sums them.
+        let buckets: Vec<(f64, u64)> = DURATION_BUCKETS_S
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(q.buckets.iter().copied())
+            .collect();
+        let count = q.count;
+        let mut metric = e.encode_descriptor(
+            "quiver_query_duration_seconds",
+            "Time from a query's start to its end (planning, execution and streaming).",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            q.sum_s, count, &buckets, None,
+        )?;
         Ok(())
     }
 }
@@ -265,9 +295,14 @@ impl Exporter {
         listen: SocketAddr,
         logger: Logger,
         store: Arc<Store>,
+        queries: Arc<QueryStats>,
     ) -> anyhow::Result<Self> {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Pipeline { logger, store }));
+        registry.register_collector(Box::new(Pipeline {
+            logger,
+            store,
+            queries,
+        }));
         let registry = Arc::new(registry);
         let app = axum::Router::new().route(
             "/metrics",

@@ -123,7 +123,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
         server.url
     );
-    let exporter = pipeline.start_prometheus(&config).await?;
+    let exporter = pipeline.start_prometheus(&config, &server).await?;
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);

@@ -22,7 +22,7 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     );
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
-    let exporter = pipeline.start_prometheus(&config).await?;
+    let exporter = pipeline.start_prometheus(&config, &server).await?;
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut status = tokio::time::interval(Duration::from_secs(30));

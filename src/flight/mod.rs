@@ -13,6 +13,7 @@
 //! - [`tls`]: who may listen where (credentials, TLS), and the TLS config;
 //! - [`conn`]: connections, capped and closed when idle;
 //! - [`client`]: the client behind `quiver sql --server`;
+//! - [`stats`]: query counts and durations, for `/metrics`;
 //! - [`error`]: every failure and its gRPC status, in one place.
 //!
 //! SQL from the network is read-only. Without credentials the server binds
@@ -30,6 +31,7 @@ mod metadata;
 pub mod query;
 mod service;
 mod sql_info;
+pub mod stats;
 mod tls;
 mod upload;
 mod xdbc;
@@ -260,6 +262,7 @@ pub struct FlightServer {
         >,
     >,
     conn_limits: conn::ConnLimits,
+    query_stats: Arc<stats::QueryStats>,
 }
 
 impl FlightServer {
@@ -276,14 +279,16 @@ impl FlightServer {
             config.tokens_max,
         ));
         let state = engine.context().state();
+        let runner = query::Runner::new(
+            engine.clone(),
+            config.limits.clone(),
+            query::QueryRuntime::new(config.query_threads).map_err(ServeError::Runtime)?,
+        );
+        let query_stats = runner.stats();
         let service = service::QuiverFlightSql {
             sql_info: sql_info::sql_info(&state).map_err(ServeError::Metadata)?,
             xdbc: xdbc::xdbc_type_info().map_err(ServeError::Metadata)?,
-            runner: query::Runner::new(
-                engine.clone(),
-                config.limits.clone(),
-                query::QueryRuntime::new(config.query_threads).map_err(ServeError::Runtime)?,
-            ),
+            runner,
             auth: auth.clone(),
             ingest: ingest::Ingest {
                 logger,
@@ -340,6 +345,7 @@ impl FlightServer {
             listener,
             addr,
             router,
+            query_stats,
             conn_limits: conn::ConnLimits {
                 connections_max: config.connections_max,
                 idle_timeout: config.idle_timeout,
@@ -351,6 +357,11 @@ impl FlightServer {
     /// The bound address (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The counts and durations of the queries this server runs.
+    pub fn query_stats(&self) -> Arc<stats::QueryStats> {
+        self.query_stats.clone()
     }
 
     /// Serves until `shutdown` resolves, then lets running calls finish.

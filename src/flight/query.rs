@@ -123,6 +123,7 @@ pub struct Runner {
     limits: QueryLimits,
     permits: Arc<Semaphore>,
     runtime: QueryRuntime,
+    stats: Arc<super::stats::QueryStats>,
 }
 
 impl Runner {
@@ -132,11 +133,17 @@ impl Runner {
             engine,
             limits,
             runtime,
+            stats: Arc::default(),
         }
     }
 
     pub fn engine(&self) -> &QueryEngine {
         &self.engine
+    }
+
+    /// Counts and durations of the queries run so far.
+    pub fn stats(&self) -> Arc<super::stats::QueryStats> {
+        self.stats.clone()
     }
 
     /// Plans the statement and binds its parameters, if any.
@@ -145,7 +152,20 @@ impl Runner {
     /// be preempted, so it runs on the query runtime and the gRPC threads stay
     /// free; its deadline is kept here, on the server's runtime, and a plan
     /// past it is aborted at its next yield.
+    ///
+    /// A statement that does not plan (bad SQL, too deep, past the deadline)
+    /// counts as a failed query.
     pub async fn plan(&self, handle: &StatementHandle) -> Result<DataFrame, FlightError> {
+        let started = std::time::Instant::now();
+        let planned = self.plan_untimed(handle).await;
+        if planned.is_err() {
+            let took = started.elapsed();
+            self.stats.record(super::stats::Outcome::Failed, Some(took));
+        }
+        planned
+    }
+
+    async fn plan_untimed(&self, handle: &StatementHandle) -> Result<DataFrame, FlightError> {
         let engine = self.engine.clone();
         let handle = handle.clone();
         let mut task = AbortOnDrop(Some(self.runtime.handle()?.spawn(async move {
@@ -172,13 +192,14 @@ impl Runner {
 
     /// Executes the statement and streams its result as Flight data.
     pub async fn stream(&self, handle: &StatementHandle) -> Result<FlightDataStream, FlightError> {
-        let permit =
-            self.permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| FlightError::TooManyQueries {
-                    max: self.limits.queries_max,
-                })?;
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+            self.stats.record(super::stats::Outcome::Refused, None);
+            FlightError::TooManyQueries {
+                max: self.limits.queries_max,
+            }
+        })?;
+        let started = std::time::Instant::now();
+        let stats = self.stats.clone();
         let df = self.plan(handle).await?;
         // GetFlightInfo announced the logical plan's schema; the physical plan
         // can say less about nullability (a constant-folded function call is
@@ -250,6 +271,12 @@ impl Runner {
             // The slot is free before the outcome is told, so a retry on an
             // error is not refused.
             drop(permit);
+            let counted = if outcome.is_ok() {
+                super::stats::Outcome::Ok
+            } else {
+                super::stats::Outcome::Failed
+            };
+            stats.record(counted, Some(started.elapsed()));
             let _ = outcome_tx.send(outcome);
         });
         let mut task = AbortOnDrop(Some(task));

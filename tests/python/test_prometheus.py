@@ -99,6 +99,27 @@ def test_counters_move_as_events_are_ingested(exporter):
     assert after[("quiver_kill_switch_tripped", frozenset())] == 0
 
 
+def test_queries_are_counted_by_outcome_and_timed(exporter):
+    before = samples(scrape(exporter)[1])
+    with connect(exporter) as conn, conn.cursor() as cur:
+        for _ in range(3):
+            cur.execute("SELECT count(*) FROM signals")
+            cur.fetchall()
+        with pytest.raises(Exception):
+            cur.execute("SELECT no_such_column FROM signals")
+    after = samples(scrape(exporter)[1])
+
+    def moved(name, labels=()):
+        key = (name, frozenset(labels))
+        return after[key] - before.get(key, 0)
+
+    assert moved("quiver_queries_total", {("outcome", "ok")}) == 3
+    assert moved("quiver_queries_total", {("outcome", "failed")}) >= 1
+    assert moved("quiver_query_duration_seconds_count") >= 4
+    assert moved("quiver_query_duration_seconds_bucket", {("le", "+Inf")}) >= 4
+    assert moved("quiver_query_duration_seconds_sum") > 0
+
+
 def test_only_metrics_is_served(exporter):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(exporter["metrics"].replace("/metrics", "/admin"), timeout=10)
