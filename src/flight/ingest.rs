@@ -209,12 +209,11 @@ where
         // Its own task: a client that goes away mid-batch drops this
         // handler, never a batch half done (its ids claimed, its rows not
         // queued, so that a resend would count them as stored).
-        let rows = batch.num_rows();
+        let batch_rows = batch.num_rows();
         let task = tokio::spawn(store_batch(ctx.clone(), table, batch, done.rows));
         let new = task
             .await
             .map_err(|e| FlightError::Internal(format!("ingest: storing a batch: {e}")))??;
-        let batch_rows = rows;
         done.already_stored += batch_rows - new;
         done.rows += batch_rows;
     }
