@@ -713,8 +713,8 @@ mod tests {
                  ingest_dedup_ids_max ingest_dedup_window ingest_rows_max keepalive_interval \
                  keepalive_timeout message_bytes_max params_bytes_max password plan_timeout \
                  queries_max query_memory_bytes_max query_timeout requests_per_connection_max \
-                 result_bytes_max result_rows_max result_stall_timeout token_ttl tokens_max \
-                 upload_idle_timeout username",
+                 result_bytes_max result_rows_max result_stall_timeout tail_buffer_bytes \
+                 tails_max token_ttl tokens_max upload_idle_timeout username",
             ),
             ("metrics", "reload_interval"),
             ("prometheus", "allow_open enabled listen"),

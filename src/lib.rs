@@ -50,7 +50,8 @@
 //!   built-in definitions, copied into each data dir's `configs/`; the SQL
 //!   aggregates `win_rate`, `max_drawdown` and `calibration`.
 //! - [`query`]: the DataFusion session and its table providers.
-//! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest).
+//! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest,
+//!   live tails of the WAL).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or

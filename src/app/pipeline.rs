@@ -35,6 +35,8 @@ pub struct RunningServer {
     pub url: String,
     /// Its queries' counts and durations, for `/metrics`.
     pub query_stats: Arc<crate::flight::stats::QueryStats>,
+    /// Its live tails, for `/metrics`.
+    pub tail_stats: Arc<crate::flight::tail::TailStats>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), ServeError>>,
     advert: PathBuf,
@@ -112,6 +114,7 @@ impl Pipeline {
         let server = FlightServer::bind(&flight, self.engine.clone(), self.logger.clone()).await?;
         let addr = server.local_addr();
         let query_stats = server.query_stats();
+        let tail_stats = server.tail_stats();
         let host = if addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
         } else {
@@ -136,6 +139,7 @@ impl Pipeline {
         Ok(RunningServer {
             url,
             query_stats,
+            tail_stats,
             stop,
             task,
             advert,
@@ -151,13 +155,14 @@ impl Pipeline {
         if !config.prometheus.enabled {
             return Ok(None);
         }
-        let exporter = super::prometheus::Exporter::start(
-            config.prometheus.listen,
-            self.logger.clone(),
-            self.store.clone(),
-            server.query_stats.clone(),
-        )
-        .await?;
+        let sources = super::prometheus::Sources {
+            logger: self.logger.clone(),
+            store: self.store.clone(),
+            queries: server.query_stats.clone(),
+            tails: server.tail_stats.clone(),
+        };
+        let exporter =
+            super::prometheus::Exporter::start(config.prometheus.listen, sources).await?;
         println!("  Prometheus on http://{}/metrics", exporter.addr);
         Ok(Some(exporter))
     }

@@ -5,10 +5,12 @@
 //!
 //! What it exports: events accepted, refused and dropped by level (and reason),
 //! network ingest, the queue and its fill, the kill switch, the writer, and
-//! how far each consumer of the WAL (hot store, lake, journal) is behind.
+//! how far each consumer of the WAL (hot store, lake, journal) is behind,
+//! Flight SQL queries (counts, durations) and live tails.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use axum::http::{StatusCode, header};
@@ -23,6 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::event::{Level, Table};
 use crate::flight::stats::{DURATION_BUCKETS_S, QueryStats};
+use crate::flight::tail::TailStats;
 use crate::ingest::Logger;
 use crate::store::Store;
 
@@ -30,12 +33,13 @@ use crate::store::Store;
 /// scrape without one).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The exporter's view of the pipeline.
+/// What the exporter reads at each scrape: the pipeline's live counters.
 #[derive(Debug)]
-struct Pipeline {
-    logger: Logger,
-    store: Arc<Store>,
-    queries: Arc<QueryStats>,
+pub struct Sources {
+    pub logger: Logger,
+    pub store: Arc<Store>,
+    pub queries: Arc<QueryStats>,
+    pub tails: Arc<TailStats>,
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -90,7 +94,7 @@ fn by_level(count: impl Fn(Level) -> u64) -> Vec<(Labels, u64)> {
         .collect()
 }
 
-impl Collector for Pipeline {
+impl Collector for Sources {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let l = self.logger.stats();
         let s = self.store.stats();
@@ -271,7 +275,38 @@ impl Collector for Pipeline {
         metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             q.sum_s, count, &buckets, None,
         )?;
-        Ok(())
+        self.encode_tails(&mut e)
+    }
+}
+
+impl Sources {
+    fn encode_tails(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let t = &self.tails;
+        gauge(
+            e,
+            "quiver_tails_open",
+            "Live tails open (flight.tails_max at most).",
+            &[(vec![], t.open.load(Ordering::Relaxed) as f64)],
+        )?;
+        gauge(
+            e,
+            "quiver_tail_buffered_bytes",
+            "Bytes queued for live-tail clients, every tail together \
+             (flight.tail_buffer_bytes each at most).",
+            &[(vec![], t.buffered_bytes.load(Ordering::Relaxed) as f64)],
+        )?;
+        counter(
+            e,
+            "quiver_tail_events",
+            "Event rows sent to live tails.",
+            &[(vec![], t.events_sent.load(Ordering::Relaxed))],
+        )?;
+        counter(
+            e,
+            "quiver_tail_slow_reader_gaps",
+            "Gaps sent to live tails that read too slowly.",
+            &[(vec![], t.slow_reader_gaps.load(Ordering::Relaxed))],
+        )
     }
 }
 
@@ -291,18 +326,9 @@ pub struct Exporter {
 
 impl Exporter {
     /// Binds `listen` and serves `/metrics` until [`Exporter::stop`].
-    pub async fn start(
-        listen: SocketAddr,
-        logger: Logger,
-        store: Arc<Store>,
-        queries: Arc<QueryStats>,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(listen: SocketAddr, sources: Sources) -> anyhow::Result<Self> {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Pipeline {
-            logger,
-            store,
-            queries,
-        }));
+        registry.register_collector(Box::new(sources));
         let registry = Arc::new(registry);
         let app = axum::Router::new().route(
             "/metrics",

@@ -17,6 +17,7 @@ mod repair;
 mod serve;
 mod simulate;
 mod sql;
+mod tail;
 mod trace;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub enum Command {
     Insights(insights::Args),
     /// A decision trace's timeline and bottlenecks, or per-step latency stats.
     Trace(trace::Args),
+    /// New events as they commit, like `tail -f`, from the running server.
+    Tail(tail::Args),
 }
 
 impl Cli {
@@ -99,5 +102,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
         Command::Insights(args) => insights::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
+        Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
     }
 }

@@ -1,5 +1,6 @@
 //! A small Flight SQL client for `quiver sql --server`: connect, handshake
-//! when credentials are given, run one query, collect the batches.
+//! when credentials are given, run one query, collect the batches; or follow
+//! a live tail.
 
 use arrow::array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -259,5 +260,30 @@ impl Client {
             batches.extend(part);
         }
         Ok(batches)
+    }
+
+    /// Opens a live tail ([`super::tail`]): its batches, as they commit,
+    /// until the server ends the stream or the caller drops it.
+    pub async fn tail(
+        &mut self,
+        request: &super::tail::TailRequest,
+    ) -> Result<
+        impl futures::Stream<Item = Result<RecordBatch, ClientError>> + Send + use<>,
+        ClientError,
+    > {
+        let ticket = arrow_flight::Ticket::new(request.ticket());
+        let data = self
+            .inner
+            .do_get(self.request(ticket))
+            .await
+            .map_err(status)?
+            .into_inner()
+            .map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e)));
+        Ok(
+            FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
+                arrow_flight::error::FlightError::Tonic(s) => status(*s),
+                other => ClientError::Flight(other.to_string()),
+            }),
+        )
     }
 }

@@ -30,6 +30,8 @@ pub enum FlightError {
     Execute(#[source] QueryError),
     #[error("too many queries running (at most {max}); retry shortly")]
     TooManyQueries { max: usize },
+    #[error("{max} live tails are open (flight.tails_max); close one or retry shortly")]
+    TooManyTails { max: usize },
     #[error("the query ran past its deadline of {0:?}")]
     Deadline(Duration),
     #[error("the result exceeds {limit}; add a LIMIT or filter")]
@@ -73,6 +75,7 @@ impl FlightError {
             FlightError::Unsupported(_) => Code::Unimplemented,
             FlightError::Plan(e) | FlightError::Execute(e) => query_code(e),
             FlightError::TooManyQueries { .. }
+            | FlightError::TooManyTails { .. }
             | FlightError::ResultTooLarge { .. }
             | FlightError::IngestTooLarge { .. }
             | FlightError::UploadTooLarge(_) => Code::ResourceExhausted,

@@ -14,6 +14,8 @@
 //! - [`conn`]: connections, capped and closed when idle;
 //! - [`client`]: the client behind `quiver sql --server`;
 //! - [`stats`]: query counts and durations, for `/metrics`;
+//! - [`tail`]: live tails, events streamed as they commit (a JSON DoGet
+//!   ticket, put in front of Flight SQL);
 //! - [`error`]: every failure and its gRPC status, in one place.
 //!
 //! SQL from the network is read-only. Without credentials the server binds
@@ -32,6 +34,7 @@ pub mod query;
 mod service;
 mod sql_info;
 pub mod stats;
+pub mod tail;
 mod tls;
 mod upload;
 mod xdbc;
@@ -148,6 +151,12 @@ pub struct FlightConfig {
     /// closed, a duration (`"20s"`). Default 20 s.
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Live tails open at once (each reads the WAL on a thread of its own);
+    /// one more is refused with RESOURCE_EXHAUSTED. Default 64.
+    pub tails_max: usize,
+    /// Bytes of batches one live tail holds for a client that reads slowly;
+    /// past it the tail skips ahead and sends a gap row. Default 16 MiB.
+    pub tail_buffer_bytes: usize,
     /// Threads of the query runtime. Not a config key: it follows the
     /// machine (its available parallelism).
     #[serde(skip)]
@@ -177,6 +186,8 @@ impl Default for FlightConfig {
             requests_per_connection_max: 64,
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            tails_max: 64,
+            tail_buffer_bytes: 16 << 20,
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -263,6 +274,7 @@ pub struct FlightServer {
     >,
     conn_limits: conn::ConnLimits,
     query_stats: Arc<stats::QueryStats>,
+    tails: Arc<tail::Tails>,
 }
 
 impl FlightServer {
@@ -285,6 +297,7 @@ impl FlightServer {
             query::QueryRuntime::new(config.query_threads).map_err(ServeError::Runtime)?,
         );
         let query_stats = runner.stats();
+        let engine_for_tails = engine.clone();
         let service = service::QuiverFlightSql {
             sql_info: sql_info::sql_info(&state).map_err(ServeError::Metadata)?,
             xdbc: xdbc::xdbc_type_info().map_err(ServeError::Metadata)?,
@@ -311,6 +324,17 @@ impl FlightServer {
                 bytes_key: "flight.params_bytes_max",
                 idle_timeout: config.upload_idle_timeout,
             },
+        };
+        let tails = Arc::new(tail::Tails::new(
+            engine_for_tails,
+            tail::TailLimits {
+                tails_max: config.tails_max,
+                buffer_bytes: config.tail_buffer_bytes,
+            },
+        ));
+        let service = tail::WithTails {
+            inner: service,
+            tails: tails.clone(),
         };
         let flight = FlightServiceServer::new(service)
             .max_decoding_message_size(config.message_bytes_max)
@@ -346,6 +370,7 @@ impl FlightServer {
             addr,
             router,
             query_stats,
+            tails,
             conn_limits: conn::ConnLimits {
                 connections_max: config.connections_max,
                 idle_timeout: config.idle_timeout,
@@ -364,12 +389,24 @@ impl FlightServer {
         self.query_stats.clone()
     }
 
+    /// What its live tails are doing.
+    pub fn tail_stats(&self) -> Arc<tail::TailStats> {
+        self.tails.stats()
+    }
+
     /// Serves until `shutdown` resolves, then lets running calls finish.
     ///
     /// Each connection comes in its `conn::Conn`: under the cap, with its
     /// idle timer. tonic puts its TLS, when configured, on top of it.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let incoming = conn::incoming(self.listener, self.conn_limits);
+        let tails = self.tails;
+        // Tails never end by themselves: end them as the server stops, so it
+        // can drain.
+        let shutdown = async move {
+            shutdown.await;
+            tails.stop();
+        };
         self.router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

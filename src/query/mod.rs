@@ -131,32 +131,26 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Numbers `?` placeholders `$1, $2, ...` in order of appearance, in the
-/// parsed statement (never by editing the text). DataFusion reads a bare `?`
-/// as one named parameter, so every `?` would take the same value.
-/// Refuses a statement nested deeper than `max` (see
-/// [`QueryConfig::sql_depth_max`]) before anything recurses over it more
-/// than the parser did.
-fn check_depth(statement: &DfStatement, max: usize) -> Result<(), QueryError> {
-    use datafusion::sql::sqlparser::ast::{Query, SetExpr, Visit, Visitor};
-    use std::ops::ControlFlow;
+/// Counts how deep a parsed statement or expression nests, stopping past
+/// `max` (see [`QueryConfig::sql_depth_max`]).
+struct Depth {
+    now: usize,
+    max: usize,
+}
 
-    struct Depth {
-        now: usize,
-        max: usize,
-    }
-    impl Depth {
-        fn enter(&mut self, by: usize) -> ControlFlow<()> {
-            self.now += by;
-            if self.now > self.max {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+impl Depth {
+    fn enter(&mut self, by: usize) -> std::ops::ControlFlow<()> {
+        self.now += by;
+        if self.now > self.max {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
         }
     }
+
     /// How deep a query's set operations go, walked without recursion.
-    fn set_depth(query: &Query) -> usize {
+    fn set_depth(query: &datafusion::sql::sqlparser::ast::Query) -> usize {
+        use datafusion::sql::sqlparser::ast::SetExpr;
         let mut deepest = 0;
         let mut stack = vec![(query.body.as_ref(), 1usize)];
         while let Some((set, depth)) = stack.pop() {
@@ -168,33 +162,57 @@ fn check_depth(statement: &DfStatement, max: usize) -> Result<(), QueryError> {
         }
         deepest
     }
-    impl Visitor for Depth {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            self.enter(set_depth(query))
+
+    /// Refuses `node` if it nests deeper than `max`, before anything
+    /// recurses over it more than the parser did.
+    fn check(
+        node: &impl datafusion::sql::sqlparser::ast::Visit,
+        max: usize,
+    ) -> Result<(), QueryError> {
+        let mut depth = Depth { now: 0, max };
+        if node.visit(&mut depth).is_break() {
+            return Err(QueryError::TooDeep { max });
         }
-        fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            self.now -= set_depth(query);
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
-            self.enter(1)
-        }
-        fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
-            self.now -= 1;
-            ControlFlow::Continue(())
-        }
+        Ok(())
     }
-    let DfStatement::Statement(statement) = statement else {
-        return Ok(());
-    };
-    let mut depth = Depth { now: 0, max };
-    if statement.visit(&mut depth).is_break() {
-        return Err(QueryError::TooDeep { max });
-    }
-    Ok(())
 }
 
+impl datafusion::sql::sqlparser::ast::Visitor for Depth {
+    type Break = ();
+    fn pre_visit_query(
+        &mut self,
+        query: &datafusion::sql::sqlparser::ast::Query,
+    ) -> std::ops::ControlFlow<()> {
+        self.enter(Depth::set_depth(query))
+    }
+    fn post_visit_query(
+        &mut self,
+        query: &datafusion::sql::sqlparser::ast::Query,
+    ) -> std::ops::ControlFlow<()> {
+        self.now -= Depth::set_depth(query);
+        std::ops::ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, _: &SqlExpr) -> std::ops::ControlFlow<()> {
+        self.enter(1)
+    }
+    fn post_visit_expr(&mut self, _: &SqlExpr) -> std::ops::ControlFlow<()> {
+        self.now -= 1;
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Refuses a statement nested deeper than `max` (see
+/// [`QueryConfig::sql_depth_max`]).
+fn check_depth(statement: &DfStatement, max: usize) -> Result<(), QueryError> {
+    match statement {
+        DfStatement::Statement(statement) => Depth::check(statement.as_ref(), max),
+        _ => Ok(()),
+    }
+}
+
+/// Numbers `?` placeholders `$1, $2, ...` in order of appearance, in the
+/// parsed statement (never by editing the text). DataFusion reads a bare `?`
+/// as one named parameter, so every `?` would take the same value.
 fn number_question_marks(statement: &mut DfStatement) -> Result<(), QueryError> {
     let DfStatement::Statement(statement) = statement else {
         return Ok(());
@@ -289,6 +307,11 @@ impl QueryEngine {
         &self.ctx
     }
 
+    /// The store the catalog reads.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Plans read-only SQL: one query, no DDL, DML or statements.
     ///
     /// Positional parameters may be written `$1, $2, ...` or `?` (numbered in
@@ -308,6 +331,40 @@ impl QueryEngine {
             .map_err(QueryError::Plan)?;
         read_only().verify_plan(&plan).map_err(QueryError::Plan)?;
         Ok(DataFrame::new(state, plan))
+    }
+
+    /// Compiles a row filter: a SQL expression over `schema`'s columns that is
+    /// true for the rows to keep (a live tail's `where`). It is checked like
+    /// client SQL (the same depth limit; it names no table, so it cannot read
+    /// one) and compiled once; `now()` is the time of the compile.
+    pub fn compile_filter(
+        &self,
+        sql: &str,
+        schema: &arrow::datatypes::SchemaRef,
+    ) -> Result<Arc<dyn datafusion::physical_expr::PhysicalExpr>, QueryError> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let parsed = state
+            .sql_to_expr_with_alias(sql, &dialect)
+            .map_err(QueryError::Plan)?;
+        Depth::check(&parsed.expr, self.sql_depth_max)?;
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
+            .map_err(QueryError::Plan)?;
+        let expr = state
+            .create_logical_expr_from_sql_expr(parsed, &df_schema)
+            .map_err(QueryError::Plan)?;
+        let physical = state
+            .create_physical_expr(expr, &df_schema)
+            .map_err(QueryError::Plan)?;
+        let data_type = physical
+            .data_type(schema.as_ref())
+            .map_err(QueryError::Plan)?;
+        if data_type != DataType::Boolean {
+            return Err(QueryError::Plan(DataFusionError::Plan(format!(
+                "the filter {sql:?} is {data_type}, not true or false for a row"
+            ))));
+        }
+        Ok(physical)
     }
 
     /// The parameters a planned query takes, `$1` first, with their types

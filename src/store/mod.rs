@@ -343,6 +343,12 @@ impl Store {
         self.feed.durable_seq()
     }
 
+    /// The WAL's durable end and recent records, for readers outside the
+    /// store (a live tail) that follow it with their own [`wal::WalCursor`].
+    pub fn wal_feed(&self) -> &Arc<WalFeed> {
+        &self.feed
+    }
+
     /// Waits until the hot store has applied everything durable in the WAL.
     pub fn wait_hot_caught_up(&self, timeout: Duration) -> bool {
         self.wait_for(&self.hot.applied_seq, timeout)

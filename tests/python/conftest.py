@@ -76,13 +76,13 @@ result_rows_max = 100000
     stop_server(proc, log)
 
 
-def start_server(binary, config, data, work, name="serve"):
+def start_server(binary, config, data, work, name="serve", listen="127.0.0.1:0"):
     """Starts `quiver serve` on `data`; returns (process, url, log file)."""
     # Output goes to a file, not a pipe nobody drains, so the server never
     # blocks on a full pipe.
     log_path = os.path.join(work, f"{name}.log")
     log = open(log_path, "w")
-    args = [binary, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"]
+    args = [binary, "--data-dir", data, "serve", "--listen", listen]
     if config:
         args[1:1] = ["--config", config]
     proc = subprocess.Popen(args, env=quiver_env(), stdout=log, stderr=subprocess.STDOUT)
