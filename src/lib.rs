@@ -93,6 +93,7 @@ pub mod config;
 pub mod event;
 pub mod flight;
 pub mod gates;
+pub mod histogram;
 pub mod ingest;
 pub mod metrics;
 mod newtype;

@@ -24,8 +24,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::event::{Level, Table};
-use crate::flight::stats::{DURATION_BUCKETS_S, QueryStats};
+use crate::flight::stats::QueryStats;
 use crate::flight::tail::TailStats;
+use crate::histogram::HistogramSnapshot;
 use crate::ingest::Logger;
 use crate::store::Store;
 
@@ -85,6 +86,19 @@ fn gauge(
     family(encoder, name, help, MetricType::Gauge, values, |v, e| {
         ConstGauge::new(v).encode(e)
     })
+}
+
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &HistogramSnapshot,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    // Per bucket, not cumulative: the encoder sums them.
+    metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum_s, h.count, &h.buckets, None,
+    )
 }
 
 fn by_level(count: impl Fn(Level) -> u64) -> Vec<(Labels, u64)> {
@@ -258,22 +272,17 @@ impl Collector for Sources {
                 (vec![("outcome", "refused")], q.refused),
             ],
         )?;
-        // Per bucket, not cumulative: the encoder sums them.
-        let buckets: Vec<(f64, u64)> = DURATION_BUCKETS_S
-            .iter()
-            .copied()
-            .chain([f64::INFINITY])
-            .zip(q.buckets.iter().copied())
-            .collect();
-        let count = q.count;
-        let mut metric = e.encode_descriptor(
+        histogram(
+            &mut e,
             "quiver_query_duration_seconds",
             "Time from a query's start to its end (planning, execution and streaming).",
-            None,
-            MetricType::Histogram,
+            &q.durations,
         )?;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            q.sum_s, count, &buckets, None,
+        histogram(
+            &mut e,
+            "quiver_wal_sync_duration_seconds",
+            "Time to write and fsync one WAL append (the batch is durable at its end).",
+            &self.store.status.wal_sync.snapshot(),
         )?;
         self.encode_tails(&mut e)
     }

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::histogram::{Histogram, HistogramSnapshot};
+
 /// Upper bounds of the duration buckets, in seconds (Prometheus's
 /// `le` labels); a last, unbounded bucket holds the rest.
 pub const DURATION_BUCKETS_S: [f64; 12] = [
@@ -21,14 +23,23 @@ pub enum Outcome {
     Refused,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueryStats {
     ok: AtomicU64,
     failed: AtomicU64,
     refused: AtomicU64,
-    /// Per bucket, the last unbounded.
-    buckets: [AtomicU64; DURATION_BUCKETS_S.len() + 1],
-    sum_us: AtomicU64,
+    durations: Histogram,
+}
+
+impl Default for QueryStats {
+    fn default() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            durations: Histogram::new(&DURATION_BUCKETS_S),
+        }
+    }
 }
 
 /// A copy of [`QueryStats`] at one moment.
@@ -37,12 +48,8 @@ pub struct QuerySnapshot {
     pub ok: u64,
     pub failed: u64,
     pub refused: u64,
-    /// Queries per bucket of [`DURATION_BUCKETS_S`] (not cumulative), then
-    /// those slower than the last bound.
-    pub buckets: Vec<u64>,
-    /// Queries timed: the sum of `buckets`.
-    pub count: u64,
-    pub sum_s: f64,
+    /// The timed queries' durations.
+    pub durations: HistogramSnapshot,
 }
 
 impl QueryStats {
@@ -54,26 +61,16 @@ impl QueryStats {
         }
         .fetch_add(1, Relaxed);
         if let Some(took) = took {
-            let s = took.as_secs_f64();
-            let bucket = DURATION_BUCKETS_S
-                .iter()
-                .position(|&le| s <= le)
-                .unwrap_or(DURATION_BUCKETS_S.len());
-            self.buckets[bucket].fetch_add(1, Relaxed);
-            self.sum_us
-                .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+            self.durations.record(took);
         }
     }
 
     pub fn snapshot(&self) -> QuerySnapshot {
-        let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         QuerySnapshot {
             ok: self.ok.load(Relaxed),
             failed: self.failed.load(Relaxed),
             refused: self.refused.load(Relaxed),
-            count: buckets.iter().sum(),
-            buckets,
-            sum_s: self.sum_us.load(Relaxed) as f64 / 1e6,
+            durations: self.durations.snapshot(),
         }
     }
 }
@@ -83,7 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_land_in_their_bucket() {
+    fn outcomes_are_counted_and_timed_queries_timed() {
         let stats = QueryStats::default();
         stats.record(Outcome::Ok, Some(Duration::from_millis(3)));
         stats.record(Outcome::Ok, Some(Duration::from_millis(10)));
@@ -91,10 +88,6 @@ mod tests {
         stats.record(Outcome::Refused, None);
         let s = stats.snapshot();
         assert_eq!((s.ok, s.failed, s.refused), (2, 1, 1));
-        assert_eq!(s.buckets[0], 1, "3 ms <= 5 ms");
-        assert_eq!(s.buckets[1], 1, "10 ms <= 10 ms");
-        assert_eq!(*s.buckets.last().unwrap(), 1, "900 s > the last bound");
-        assert_eq!(s.count, 3, "every timed query");
-        assert!((s.sum_s - 900.013).abs() < 1e-9);
+        assert_eq!(s.durations.count, 3, "every timed query");
     }
 }

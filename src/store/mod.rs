@@ -601,7 +601,10 @@ impl BatchSink for StoreSink {
             .enumerate()
             .map(|(i, (table, batch))| (self.next_seq + i as u64, *table, batch))
             .collect();
-        if let Err(e) = self.wal.append(&records) {
+        let started = std::time::Instant::now();
+        let appended = self.wal.append(&records);
+        self.status.wal_sync.record(started.elapsed());
+        if let Err(e) = appended {
             let reason = e.io().map_or_else(|| e.to_string(), fsio::describe_io);
             self.status.wal.stalled("wal", &reason);
             return Err(SinkError(Box::new(e)));

@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 
 use crate::event::{Table, Ts};
+use crate::histogram::Histogram;
 
 /// One component's state.
 #[derive(Debug, Default)]
@@ -105,10 +106,18 @@ pub struct Hole {
     pub detail: String,
 }
 
+/// Upper bounds of the WAL append latency buckets, in seconds: an fsync takes
+/// tens of microseconds on NVMe, milliseconds on a disk or network volume.
+pub const WAL_SYNC_BUCKETS_S: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+
 /// Every component's state, and the holes found since the store opened.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreStatus {
     pub wal: ComponentStatus,
+    /// How long each WAL append (write and fsync) took.
+    pub wal_sync: Histogram,
     pub hot: ComponentStatus,
     pub lake: ComponentStatus,
     pub journal: ComponentStatus,
@@ -117,6 +126,19 @@ pub struct StoreStatus {
 
 /// Most holes kept for `system.holes` (the log has every one).
 const HOLES_KEPT_MAX: usize = 10_000;
+
+impl Default for StoreStatus {
+    fn default() -> Self {
+        Self {
+            wal: ComponentStatus::default(),
+            wal_sync: Histogram::new(&WAL_SYNC_BUCKETS_S),
+            hot: ComponentStatus::default(),
+            lake: ComponentStatus::default(),
+            journal: ComponentStatus::default(),
+            holes: Mutex::default(),
+        }
+    }
+}
 
 impl StoreStatus {
     /// Records a hole: logged at ERROR when rows are lost, WARN otherwise.

@@ -97,6 +97,10 @@ def test_counters_move_as_events_are_ingested(exporter):
     market = frozenset({("table", "market_context")})
     assert after[("quiver_writer_rows_total", market)] - before[("quiver_writer_rows_total", market)] == n
     assert after[("quiver_kill_switch_tripped", frozenset())] == 0
+    # The rows were made durable by at least one WAL append, timed.
+    appends = ("quiver_wal_sync_duration_seconds_count", frozenset())
+    assert after[appends] - before.get(appends, 0) >= 1
+    assert after[("quiver_wal_sync_duration_seconds_sum", frozenset())] > 0
 
 
 def test_queries_are_counted_by_outcome_and_timed(exporter):
