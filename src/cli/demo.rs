@@ -124,6 +124,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         server.url
     );
     let exporter = pipeline.start_prometheus(&config, &server).await?;
+    let alerts = pipeline.start_alerts(&config)?;
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);
@@ -164,6 +165,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     server.stop().await?;
     if let Some(exporter) = exporter {
         exporter.stop().await?;
+    }
+    if let Some(alerts) = alerts {
+        tokio::task::spawn_blocking(move || alerts.stop()).await?;
     }
     pipeline.logger.flush().await?;
     let st = pipeline.logger.stats();

@@ -23,6 +23,7 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
     let exporter = pipeline.start_prometheus(&config, &server).await?;
+    let alerts = pipeline.start_alerts(&config)?;
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut status = tokio::time::interval(Duration::from_secs(30));
@@ -38,6 +39,9 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     server.stop().await?;
     if let Some(exporter) = exporter {
         exporter.stop().await?;
+    }
+    if let Some(alerts) = alerts {
+        tokio::task::spawn_blocking(move || alerts.stop()).await?;
     }
     pipeline.logger.flush().await?;
     pipeline.close().await
