@@ -33,6 +33,8 @@ use super::sqlite::{self, Migration, SqliteError};
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sql: "
+        -- Read by sqlite::relations (every column here declares its type).
+        CREATE TABLE _quiver_column_types (relation TEXT, column TEXT, type TEXT);
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             receiver TEXT NOT NULL,
@@ -545,6 +547,23 @@ mod tests {
             error: None,
             next_attempt_us: None,
         }
+    }
+
+    /// `system.alert_deliveries` reads the table through the journal's
+    /// reader; its timestamps come out as timestamps.
+    #[test]
+    fn the_deliveries_table_is_a_readable_relation() {
+        let (dir, _db) = open();
+        let relations = sqlite::list_relations(&dir.path().join("alerts.sqlite")).unwrap();
+        let deliveries = relations
+            .iter()
+            .find(|r| r.name == DELIVERIES_TABLE)
+            .unwrap();
+        let started = deliveries.schema.field_with_name("started_ts").unwrap();
+        assert!(matches!(
+            started.data_type(),
+            arrow::datatypes::DataType::Timestamp(..)
+        ));
     }
 
     #[test]
