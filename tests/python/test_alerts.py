@@ -345,3 +345,33 @@ def test_alerts_test_reports_the_outcome_and_never_the_secret(template, receiver
     missing = quiver(config, data, "alerts", "test", "missing")
     assert missing.returncode != 0
     assert "TEST_NO_SUCH_VAR" in missing.stderr, missing.stderr
+
+
+def test_a_notice_in_flight_at_kill_9_is_resent_once_with_its_idempotency_key(template, receiver):
+    """The one at-least-once window: killed between the request and its
+    record, the notice is claimed again once its lease (2 x request_timeout
+    + 5 s) lapses, and sent with the same Idempotency-Key."""
+    work, data, config = setup(
+        template, receiver,
+        'request_timeout = "1s"',
+        f'[[alerts.receivers]]\nname = "hook"\nkind = "webhook"\nurl = "{receiver.url("/hook")}"\n',
+    )
+    receiver.script("/hook", ("hang", 0.9))
+    proc, url, log = serve(config, data, work, "in-flight")
+    out = quiver(config, data, "metrics", "compute")
+    assert out.returncode == 0, out.stderr
+    receiver.wait_for("/hook", 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    log.close()
+    proc, url, log = serve(config, data, work, "after-in-flight")
+    try:
+        hook = receiver.wait_for("/hook", 2, timeout=30)
+        time.sleep(1.5)
+        assert len(receiver.seen("/hook")) == 2
+        assert hook[1]["at"] - hook[0]["at"] >= 7.0 - 0.5, "resent before the lease lapsed"
+        assert hook[0]["headers"]["idempotency-key"] == hook[1]["headers"]["idempotency-key"]
+        rows = wait_for_rows(url, 1)
+        assert [(r["attempt"], r["http_status"], r["outcome"]) for r in rows] == [(2, 200, "sent")]
+    finally:
+        stop_server(proc, log)
