@@ -220,3 +220,131 @@ impl DeliveryWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MinSeverity, ReceiverConfig, ReceiverKind};
+    use crate::store::outbox::Notice;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+
+    /// A local HTTP server answering each request with the next of
+    /// `script` (status, extra header line), recording when each came.
+    fn serve(script: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for (stream, (status, header)) in listener.incoming().zip(script) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                record.lock().unwrap().push(Instant::now());
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                )
+                .unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    fn alerts(url: &str) -> AlertsSection {
+        AlertsSection {
+            retry_initial: Duration::from_millis(20),
+            request_timeout: Duration::from_secs(5),
+            receivers: vec![ReceiverConfig {
+                name: "hook".into(),
+                kind: ReceiverKind::Webhook,
+                url: Some(url.into()),
+                base_url: None,
+                chat_id: None,
+                min_severity: MinSeverity::Warning,
+                token_env: None,
+                token_file: None,
+            }],
+            ..AlertsSection::default()
+        }
+    }
+
+    fn notice(severity: &str) -> Notice {
+        Notice {
+            source: "health".into(),
+            rule: "wal_lag".into(),
+            severity: severity.into(),
+            dimensions: Default::default(),
+            message: "the WAL lags".into(),
+            value: None,
+            fired_at: chrono::Utc::now(),
+        }
+    }
+
+    fn deliver(alerts: &AlertsSection, dir: &Path, wait: Duration) -> (Arc<DeliveryStats>, usize) {
+        let outbox = Outbox::open(dir, alerts).unwrap();
+        let report = outbox
+            .enqueue(&[notice("critical"), notice("info")])
+            .unwrap();
+        // The info notice is below the receiver's min_severity.
+        assert_eq!(report.ids.len(), 1);
+        let mut deliverer = Deliverer::new(dir, alerts, outbox.stats()).unwrap();
+        let left = deliverer
+            .deliver_until_done(&outbox, &report.ids, wait)
+            .unwrap();
+        (outbox.stats(), left)
+    }
+
+    fn count(stats: &DeliveryStats, outcome: &str) -> u64 {
+        stats
+            .attempts()
+            .iter()
+            .find(|c| c.outcome == outcome)
+            .map_or(0, |c| c.attempts)
+    }
+
+    #[test]
+    fn a_429_waits_its_retry_after_then_the_notice_is_sent() {
+        let (url, seen) = serve(vec![(429, "Retry-After: 0.3\r\n"), (200, "")]);
+        let dir = tempfile::tempdir().unwrap();
+        let (stats, left) = deliver(&alerts(&url), dir.path(), Duration::from_secs(10));
+        assert_eq!(left, 0);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1] - seen[0] >= Duration::from_millis(290));
+        assert_eq!((count(&stats, "retry"), count(&stats, "sent")), (1, 1));
+    }
+
+    #[test]
+    fn a_4xx_fails_at_once_and_5xx_give_up_after_attempts_max() {
+        let (url, seen) = serve(vec![(400, "")]);
+        let dir = tempfile::tempdir().unwrap();
+        let (stats, left) = deliver(&alerts(&url), dir.path(), Duration::from_secs(10));
+        assert_eq!((left, seen.lock().unwrap().len()), (0, 1));
+        assert_eq!(count(&stats, "failed"), 1);
+
+        let (url, seen) = serve(vec![(500, ""), (503, ""), (502, ""), (200, "")]);
+        let dir = tempfile::tempdir().unwrap();
+        let config = AlertsSection {
+            attempts_max: 3,
+            ..alerts(&url)
+        };
+        let (stats, left) = deliver(&config, dir.path(), Duration::from_secs(10));
+        assert_eq!((left, seen.lock().unwrap().len()), (0, 3));
+        assert_eq!((count(&stats, "retry"), count(&stats, "gave_up")), (2, 1));
+    }
+}
