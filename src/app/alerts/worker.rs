@@ -48,7 +48,10 @@ impl Deliverer {
             receivers,
             agent: receiver::agent(alerts.request_timeout),
             policy: RetryPolicy::from_config(alerts),
-            lease: alerts.request_timeout * 2 + Duration::from_secs(5),
+            lease: alerts
+                .request_timeout
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(5)),
             stats,
         })
     }
