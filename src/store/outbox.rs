@@ -9,6 +9,10 @@
 //! alert_deliveries  every attempt: outcome sent | retry | gave_up | failed
 //! ```
 //!
+//! Times are microseconds since the epoch in `*_ts` columns (the journal's
+//! convention), so `system.alert_deliveries` shows `started_ts`,
+//! `finished_ts` and `next_attempt_ts` as UTC timestamps.
+//!
 //! The rules, each enforced in one transaction here:
 //! - **enqueue**: the cooldown check, the `outbox_max` check, the insert and the
 //!   cooldown update commit together, so two producers (the server and a

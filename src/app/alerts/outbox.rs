@@ -94,6 +94,10 @@ impl Outbox {
     /// those in their cooldown. Over `outbox_max` the rest is refused:
     /// logged, counted, and reported, never waited for. Wakes this process's
     /// delivery worker.
+    ///
+    /// Blocking: one short SQLite transaction, which waits (busy timeout, at
+    /// most 10 s) while another process writes the outbox; from async code,
+    /// call it in `spawn_blocking`.
     pub fn enqueue(&self, notices: &[Notice]) -> anyhow::Result<EnqueueReport> {
         let groups = self.groups(notices);
         if groups.is_empty() {
