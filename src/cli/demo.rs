@@ -118,13 +118,15 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         "quiver demo: bot at {} events/s, data in {data_dir}",
         args.rate
     );
+    // Before the server advertises itself: a receiver's missing secret
+    // stops the start with nothing to clean up.
+    let alerts = pipeline.start_alerts(&config)?;
     let server = pipeline.start_flight(&config).await?;
     println!(
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
         server.url
     );
     let exporter = pipeline.start_prometheus(&config, &server).await?;
-    let alerts = pipeline.start_alerts(&config)?;
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);

@@ -20,10 +20,12 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
         "quiver serve: data in {}; Ctrl-C or SIGTERM stops",
         pipeline.store.data_dir.display()
     );
+    // Before the server advertises itself: a receiver's missing secret
+    // stops the start with nothing to clean up.
+    let alerts = pipeline.start_alerts(&config)?;
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
     let exporter = pipeline.start_prometheus(&config, &server).await?;
-    let alerts = pipeline.start_alerts(&config)?;
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut status = tokio::time::interval(Duration::from_secs(30));

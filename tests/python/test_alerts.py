@@ -375,3 +375,17 @@ def test_a_notice_in_flight_at_kill_9_is_resent_once_with_its_idempotency_key(te
         assert [(r["attempt"], r["http_status"], r["outcome"]) for r in rows] == [(2, 200, "sent")]
     finally:
         stop_server(proc, log)
+
+
+def test_serve_refuses_to_start_without_a_receivers_secret(template, receiver):
+    work, data, config = setup(
+        template, receiver, "",
+        '[[alerts.receivers]]\nname = "desk"\nkind = "discord"\ntoken_env = "TEST_NO_DISCORD_URL"\n',
+    )
+    out = subprocess.run(
+        [quiver_binary(), "--config", config, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
+        env=env(), capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode != 0
+    assert "TEST_NO_DISCORD_URL" in out.stderr and "desk" in out.stderr, out.stderr
+    assert not os.path.exists(os.path.join(data, "flight.json"))
