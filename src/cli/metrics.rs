@@ -264,7 +264,11 @@ async fn compute(
         elapsed_ms = opened.elapsed().as_secs_f64() * 1e3,
         "session open"
     );
-    let through_server = job.server_url().is_some();
+    // The server delivers only if it holds this data dir (and so its
+    // outbox); one named by --server elsewhere does not.
+    let through_server = job.server_url().is_some_and(|url| {
+        crate::app::Advert::read(&config.data_dir).is_some_and(|advert| advert.url == url)
+    });
     if let Some(url) = job.server_url() {
         eprintln!("computing through the server at {url}");
     }
