@@ -55,6 +55,12 @@
 //!   text; errors name the variable or file; [`crate::config::Secret`]
 //!   prints `***`, and every error text from a response or the HTTP client is
 //!   redacted of the secret (Telegram's token is part of its URL).
+//! - **Counts for `/metrics`**: [`DeliveryWorker::stats`] is an
+//!   `Arc<DeliveryStats>` of this process's attempts by receiver and outcome
+//!   ([`DeliveryStats::attempts`]), and the notices refused at `outbox_max`
+//!   or dropped by a cooldown here. Attempts made by another process
+//!   (`metrics compute` delivering itself) are in `system.alert_deliveries`,
+//!   not in these counters.
 //! - **Config types live in `crate::config`** (`config/alerts.rs`): `config`
 //!   sits below `app`, and every section is parsed there.
 
