@@ -10,6 +10,8 @@
 //! items (`QUIVER_VALIDATION__SYMBOLS_ALLOWED=BTC-USD,ETH-USD`), and any other
 //! key reads the text as a TOML scalar (numbers, booleans).
 
+mod alerts;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ use crate::flight::{Credentials, FlightConfig, TlsFiles};
 use crate::ingest::LoggerConfig;
 use crate::query::QueryConfig;
 use crate::store::{HotConfig, LakeConfig, StoreConfig};
+pub use alerts::{
+    AlertsSection, MinSeverity, ReceiverConfig, ReceiverKind, Secret, SecretError,
+    TELEGRAM_BASE_URL,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,7 +47,9 @@ pub enum ConfigError {
 /// own keys and defaults; a section type of this module exists only where the
 /// file holds keys the layer's struct does not: `[validation]`
 /// ([`ValidationSection`]), `[lake]` ([`LakeSection`]), `[flight]`
-/// ([`FlightSection`]), and `[metrics]`, which no layer owns.
+/// ([`FlightSection`]), and `[metrics]`, `[prometheus]` and `[alerts]`
+/// ([`AlertsSection`], in `config/alerts.rs`), which no layer below the app
+/// owns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -67,6 +75,9 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// `[prometheus]`: the `/metrics` endpoint.
     pub prometheus: PrometheusSection,
+    /// `[alerts]`: receivers, cooldown, retries and the outbox
+    /// ([`alerts`](AlertsSection), used by `crate::app::alerts`).
+    pub alerts: AlertsSection,
 }
 
 impl Default for Config {
@@ -82,6 +93,7 @@ impl Default for Config {
             flight: FlightSection::default(),
             metrics: MetricsSection::default(),
             prometheus: PrometheusSection::default(),
+            alerts: AlertsSection::default(),
         }
     }
 }
@@ -467,6 +479,7 @@ impl Config {
                  params_bytes_max must be > 0",
             ));
         }
+        self.alerts.check().map_err(|e| invalid("alerts", e))?;
         let p = &self.prometheus;
         if p.enabled && !p.listen.ip().is_loopback() && !p.allow_open {
             return Err(invalid(
@@ -650,6 +663,8 @@ mod tests {
             "query",
             "flight",
             "metrics",
+            "prometheus",
+            "alerts",
         ] {
             std::fs::write(&file, format!("[{section}]\nbogus_key = 1\n")).unwrap();
             let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
@@ -687,7 +702,7 @@ mod tests {
         };
         assert_eq!(
             keys(&value),
-            "data_dir flight hot lake listen logger metrics prometheus query validation"
+            "alerts data_dir flight hot lake listen logger metrics prometheus query validation"
         );
         let expected = [
             (
@@ -718,6 +733,11 @@ mod tests {
             ),
             ("metrics", "reload_interval"),
             ("prometheus", "allow_open enabled listen"),
+            (
+                "alerts",
+                "attempts_max cooldown deliver_wait give_up_after outbox_max poll_interval \
+                 receivers request_timeout retry_initial retry_max",
+            ),
         ];
         for (section, want) in expected {
             assert_eq!(keys(&value[section]), want, "[{section}]");
@@ -877,6 +897,74 @@ mod tests {
         ] {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(text.contains("quant") && text.contains("***"), "{text}");
+        }
+    }
+
+    #[test]
+    fn alerts_defaults_and_receivers_from_the_file() {
+        let a = Config::default().alerts;
+        assert_eq!(a.cooldown, Duration::from_secs(300));
+        assert_eq!(a.retry_initial, Duration::from_secs(1));
+        assert_eq!(a.retry_max, Duration::from_secs(300));
+        assert_eq!(a.attempts_max, 8);
+        assert_eq!(a.give_up_after, Duration::from_secs(3600));
+        assert_eq!(a.request_timeout, Duration::from_secs(10));
+        assert_eq!(a.outbox_max, 100_000);
+        assert_eq!(a.deliver_wait, Duration::from_secs(30));
+        assert!(a.receivers.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "[alerts]\ncooldown = \"1m\"\n\
+             [[alerts.receivers]]\nname = \"ops\"\nkind = \"telegram\"\nchat_id = \"-100\"\n\
+             token_env = \"TG_TOKEN\"\nmin_severity = \"critical\"\n\
+             [[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/x\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("QUIVER_ALERTS__ATTEMPTS_MAX", "3")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.alerts.cooldown, Duration::from_secs(60));
+        assert_eq!(c.alerts.attempts_max, 3);
+        assert_eq!(c.alerts.receivers.len(), 2);
+        let ops = c.alerts.receiver("ops").unwrap();
+        assert_eq!(ops.kind, ReceiverKind::Telegram);
+        assert_eq!(ops.min_severity, MinSeverity::Critical);
+        assert_eq!(
+            c.alerts.receiver("hook").unwrap().min_severity,
+            MinSeverity::Info
+        );
+    }
+
+    /// A receiver's unknown key, an inline `token`, a bad kind and a
+    /// receiver missing its keys are refused, naming the key or receiver.
+    #[test]
+    fn alerts_receivers_refuse_unknown_keys_and_inline_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        for (body, want) in [
+            (
+                "name = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\nbogus_key = 1\n",
+                "bogus_key",
+            ),
+            (
+                "name = \"a\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken = \"123:abc\"\n",
+                "token",
+            ),
+            ("name = \"a\"\nkind = \"sms\"\n", "sms"),
+            ("name = \"a\"\nkind = \"discord\"\n", "token_env"),
+        ] {
+            std::fs::write(&file, format!("[[alerts.receivers]]\n{body}")).unwrap();
+            let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{body}: {err}");
+            assert!(!err.contains("123:abc"), "{err}");
         }
     }
 

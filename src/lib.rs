@@ -28,7 +28,8 @@
 //!                     query::QueryEngine: catalog `quiver`
 //!                        events.*  lake files <= lake_seq  UNION  hot rows > lake_seq
 //!                        hot.*     DuckDB tables
-//!                        system.*  queue, drops, kill switch, writer, lake files
+//!                        system.*  queue, drops, kill switch, writer, lake files,
+//!                                  alert deliveries (alerts.sqlite)
 //!                        journal.* registry.* learning.*  SQLite, filters pushed down
 //! ```
 //!
@@ -55,7 +56,8 @@
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or
-//!   remote query session, the metrics job, Prometheus `/metrics`, and each report's SQL and typed
+//!   remote query session, the metrics job, alert delivery (outbox, Telegram,
+//!   Discord, webhooks), Prometheus `/metrics`, and each report's SQL and typed
 //!   rows (explain, insights, ...); for the CLI and for embedders.
 //! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
 //!   [`app`], prints.

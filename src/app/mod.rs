@@ -6,6 +6,9 @@
 //!   advertised in the data dir ([`Advert`]).
 //! - [`Session`]: where queries go: an engine over the data dir, or the server
 //!   that holds it, or any server by URL.
+//! - [`alerts`]: alerts that reach people: the durable outbox producers
+//!   enqueue into, the delivery worker, Telegram, Discord and webhook
+//!   receivers, delivery counts.
 //! - [`explain`]: the explain report: gate decisions explained, with the
 //!   signal's fate and market.
 //! - [`compare`]: `models compare`: two models' feature importances,
@@ -28,6 +31,7 @@
 //! report homes in `query/`; they live here because a report runs on a
 //! `Session`, local or through a server, and `query/` sits below `app/`.
 
+pub mod alerts;
 pub mod compare;
 pub mod explain;
 pub mod insights;

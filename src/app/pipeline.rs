@@ -167,6 +167,23 @@ impl Pipeline {
         Ok(Some(exporter))
     }
 
+    /// Starts delivering alerts from the outbox when `[alerts]` has
+    /// receivers; its [`alerts::DeliveryWorker::outbox`] is where producers
+    /// in this process enqueue, its `stats()` the counts for `/metrics`.
+    ///
+    /// [`alerts::DeliveryWorker::outbox`]: super::alerts::DeliveryWorker::outbox
+    pub fn start_alerts(
+        &self,
+        config: &Config,
+    ) -> anyhow::Result<Option<super::alerts::DeliveryWorker>> {
+        if config.alerts.receivers.is_empty() {
+            return Ok(None);
+        }
+        let worker = super::alerts::DeliveryWorker::start(&self.store.data_dir, &config.alerts)?;
+        println!("  Alerts to {} receiver(s)", config.alerts.receivers.len());
+        Ok(Some(worker))
+    }
+
     /// Flushes and closes the logger, then the store (the lake rolls what is
     /// pending, so the lake is complete for other readers).
     pub async fn close(self) -> anyhow::Result<()> {

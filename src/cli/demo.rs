@@ -118,6 +118,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         "quiver demo: bot at {} events/s, data in {data_dir}",
         args.rate
     );
+    // Before the server advertises itself: a receiver's missing secret
+    // stops the start with nothing to clean up.
+    let alerts = pipeline.start_alerts(&config)?;
     let server = pipeline.start_flight(&config).await?;
     println!(
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
@@ -164,6 +167,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     server.stop().await?;
     if let Some(exporter) = exporter {
         exporter.stop().await?;
+    }
+    if let Some(alerts) = alerts {
+        tokio::task::spawn_blocking(move || alerts.stop()).await?;
     }
     pipeline.logger.flush().await?;
     let st = pipeline.logger.stats();

@@ -14,6 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::{NaiveDate, Utc};
 
 use super::output::{self, Format};
+use crate::app::alerts::{self, Outbox};
 use crate::app::metrics_job::{DayOutcome, MetricsJob};
 use crate::config::Config;
 use crate::metrics::{Definitions, MetricSource};
@@ -263,9 +264,21 @@ async fn compute(
         elapsed_ms = opened.elapsed().as_secs_f64() * 1e3,
         "session open"
     );
+    // The server delivers only if it holds this data dir (and so its
+    // outbox); one named by --server elsewhere does not.
+    let through_server = job.server_url().is_some_and(|url| {
+        crate::app::Advert::read(&config.data_dir).is_some_and(|advert| advert.url == url)
+    });
     if let Some(url) = job.server_url() {
         eprintln!("computing through the server at {url}");
     }
+    // Alerts go to the outbox whoever delivers them (see app::alerts).
+    let outbox = if config.alerts.receivers.is_empty() {
+        None
+    } else {
+        Some(Outbox::open(&config.data_dir, &config.alerts)?)
+    };
+    let mut enqueued = Vec::new();
     let metrics = job.metrics().len();
     let bar = indicatif::ProgressBar::new((days.len() * metrics) as u64);
     bar.set_style(
@@ -284,16 +297,58 @@ async fn compute(
             }
         };
         bar.suspend(|| print_day(day, metrics, &outcome));
+        if let (Some(outbox), DayOutcome::Written { alerts, .. }) = (&outbox, &outcome) {
+            let report = outbox.enqueue(&alerts::notices_from_alerts(alerts))?;
+            bar.suspend(|| print_enqueued(&report));
+            enqueued.extend(report.ids);
+        }
         if matches!(outcome, DayOutcome::Failed { .. }) {
             failed_days.push(day);
         }
     }
     bar.finish_and_clear();
     job.close().await?;
+    if let Some(outbox) = outbox
+        && !enqueued.is_empty()
+    {
+        deliver_enqueued(config, outbox, enqueued, through_server).await?;
+    }
     if !failed_days.is_empty() {
         let list: Vec<String> = failed_days.iter().map(|d| d.to_string()).collect();
         bail!("metrics compute failed for {}", list.join(", "));
     }
+    Ok(())
+}
+
+fn print_enqueued(report: &alerts::EnqueueReport) {
+    println!(
+        "  alerts: {} message(s) to the outbox, {} in their cooldown, {} refused (outbox full)",
+        report.ids.len(),
+        report.cooled_down,
+        report.refused
+    );
+}
+
+/// Through a server, the server's delivery worker sends them; else this
+/// process does, for at most `alerts.deliver_wait`.
+async fn deliver_enqueued(
+    config: &Config,
+    outbox: Outbox,
+    ids: Vec<i64>,
+    through_server: bool,
+) -> anyhow::Result<()> {
+    if through_server {
+        println!("alerts: the server delivers the {} message(s)", ids.len());
+        return Ok(());
+    }
+    let config = config.clone();
+    let total = ids.len();
+    let left =
+        tokio::task::spawn_blocking(move || alerts::deliver_here(&config, &outbox, &ids)).await??;
+    println!(
+        "alerts: {} of {total} message(s) done (sent, failed or given up); {left} left in the outbox for the next run",
+        total - left
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The `quiver` command line: one file per subcommand, each with its `Args` and
 //! one `run` function.
 
+mod alerts;
 mod compact;
 mod compare;
 mod demo;
@@ -65,6 +66,8 @@ pub enum Command {
     Learning(learning::Args),
     /// Metrics from metrics.yaml: check, list, show, compute (with alerts).
     Metrics(metrics::Args),
+    /// Alert delivery: send a test message through a receiver, list the outbox.
+    Alerts(alerts::Args),
     /// Why a gate passed or rejected a signal: reason, margin, outcome,
     /// verdict, suggestion and market context.
     Explain(explain::Args),
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
         Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
         Command::Insights(args) => insights::run(cli.load_config(None)?, args).await,
+        Command::Alerts(args) => alerts::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
     }

@@ -20,6 +20,9 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
         "quiver serve: data in {}; Ctrl-C or SIGTERM stops",
         pipeline.store.data_dir.display()
     );
+    // Before the server advertises itself: a receiver's missing secret
+    // stops the start with nothing to clean up.
+    let alerts = pipeline.start_alerts(&config)?;
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
     let exporter = pipeline.start_prometheus(&config, &server).await?;
@@ -38,6 +41,9 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     server.stop().await?;
     if let Some(exporter) = exporter {
         exporter.stop().await?;
+    }
+    if let Some(alerts) = alerts {
+        tokio::task::spawn_blocking(move || alerts.stop()).await?;
     }
     pipeline.logger.flush().await?;
     pipeline.close().await

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `events` | every event table: lake + hot store, each event exactly once, plus `date` |
 //! | `hot` | the DuckDB hot store's tables as they are, with `_seq` |
-//! | `system` | queue, drops, kill switch, writer, lake files, quarantined files |
+//! | `system` | queue, drops, kill switch, writer, lake files, quarantined files, alert deliveries (alerts.sqlite) |
 //! | `journal` | the trade journal (SQLite): trades, features, outcomes, shadow trades, views |
 //! | `registry` | models, alias history, config changes (SQLite) |
 //! | `learning` | training sessions, feature importance (SQLite); calibration and performance views over `events.predictions` |
@@ -643,6 +643,10 @@ fn register_store_schemas(
             .register_table(name.to_string(), Arc::new(table))
             .map_err(QueryError::Catalog)?;
     }
+    let (name, deliveries) = alert_deliveries_table(&Layout::new(&store.data_dir))?;
+    system
+        .register_table(name, Arc::new(deliveries))
+        .map_err(QueryError::Catalog)?;
     catalog
         .register_schema("events", events)
         .map_err(QueryError::Catalog)?;
@@ -653,6 +657,31 @@ fn register_store_schemas(
         .register_schema("system", system)
         .map_err(QueryError::Catalog)?;
     Ok(())
+}
+
+/// `system.alert_deliveries`: every delivery attempt of the alert outbox
+/// (alerts.sqlite, created here if the dir has none yet), read like the
+/// journal's tables.
+fn alert_deliveries_table(layout: &Layout) -> Result<(String, sqlite::SqliteTable), QueryError> {
+    use crate::store::outbox::{DELIVERIES_TABLE, OutboxDb};
+    let external =
+        |e: crate::store::SqliteError| QueryError::Catalog(DataFusionError::External(Box::new(e)));
+    let path = layout.alerts();
+    drop(OutboxDb::open(&path).map_err(external)?);
+    let relation = crate::store::sqlite::list_relations(&path)
+        .map_err(external)?
+        .into_iter()
+        .find(|r| r.name == DELIVERIES_TABLE)
+        .ok_or_else(|| {
+            QueryError::Catalog(DataFusionError::Plan(format!(
+                "{} has no table {DELIVERIES_TABLE}",
+                path.display()
+            )))
+        })?;
+    Ok((
+        DELIVERIES_TABLE.to_string(),
+        sqlite::SqliteTable::new(path, relation),
+    ))
 }
 
 /// The SQLite schemas: `journal` (journal.sqlite), and `registry` and

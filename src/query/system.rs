@@ -9,6 +9,10 @@
 //! | `lake_files` | file | table, date, symbol, rows, bytes, sequence range |
 //! | `quarantined_files` | file | where it was, where it is, why |
 //! | `holes` | range | WAL sequences a consumer found missing, and whether they were refilled or lost |
+//!
+//! `system.alert_deliveries` (one row per delivery attempt of an alert) is
+//! not computed here: it is the outbox's SQLite table (`store::outbox`),
+//! registered in [`crate::query`] like the journal's tables.
 
 use std::sync::Arc;
 

@@ -39,6 +39,12 @@ impl Layout {
         self.root.join("registry.sqlite")
     }
 
+    /// The alert outbox (SQLite): notices waiting for delivery, the
+    /// cooldowns, and every delivery attempt (`system.alert_deliveries`).
+    pub fn alerts(&self) -> PathBuf {
+        self.root.join("alerts.sqlite")
+    }
+
     /// Model artifacts, by SHA-256.
     pub fn models(&self) -> PathBuf {
         self.root.join("models").join("sha256")

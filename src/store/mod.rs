@@ -7,6 +7,7 @@
 //! <data>/hot.duckdb      DuckDB hot store (recent window), fed from the WAL
 //! <data>/journal.sqlite  trade journal (SQLite), fed from the WAL's trade events
 //! <data>/registry.sqlite model registry, config history, learning tables
+//! <data>/alerts.sqlite   alert outbox, cooldowns, delivery attempts (app::alerts)
 //! <data>/models/sha256/  model artifacts, content-addressed
 //! <data>/lake/           Parquet lake, hive-partitioned, rolled from the WAL
 //! <data>/lake/_log/      the lake's commit log
@@ -50,6 +51,7 @@ pub mod hot;
 pub mod journal;
 pub mod lake;
 pub mod layout;
+pub mod outbox;
 pub mod registry;
 pub mod seq;
 pub mod sqlite;

@@ -27,6 +27,7 @@ async fn catalog_lists_every_table_and_rejects_writes() {
         "writer",
         "lake_files",
         "quarantined_files",
+        "alert_deliveries",
     ] {
         h.query(&format!("SELECT * FROM system.{system}")).await;
     }
