@@ -151,6 +151,7 @@ impl Pipeline {
         &self,
         config: &Config,
         server: &RunningServer,
+        alerts: Option<&super::alerts::DeliveryWorker>,
     ) -> anyhow::Result<Option<super::prometheus::Exporter>> {
         if !config.prometheus.enabled {
             return Ok(None);
@@ -160,6 +161,7 @@ impl Pipeline {
             store: self.store.clone(),
             queries: server.query_stats.clone(),
             tails: server.tail_stats.clone(),
+            alerts: alerts.map(|a| a.stats()),
         };
         let exporter =
             super::prometheus::Exporter::start(config.prometheus.listen, sources).await?;

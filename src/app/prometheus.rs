@@ -23,6 +23,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
+use crate::app::alerts::DeliveryStats;
 use crate::event::{Level, Table};
 use crate::flight::stats::QueryStats;
 use crate::flight::tail::TailStats;
@@ -41,9 +42,11 @@ pub struct Sources {
     pub store: Arc<Store>,
     pub queries: Arc<QueryStats>,
     pub tails: Arc<TailStats>,
+    /// Alert deliveries, when receivers are configured.
+    pub alerts: Option<Arc<DeliveryStats>>,
 }
 
-type Labels = Vec<(&'static str, &'static str)>;
+type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 /// One family: a counter or gauge with its values by label set.
 fn family<V: Copy>(
@@ -51,7 +54,7 @@ fn family<V: Copy>(
     name: &str,
     help: &str,
     kind: MetricType,
-    values: &[(Labels, V)],
+    values: &[(Labels<'_>, V)],
     encode: impl Fn(V, prometheus_client::encoding::MetricEncoder) -> std::fmt::Result,
 ) -> std::fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
@@ -70,7 +73,7 @@ fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    values: &[(Labels, u64)],
+    values: &[(Labels<'_>, u64)],
 ) -> std::fmt::Result {
     family(encoder, name, help, MetricType::Counter, values, |v, e| {
         ConstCounter::new(v).encode(e)
@@ -81,7 +84,7 @@ fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    values: &[(Labels, f64)],
+    values: &[(Labels<'_>, f64)],
 ) -> std::fmt::Result {
     family(encoder, name, help, MetricType::Gauge, values, |v, e| {
         ConstGauge::new(v).encode(e)
@@ -101,7 +104,7 @@ fn histogram(
     )
 }
 
-fn by_level(count: impl Fn(Level) -> u64) -> Vec<(Labels, u64)> {
+fn by_level(count: impl Fn(Level) -> u64) -> Vec<(Labels<'static>, u64)> {
     Level::ALL
         .iter()
         .map(|&l| (vec![("level", l.as_str())], count(l)))
@@ -194,7 +197,7 @@ impl Collector for Sources {
             "Times the kill switch tripped.",
             &[(vec![], l.kill_switch_trips)],
         )?;
-        let by_table: Vec<(Labels, u64)> = Table::ALL
+        let by_table: Vec<(Labels<'static>, u64)> = Table::ALL
             .iter()
             .map(|t| {
                 (
@@ -284,11 +287,46 @@ impl Collector for Sources {
             "Time to write and fsync one WAL append (the batch is durable at its end).",
             &self.store.status.wal_sync.snapshot(),
         )?;
-        self.encode_tails(&mut e)
+        self.encode_tails(&mut e)?;
+        self.encode_alerts(&mut e)
     }
 }
 
 impl Sources {
+    fn encode_alerts(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(a) = &self.alerts else {
+            return Ok(());
+        };
+        let attempts = a.attempts();
+        let by_receiver: Vec<(Labels<'_>, u64)> = attempts
+            .iter()
+            .map(|c| {
+                (
+                    vec![("receiver", c.receiver.as_str()), ("outcome", c.outcome)],
+                    c.attempts,
+                )
+            })
+            .collect();
+        counter(
+            e,
+            "quiver_alert_deliveries",
+            "Alert delivery attempts by receiver and outcome (sent, retry, gave_up, failed).",
+            &by_receiver,
+        )?;
+        counter(
+            e,
+            "quiver_alerts_refused",
+            "Alert notices the outbox refused (alerts.outbox_max).",
+            &[(vec![], a.refused())],
+        )?;
+        counter(
+            e,
+            "quiver_alerts_cooled_down",
+            "Alert notices dropped inside their cooldown.",
+            &[(vec![], a.cooled_down())],
+        )
+    }
+
     fn encode_tails(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let t = &self.tails;
         gauge(

@@ -126,7 +126,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
         server.url
     );
-    let exporter = pipeline.start_prometheus(&config, &server).await?;
+    let exporter = pipeline
+        .start_prometheus(&config, &server, alerts.as_ref())
+        .await?;
     println!("  Ctrl-C stops, flushes and exits.");
 
     let mut sim = Simulator::new(args.seed, gates);

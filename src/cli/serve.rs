@@ -25,7 +25,9 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     let alerts = pipeline.start_alerts(&config)?;
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
-    let exporter = pipeline.start_prometheus(&config, &server).await?;
+    let exporter = pipeline
+        .start_prometheus(&config, &server, alerts.as_ref())
+        .await?;
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut status = tokio::time::interval(Duration::from_secs(30));

@@ -12,14 +12,17 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 from conftest import quiver_binary, quiver_env, start_server, stop_server
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 TG_TOKEN = "123456:telegram-secret-token"
 
@@ -128,6 +131,12 @@ def receiver():
     r.server.shutdown()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def setup(template, receiver, alerts_keys, receivers):
     """A work dir with a copy of the data, metrics.yaml and quiver.toml."""
     work = tempfile.mkdtemp(prefix="quiver-alerts-")
@@ -215,6 +224,9 @@ def test_retries_spacing_grouping_cooldown_and_the_deliveries_table(template, re
         'retry_initial = "300ms"\nretry_max = "5s"\nrequest_timeout = "1s"\ncooldown = "5m"',
         receivers,
     )
+    prometheus_port = free_port()
+    with open(config, "a") as f:
+        f.write(f'\n[prometheus]\nenabled = true\nlisten = "127.0.0.1:{prometheus_port}"\n')
     receiver.script("/tg", status(429, {"ok": False, "error_code": 429, "parameters": {"retry_after": 2}}))
     receiver.script("/discord", status(429, {"message": "rate limited", "retry_after": 1.5}, {"Retry-After": "1"}))
     receiver.script("/hook", status(500, {"error": "boom"}), ("hang", 3))
@@ -267,6 +279,17 @@ def test_retries_spacing_grouping_cooldown_and_the_deliveries_table(template, re
         assert all(r["rule"] == "busy_day" for r in rows)
         assert str(by["hook"][0]["notice_id"]) == keys.pop()
         assert all(TG_TOKEN not in (r["error"] or "") for r in rows)
+        # The same attempts on /metrics, by receiver and outcome.
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/metrics", timeout=10).read().decode()
+        counted = {
+            (s.labels["receiver"], s.labels["outcome"]): s.value
+            for family in text_string_to_metric_families(scrape)
+            for s in family.samples
+            if s.name == "quiver_alert_deliveries_total"
+        }
+        assert counted[("tg", "retry")] == 1 and counted[("tg", "sent")] == 1, counted
+        assert counted[("hook", "retry")] == 2 and counted[("hook", "sent")] == 1, counted
+        assert counted[("discord", "gave_up")] == 0, counted
 
         # Cooldown: the same rule and dimensions again within 5 min: nothing sent.
         again = quiver(config, data, "metrics", "compute")
