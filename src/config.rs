@@ -11,6 +11,7 @@
 //! key reads the text as a TOML scalar (numbers, booleans).
 
 mod alerts;
+mod health;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use alerts::{
     AlertsSection, MinSeverity, ReceiverConfig, ReceiverKind, Secret, SecretError,
     TELEGRAM_BASE_URL,
 };
+pub use health::HealthSection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,8 +49,9 @@ pub enum ConfigError {
 /// own keys and defaults; a section type of this module exists only where the
 /// file holds keys the layer's struct does not: `[validation]`
 /// ([`ValidationSection`]), `[lake]` ([`LakeSection`]), `[flight]`
-/// ([`FlightSection`]), and `[metrics]`, `[prometheus]` and `[alerts]`
-/// ([`AlertsSection`], in `config/alerts.rs`), which no layer below the app
+/// ([`FlightSection`]), and `[metrics]`, `[prometheus]`, `[alerts]`
+/// ([`AlertsSection`], in `config/alerts.rs`) and `[health]`
+/// ([`HealthSection`], in `config/health.rs`), which no layer below the app
 /// owns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +81,9 @@ pub struct Config {
     /// `[alerts]`: receivers, cooldown, retries and the outbox
     /// ([`alerts`](AlertsSection), used by `crate::app::alerts`).
     pub alerts: AlertsSection,
+    /// `[health]`: the health monitor's sampling and thresholds
+    /// ([`health`](HealthSection), used by `crate::app::health`).
+    pub health: HealthSection,
 }
 
 impl Default for Config {
@@ -94,6 +100,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             prometheus: PrometheusSection::default(),
             alerts: AlertsSection::default(),
+            health: HealthSection::default(),
         }
     }
 }
@@ -480,6 +487,7 @@ impl Config {
             ));
         }
         self.alerts.check().map_err(|e| invalid("alerts", e))?;
+        self.health.check().map_err(|e| invalid("health", e))?;
         let p = &self.prometheus;
         if p.enabled && !p.listen.ip().is_loopback() && !p.allow_open {
             return Err(invalid(
@@ -665,6 +673,7 @@ mod tests {
             "metrics",
             "prometheus",
             "alerts",
+            "health",
         ] {
             std::fs::write(&file, format!("[{section}]\nbogus_key = 1\n")).unwrap();
             let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
@@ -702,7 +711,7 @@ mod tests {
         };
         assert_eq!(
             keys(&value),
-            "alerts data_dir flight hot lake listen logger metrics prometheus query validation"
+            "alerts data_dir flight health hot lake listen logger metrics prometheus query validation"
         );
         let expected = [
             (
@@ -733,6 +742,11 @@ mod tests {
             ),
             ("metrics", "reload_interval"),
             ("prometheus", "allow_open enabled listen"),
+            (
+                "health",
+                "disk_free_critical_bytes disk_free_warn_bytes history_max interval lag_critical \
+                 lag_warn queue_fill_critical queue_fill_warn window",
+            ),
             (
                 "alerts",
                 "attempts_max cooldown deliver_wait give_up_after outbox_max poll_interval \

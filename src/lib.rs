@@ -29,7 +29,8 @@
 //!                        events.*  lake files <= lake_seq  UNION  hot rows > lake_seq
 //!                        hot.*     DuckDB tables
 //!                        system.*  queue, drops, kill switch, writer, lake files,
-//!                                  alert deliveries (alerts.sqlite)
+//!                                  alert deliveries (alerts.sqlite); health and
+//!                                  definitions (app::health, from the app layer)
 //!                        journal.* registry.* learning.*  SQLite, filters pushed down
 //! ```
 //!
@@ -57,8 +58,9 @@
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or
 //!   remote query session, the metrics job, alert delivery (outbox, Telegram,
-//!   Discord, webhooks), Prometheus `/metrics`, and each report's SQL and typed
-//!   rows (explain, insights, ...); for the CLI and for embedders.
+//!   Discord, webhooks), the health monitor (`system.health`, `quiver status`),
+//!   Prometheus `/metrics`, and each report's SQL and typed rows (explain,
+//!   insights, ...); for the CLI and for embedders.
 //! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
 //!   [`app`], prints.
 //!

@@ -38,9 +38,13 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<quiver::cli::Unhealthy>() {
+            // `quiver status --check`: the report is printed; the state is the code.
+            Some(unhealthy) => ExitCode::from(unhealthy.0),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

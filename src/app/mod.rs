@@ -9,6 +9,11 @@
 //! - [`alerts`]: alerts that reach people: the durable outbox producers
 //!   enqueue into, the delivery worker, Telegram, Discord and webhook
 //!   receivers, delivery counts.
+//! - [`health`]: the health monitor: samples the pipeline against the
+//!   `[health]` thresholds into `system.health` (and `system.definitions`
+//!   from the reloader's [`DefinitionsStatus`]), alerts on every change.
+//! - [`prometheus`]: `/metrics` in the OpenMetrics text format, read from the
+//!   live counters at each scrape.
 //! - [`explain`]: the explain report: gate decisions explained, with the
 //!   signal's fate and market.
 //! - [`compare`]: `models compare`: two models' feature importances,
@@ -34,6 +39,7 @@
 pub mod alerts;
 pub mod compare;
 pub mod explain;
+pub mod health;
 pub mod insights;
 pub mod learning;
 pub mod metrics_job;
@@ -45,4 +51,5 @@ mod session;
 pub mod trace;
 
 pub use pipeline::{Advert, Pipeline, RunningServer, shutdown_signal};
+pub use reload::{DefinitionsState, DefinitionsStatus};
 pub use session::{Load, Session};

@@ -2,13 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::health::{HealthMonitor, HealthSources};
+use super::reload::DefinitionsStatus;
 use crate::config::Config;
 use crate::flight::{FlightServer, ServeError};
 use crate::ingest::Logger;
@@ -67,8 +69,12 @@ pub struct Pipeline {
     pub store: Arc<Store>,
     pub logger: Logger,
     pub engine: QueryEngine,
+    /// Samples the pipeline for `system.health`; [`Pipeline::start_health`]
+    /// makes it sample on its own and alert.
+    pub health: Arc<HealthMonitor>,
     /// Reloads metrics.yaml and sql/analysis/ on every edit.
     reloader: JoinHandle<()>,
+    health_task: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -80,32 +86,55 @@ impl Pipeline {
         let store = Arc::new(store);
         let logger = Logger::start(config.logger_config(), sink)?;
         let engine = QueryEngine::new(store.clone(), Some(logger.clone()), &config.query_config())?;
-        let reloader = match super::reload::start(
-            engine.clone(),
+        let definitions = Arc::new(DefinitionsStatus::default());
+        let health = HealthMonitor::new(
+            config.health.clone(),
+            config.lake.roll_interval,
+            HealthSources {
+                logger: Some(logger.clone()),
+                store: store.clone(),
+                queries: OnceLock::new(),
+                definitions: definitions.clone(),
+            },
+        );
+        let mut pipeline = Self {
+            store,
+            logger,
+            engine,
+            health,
+            reloader: tokio::spawn(async {}),
+            health_task: None,
+        };
+        if let Err(e) = super::health::register(&pipeline.engine, &pipeline.health) {
+            pipeline.close().await?;
+            return Err(anyhow::Error::new(e).context("registering system.health"));
+        }
+        match super::reload::start(
+            pipeline.engine.clone(),
             config.definition_paths(),
-            store.data_dir.clone(),
+            pipeline.store.data_dir.clone(),
             config.metrics.reload_interval,
+            definitions,
         )
         .await
         {
-            Ok(reloader) => reloader,
+            Ok(reloader) => pipeline.reloader = reloader,
             Err(e) => {
-                let pipeline = Self {
-                    store,
-                    logger,
-                    engine,
-                    reloader: tokio::spawn(async {}),
-                };
                 pipeline.close().await?;
                 return Err(e.context("loading metrics.yaml and sql/analysis/"));
             }
         };
-        Ok(Self {
-            store,
-            logger,
-            engine,
-            reloader,
-        })
+        Ok(pipeline)
+    }
+
+    /// Makes the health monitor sample every `health.interval` and put each
+    /// change of state into the alert outbox of `alerts` (if receivers are
+    /// configured); it stops when the pipeline closes.
+    pub fn start_health(&mut self, alerts: Option<&super::alerts::DeliveryWorker>) {
+        if self.health_task.is_none() {
+            let outbox = alerts.map(|a| a.outbox());
+            self.health_task = Some(self.health.clone().run(outbox));
+        }
     }
 
     /// Starts the Flight SQL server on the configured address.
@@ -114,6 +143,7 @@ impl Pipeline {
         let server = FlightServer::bind(&flight, self.engine.clone(), self.logger.clone()).await?;
         let addr = server.local_addr();
         let query_stats = server.query_stats();
+        self.health.attach_queries(query_stats.clone());
         let tail_stats = server.tail_stats();
         let host = if addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -162,6 +192,7 @@ impl Pipeline {
             queries: server.query_stats.clone(),
             tails: server.tail_stats.clone(),
             alerts: alerts.map(|a| a.stats()),
+            health: Some(self.health.clone()),
         };
         let exporter =
             super::prometheus::Exporter::start(config.prometheus.listen, sources).await?;
@@ -193,10 +224,18 @@ impl Pipeline {
             store,
             logger,
             engine,
+            health,
             reloader,
+            health_task,
         } = self;
         reloader.abort();
         let _ = reloader.await;
+        if let Some(task) = health_task {
+            task.abort();
+            let _ = task.await;
+        }
+        // The monitor (and the engine's system.health) hold the store.
+        drop(health);
         drop(engine);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             logger.close().context("closing the logger")?;

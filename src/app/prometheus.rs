@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::app::alerts::DeliveryStats;
+use crate::app::health::HealthMonitor;
 use crate::event::{Level, Table};
 use crate::flight::stats::QueryStats;
 use crate::flight::tail::TailStats;
@@ -44,6 +45,8 @@ pub struct Sources {
     pub tails: Arc<TailStats>,
     /// Alert deliveries, when receivers are configured.
     pub alerts: Option<Arc<DeliveryStats>>,
+    /// The health checks' states.
+    pub health: Option<Arc<HealthMonitor>>,
 }
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
@@ -288,11 +291,42 @@ impl Collector for Sources {
             &self.store.status.wal_sync.snapshot(),
         )?;
         self.encode_tails(&mut e)?;
-        self.encode_alerts(&mut e)
+        self.encode_alerts(&mut e)?;
+        self.encode_health(&mut e)
     }
 }
 
 impl Sources {
+    fn encode_health(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(monitor) = &self.health else {
+            return Ok(());
+        };
+        let report = monitor.report();
+        let states: Vec<(Labels<'_>, f64)> = report
+            .checks
+            .iter()
+            .map(|c| (vec![("check", c.name.as_str())], c.state as u8 as f64))
+            .collect();
+        gauge(
+            e,
+            "quiver_health_state",
+            "Each health check's state: 0 ok, 1 warning, 2 critical (system.health).",
+            &states,
+        )?;
+        let free: Vec<(Labels<'_>, f64)> = report
+            .checks
+            .iter()
+            .filter(|c| c.name == "disk_free")
+            .filter_map(|c| Some((vec![], c.value?)))
+            .collect();
+        gauge(
+            e,
+            "quiver_disk_free_bytes",
+            "Free bytes in the data dir's file system.",
+            &free,
+        )
+    }
+
     fn encode_alerts(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let Some(a) = &self.alerts else {
             return Ok(());

@@ -12,15 +12,179 @@
 //! previous definitions stay live. Polling (rather than file-system events)
 //! sees edits made by any editor, on any file system, including a directory
 //! that appears later.
+//!
+//! What is live, from which file, and the last refused edit with its error are
+//! kept in a [`DefinitionsStatus`], which `system.definitions` and the health
+//! monitor read.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sha2::Digest;
 use tokio::task::JoinHandle;
 
+use crate::event::Ts;
 use crate::metrics::{DefinitionPaths, Definitions};
 use crate::query::QueryEngine;
 use crate::store::Registry;
+
+/// A definition file as it was loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One live definition: a metric, an alert rule, an analysis or a gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinedObject {
+    /// `metric`, `alert`, `analysis` or `gate`.
+    pub kind: &'static str,
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+/// An edit that did not compile; the previous definitions stayed live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub at_us: i64,
+    pub error: String,
+    /// The files whose text differed from the live ones.
+    pub files: Vec<PathBuf>,
+}
+
+/// What [`DefinitionsStatus`] holds at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DefinitionsState {
+    pub files: Vec<LoadedFile>,
+    pub objects: Vec<DefinedObject>,
+    /// When the live set was loaded.
+    pub loaded_at_us: Option<i64>,
+    /// Sets loaded (the first load included) and edits refused.
+    pub loads: u64,
+    pub refusals: u64,
+    pub last_refused: Option<Refusal>,
+    /// The files on disk are still the last refused edit (it is not live).
+    pub refused_pending: bool,
+}
+
+/// The live definitions' record, shared by the reloader and its readers.
+#[derive(Debug, Default)]
+pub struct DefinitionsStatus {
+    state: Mutex<DefinitionsState>,
+}
+
+impl DefinitionsStatus {
+    pub fn state(&self) -> DefinitionsState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn loaded(&self, files: &Snapshot, definitions: &Definitions, paths: &DefinitionPaths) {
+        let Ok(mut s) = self.state.lock() else { return };
+        s.files = files
+            .files
+            .iter()
+            .map(|(path, text)| LoadedFile {
+                path: path.clone(),
+                sha256: hex::encode(sha2::Sha256::digest(text.as_bytes())),
+                bytes: text.len() as u64,
+            })
+            .collect();
+        s.objects = objects(definitions, paths);
+        s.loaded_at_us = Some(Ts::now().0);
+        s.loads += 1;
+        s.refused_pending = false;
+    }
+
+    fn reverted(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.refused_pending = false;
+        }
+    }
+
+    fn refused(&self, live: &Snapshot, edit: &Snapshot, error: String) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let files = edit
+            .files
+            .iter()
+            .filter(|f| !live.files.contains(f))
+            .map(|(p, _)| p.clone())
+            .chain(
+                // A file that went away is part of the edit too.
+                live.files
+                    .iter()
+                    .filter(|(p, _)| !edit.files.iter().any(|(q, _)| q == p))
+                    .map(|(p, _)| p.clone()),
+            )
+            .collect();
+        s.refusals += 1;
+        s.last_refused = Some(Refusal {
+            at_us: Ts::now().0,
+            error,
+            files,
+        });
+        s.refused_pending = true;
+    }
+}
+
+/// Every live definition and the file it came from.
+fn objects(definitions: &Definitions, paths: &DefinitionPaths) -> Vec<DefinedObject> {
+    let metrics_file = &definitions.metrics.path;
+    let mut out: Vec<DefinedObject> = definitions
+        .metrics
+        .metrics
+        .iter()
+        .map(|m| DefinedObject {
+            kind: "metric",
+            name: m.name.as_str().to_string(),
+            path: metrics_file.clone(),
+        })
+        .collect();
+    out.extend(definitions.metrics.alerts.iter().map(|a| DefinedObject {
+        kind: "alert",
+        name: a.name.clone(),
+        path: metrics_file.clone(),
+    }));
+    out.extend(definitions.analyses.iter().map(|a| DefinedObject {
+        kind: "analysis",
+        name: a.name.clone(),
+        path: a.path.clone(),
+    }));
+    if let Some(gates) = &definitions.gates {
+        out.extend(gates.gates.iter().map(|g| DefinedObject {
+            kind: "gate",
+            name: g.gate.as_str().to_string(),
+            path: paths.gates_file.clone(),
+        }));
+    }
+    out
+}
+
+/// Loads the definitions once, as a local session does, recording the
+/// outcome in `status` (the same record a server's reloader keeps).
+pub fn load_once(
+    engine: &QueryEngine,
+    paths: &DefinitionPaths,
+    status: &DefinitionsStatus,
+) -> anyhow::Result<()> {
+    paths.prepare()?;
+    let files = snapshot(paths);
+    let result = Definitions::load(paths)
+        .map_err(anyhow::Error::new)
+        .and_then(|d| {
+            engine
+                .install_definitions(d)
+                .map_err(anyhow::Error::new)
+                .map(|loaded| status.loaded(&files, &loaded.definitions, paths))
+        });
+    if let Err(e) = &result {
+        status.refused(&Snapshot::default(), &files, format!("{e:#}"));
+    }
+    result
+}
 
 /// The text of every definition file, by path; what a reload compares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +225,7 @@ fn load_and_record(
     files: &Snapshot,
     reason: &str,
     stable: bool,
+    status: &DefinitionsStatus,
 ) -> anyhow::Result<Option<String>> {
     let definitions = Definitions::load(paths)?;
     // What was loaded was read between the two snapshots; equal snapshots
@@ -69,6 +234,7 @@ fn load_and_record(
         return Ok(None);
     }
     let loaded = engine.install_definitions(definitions)?;
+    status.loaded(files, &loaded.definitions, paths);
     // The definitions are live now; failing to record them is worth a
     // warning, not a refusal.
     match Registry::open(data_dir) {
@@ -104,10 +270,16 @@ pub async fn start(
     paths: DefinitionPaths,
     data_dir: PathBuf,
     interval: Duration,
+    status: Arc<DefinitionsStatus>,
 ) -> anyhow::Result<JoinHandle<()>> {
     paths.prepare()?;
     let (first, summary) = tokio::task::spawn_blocking({
-        let (engine, paths, data_dir) = (engine.clone(), paths.clone(), data_dir.clone());
+        let (engine, paths, data_dir, status) = (
+            engine.clone(),
+            paths.clone(),
+            data_dir.clone(),
+            status.clone(),
+        );
         move || -> anyhow::Result<(Snapshot, String)> {
             // At start the files are loaded as they are (a server must come
             // up), retried for up to a second while they change under the
@@ -123,6 +295,7 @@ pub async fn start(
                     &first,
                     "loaded at start",
                     stable,
+                    &status,
                 )? {
                     return Ok((first, summary));
                 }
@@ -167,6 +340,10 @@ pub async fn start(
             };
             let settled = previous.as_ref() == Some(&now);
             previous = Some(now.clone());
+            if now == live && refused.take().is_some() {
+                // The refused edit was undone: what is on disk is live again.
+                status.reverted();
+            }
             if now == live || refused.as_ref() == Some(&now) {
                 unsettled = 0;
                 continue;
@@ -182,9 +359,24 @@ pub async fn start(
             }
             unsettled = 0;
             let result = tokio::task::spawn_blocking({
-                let (engine, paths, data_dir, now) =
-                    (engine.clone(), paths.clone(), data_dir.clone(), now.clone());
-                move || load_and_record(&engine, &paths, &data_dir, &now, "hot reload", true)
+                let (engine, paths, data_dir, now, status) = (
+                    engine.clone(),
+                    paths.clone(),
+                    data_dir.clone(),
+                    now.clone(),
+                    status.clone(),
+                );
+                move || {
+                    load_and_record(
+                        &engine,
+                        &paths,
+                        &data_dir,
+                        &now,
+                        "hot reload",
+                        true,
+                        &status,
+                    )
+                }
             })
             .await;
             match result {
@@ -197,6 +389,7 @@ pub async fn start(
 
                 Ok(Err(e)) => {
                     tracing::error!("definitions edit refused; the previous ones stay live: {e:#}");
+                    status.refused(&live, &now, format!("{e:#}"));
                     refused = Some(now);
                 }
                 Err(e) => tracing::error!("definitions reload failed: {e}"),

@@ -111,7 +111,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     if let Some(path) = &args.gates {
         config.metrics.gates_file = Some(path.clone());
     }
-    let pipeline = Pipeline::open(&config).await?;
+    let mut pipeline = Pipeline::open(&config).await?;
     let gates = config.definition_paths().gates()?;
     let data_dir = pipeline.store.data_dir.display().to_string();
     println!(
@@ -121,6 +121,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     // Before the server advertises itself: a receiver's missing secret
     // stops the start with nothing to clean up.
     let alerts = pipeline.start_alerts(&config)?;
+    pipeline.start_health(alerts.as_ref());
     let server = pipeline.start_flight(&config).await?;
     println!(
         "  Flight SQL on {} (e.g. `quiver sql \"SELECT count(*) FROM signals\"` from another shell)",
@@ -129,7 +130,9 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
     let exporter = pipeline
         .start_prometheus(&config, &server, alerts.as_ref())
         .await?;
-    println!("  Ctrl-C stops, flushes and exits.");
+    println!(
+        "  `quiver status` (from another shell) shows its health; Ctrl-C stops, flushes and exits."
+    );
 
     let mut sim = Simulator::new(args.seed, gates);
     // The registry follows the bot's training; the configs it runs with are
@@ -322,6 +325,7 @@ fn print_next_steps(data_dir: String) {
         "  quiver sql --data-dir {dd} \"SELECT gate, avg(CASE WHEN result = 'PASS' THEN 1.0 ELSE 0.0 END) AS pass_rate FROM gate_decisions GROUP BY gate\""
     );
     println!("  quiver sql --data-dir {dd} \"SELECT * FROM system.lake_files LIMIT 5\"");
+    println!("  quiver --data-dir {dd} status");
     println!("  quiver --data-dir {dd} journal stats --by regime");
     println!("  quiver --data-dir {dd} models history production");
     println!("  quiver --data-dir {dd} learning calibration production");

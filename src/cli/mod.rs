@@ -18,6 +18,7 @@ mod repair;
 mod serve;
 mod simulate;
 mod sql;
+mod status;
 mod tail;
 mod trace;
 
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
+pub use status::Unhealthy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +79,9 @@ pub enum Command {
     Trace(trace::Args),
     /// New events as they commit, like `tail -f`, from the running server.
     Tail(tail::Args),
+    /// Health checks and live definitions, through the server or on a
+    /// closed data dir (`--check`: exit 1 on warning, 2 on critical).
+    Status(status::Args),
 }
 
 impl Cli {
@@ -107,5 +112,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(args) => alerts::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
+        Command::Status(args) => status::run(cli.load_config(None)?, args).await,
     }
 }

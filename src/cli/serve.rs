@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
-    let pipeline = Pipeline::open(&config).await?;
+    let mut pipeline = Pipeline::open(&config).await?;
     println!(
         "quiver serve: data in {}; Ctrl-C or SIGTERM stops",
         pipeline.store.data_dir.display()
@@ -23,6 +23,7 @@ pub async fn run(config: Config, _args: &Args) -> anyhow::Result<()> {
     // Before the server advertises itself: a receiver's missing secret
     // stops the start with nothing to clean up.
     let alerts = pipeline.start_alerts(&config)?;
+    pipeline.start_health(alerts.as_ref());
     let server = pipeline.start_flight(&config).await?;
     println!("  Flight SQL on {}", server.url);
     let exporter = pipeline

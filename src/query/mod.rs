@@ -312,6 +312,25 @@ impl QueryEngine {
         &self.store
     }
 
+    /// Adds (or replaces) a table of the `system` schema: for state the
+    /// application layer owns (`system.health`, `system.definitions`).
+    pub fn register_system_table(
+        &self,
+        name: &str,
+        table: Arc<dyn datafusion::datasource::TableProvider>,
+    ) -> Result<(), QueryError> {
+        let system = self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema("system"))
+            .ok_or_else(|| QueryError::Catalog(DataFusionError::Plan("no system schema".into())))?;
+        system.deregister_table(name).map_err(QueryError::Catalog)?;
+        system
+            .register_table(name.to_string(), table)
+            .map_err(QueryError::Catalog)?;
+        Ok(())
+    }
+
     /// Plans read-only SQL: one query, no DDL, DML or statements.
     ///
     /// Positional parameters may be written `$1, $2, ...` or `?` (numbered in

@@ -12,7 +12,9 @@
 //!
 //! `system.alert_deliveries` (one row per delivery attempt of an alert) is
 //! not computed here: it is the outbox's SQLite table (`store::outbox`),
-//! registered in [`crate::query`] like the journal's tables.
+//! registered in [`crate::query`] like the journal's tables. `system.health`
+//! and `system.definitions` are the application layer's
+//! (`crate::app::health`), registered as [`LiveTable`]s.
 
 use std::sync::Arc;
 
@@ -355,6 +357,61 @@ fn holes_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
         ts(h.iter().map(|x| Some(x.detected_at_us))),
         strs(h.iter().map(|x| x.detail.as_str())),
     ])
+}
+
+/// A system table filled at each scan by a function of a layer above the
+/// query engine (the health monitor's `system.health`).
+pub struct LiveTable {
+    schema: SchemaRef,
+    produce: Box<dyn Fn() -> arrow::error::Result<RecordBatch> + Send + Sync>,
+}
+
+impl LiveTable {
+    pub fn new(
+        schema: SchemaRef,
+        produce: impl Fn() -> arrow::error::Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            schema,
+            produce: Box::new(produce),
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTable")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // The producers read atomics and small locks, or stat a few files;
+        // cheap enough to run on the planning thread.
+        let batch = (self.produce)()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
 }
 
 #[async_trait]

@@ -838,3 +838,123 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+/// `system.health` (the monitor over the same store) during a full disk:
+/// the WAL critical, the kill switch tripped, INFO drops counted in the
+/// window; every check ok again once space returns, and each change reported
+/// as a transition (what the server puts in the alert outbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_turns_system_health_critical_and_back_to_ok() {
+    use quiver::app::DefinitionsStatus;
+    use quiver::app::health::{self, HealthMonitor, HealthSources, State};
+    use quiver::config::HealthSection;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, ffs) = fault_fs(tmp.path(), FaultConfig::default());
+    let logger = LoggerConfig {
+        queue_capacity: 2_000,
+        ..fast_logger_config()
+    };
+    let h = Harness::open(with_fs(manual_roll(&dir), &ffs), logger);
+    let config = HealthSection {
+        window: Duration::from_secs(2),
+        interval: Duration::from_secs(1),
+        // The machine's own disk is not what this test is about.
+        disk_free_warn_bytes: 0,
+        disk_free_critical_bytes: 0,
+        ..HealthSection::default()
+    };
+    let monitor = HealthMonitor::new(
+        config,
+        Duration::from_secs(600),
+        HealthSources {
+            logger: Some(h.logger.clone()),
+            store: h.store.clone(),
+            queries: Default::default(),
+            definitions: Arc::new(DefinitionsStatus::default()),
+        },
+    );
+    health::register(&h.engine, &monitor).unwrap();
+    let state_of = |check: &'static str| {
+        let h = &h;
+        async move {
+            let batches = h
+                .query_with(
+                    "SELECT state FROM system.health WHERE \"check\" = $1",
+                    vec![datafusion::common::ScalarValue::from(check)],
+                )
+                .await;
+            batches[0].column(0).as_string::<i32>().value(0).to_string()
+        }
+    };
+    let wait_state = |check: &'static str, want: &'static str| {
+        let state_of = &state_of;
+        async move {
+            let started = Instant::now();
+            loop {
+                let state = state_of(check).await;
+                if state == want || started.elapsed() > Duration::from_secs(30) {
+                    return state;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    log_durable(&h, 0, 500).await;
+    for check in ["wal", "kill_switch", "queue_fill", "drops.info", "lag.hot"] {
+        assert_eq!(state_of(check).await, "ok", "{check} before the fault");
+    }
+    // No definitions were loaded into this engine: the only warning.
+    let first = monitor.sample();
+    let not_ok: Vec<&str> = first
+        .checks
+        .iter()
+        .filter(|c| c.state != State::Ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(not_ok, ["definitions"], "{first:#?}");
+    monitor.take_transitions();
+
+    ffs.set_disk_full(true);
+    let mut dropped = 0;
+    for i in 500..10_500u64 {
+        if !h.logger.log(market_event(i, Level::Info)).is_accepted() {
+            dropped += 1;
+        }
+    }
+    assert!(dropped > 0);
+    assert_eq!(wait_state("wal", "critical").await, "critical");
+    assert_eq!(state_of("kill_switch").await, "critical");
+    assert_eq!(state_of("drops.info").await, "warning");
+    let report = monitor.sample();
+    assert_eq!(report.state, State::Critical);
+    let changed: Vec<(String, State)> = monitor
+        .take_transitions()
+        .into_iter()
+        .map(|t| (t.check.name, t.check.state))
+        .collect();
+    assert!(
+        changed.contains(&("wal".into(), State::Critical))
+            && changed.contains(&("kill_switch".into(), State::Critical)),
+        "{changed:?}"
+    );
+
+    ffs.set_disk_full(false);
+    tokio::time::timeout(Duration::from_secs(60), h.logger.flush())
+        .await
+        .expect("ingest did not resume")
+        .unwrap();
+    assert_eq!(wait_state("wal", "ok").await, "ok");
+    assert_eq!(wait_state("kill_switch", "ok").await, "ok");
+    // The drops leave the 2 s window.
+    assert_eq!(wait_state("drops.info", "ok").await, "ok");
+    let back: Vec<(String, State)> = monitor
+        .take_transitions()
+        .into_iter()
+        .map(|t| (t.check.name, t.check.state))
+        .collect();
+    assert!(back.contains(&("wal".into(), State::Ok)), "{back:?}");
+    drop(monitor);
+    h.close();
+}
