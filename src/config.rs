@@ -12,6 +12,7 @@
 
 mod alerts;
 mod health;
+mod retention;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use alerts::{
     TELEGRAM_BASE_URL,
 };
 pub use health::HealthSection;
+pub use retention::RetentionSection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -84,6 +86,9 @@ pub struct Config {
     /// `[health]`: the health monitor's sampling and thresholds
     /// ([`health`](HealthSection), used by `crate::app::health`).
     pub health: HealthSection,
+    /// `[retention]`: each table's lake retention ([`RetentionSection`], in
+    /// `config/retention.rs`, validated into the store's `RetentionConfig`).
+    pub retention: RetentionSection,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             prometheus: PrometheusSection::default(),
             alerts: AlertsSection::default(),
             health: HealthSection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -488,6 +494,9 @@ impl Config {
         }
         self.alerts.check().map_err(|e| invalid("alerts", e))?;
         self.health.check().map_err(|e| invalid("health", e))?;
+        self.retention
+            .to_config(self.hot.retention)
+            .map_err(|e| invalid("retention", e))?;
         let p = &self.prometheus;
         if p.enabled && !p.listen.ip().is_loopback() && !p.allow_open {
             return Err(invalid(
@@ -525,6 +534,11 @@ impl Config {
             feed_bytes_max: self.lake.wal_feed_bytes_max,
             hot: self.hot.clone(),
             lake: self.lake.lake.clone(),
+            // Checked when the config was loaded (`check`).
+            retention: self
+                .retention
+                .to_config(self.hot.retention)
+                .unwrap_or_default(),
             ..StoreConfig::new(self.data_dir.clone())
         }
     }
@@ -674,6 +688,7 @@ mod tests {
             "prometheus",
             "alerts",
             "health",
+            "retention",
         ] {
             std::fs::write(&file, format!("[{section}]\nbogus_key = 1\n")).unwrap();
             let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
@@ -711,7 +726,8 @@ mod tests {
         };
         assert_eq!(
             keys(&value),
-            "alerts data_dir flight health hot lake listen logger metrics prometheus query validation"
+            "alerts data_dir flight health hot lake listen logger metrics prometheus query retention \
+             validation"
         );
         let expected = [
             (
@@ -752,6 +768,7 @@ mod tests {
                 "attempts_max cooldown deliver_wait give_up_after outbox_max poll_interval \
                  receivers request_timeout retry_initial retry_max",
             ),
+            ("retention", "check_interval history_max lake_days"),
         ];
         for (section, want) in expected {
             assert_eq!(keys(&value[section]), want, "[{section}]");
@@ -979,6 +996,49 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{body}: {err}");
             assert!(!err.contains("123:abc"), "{err}");
+        }
+    }
+
+    /// `[retention]` from the file and the environment reaches the store;
+    /// a bad value is refused naming its key.
+    #[test]
+    fn retention_reaches_the_store_and_bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "[retention]\nlake_days = { market_context = 90 }\ncheck_interval = \"5m\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[("QUIVER_RETENTION__LAKE_DAYS__SIGNALS", "30")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let r = c.store_config().retention;
+        assert_eq!(
+            r.lake_days.get(&crate::event::Table::MarketContext),
+            Some(&90)
+        );
+        assert_eq!(r.lake_days.get(&crate::event::Table::Signal), Some(&30));
+        assert_eq!(r.check_interval, Duration::from_secs(300));
+        for (body, want) in [
+            (
+                "lake_days = { decision_traces = 30 }",
+                "retention.lake_days.decision_traces",
+            ),
+            ("lake_days = { signals = 0 }", "retention.lake_days.signals"),
+            (
+                "lake_days = { signals = 2.5 }",
+                "retention.lake_days.signals",
+            ),
+        ] {
+            std::fs::write(&file, format!("[retention]\n{body}\n")).unwrap();
+            let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{body}: {err}");
         }
     }
 

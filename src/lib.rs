@@ -20,7 +20,8 @@
 //!                        '-> WAL feed (recent records in memory; older ones from the WAL files)
 //!                              each consumer reads at its own pace, never holding the writer:
 //!                              |-> hot thread: DuckDB appends + applied seq, one transaction
-//!                              |-> lake thread: Parquet rolls, commit log (lake/_log), compaction
+//!                              |-> lake thread: Parquet rolls, commit log (lake/_log), compaction,
+//!                              |     retention: whole days past [retention] (retention.sqlite)
 //!                              '-> journal thread: trade events -> journal.sqlite (+ applied seq)
 //!                     store::Registry: models (content-addressed), aliases, configs, learning
 //!                        |
@@ -29,7 +30,8 @@
 //!                        events.*  lake files <= lake_seq  UNION  hot rows > lake_seq
 //!                        hot.*     DuckDB tables
 //!                        system.*  queue, drops, kill switch, writer, lake files,
-//!                                  alert deliveries (alerts.sqlite); health and
+//!                                  alert deliveries (alerts.sqlite), retention plan
+//!                                  and deletions (retention.sqlite); health and
 //!                                  definitions (app::health, from the app layer)
 //!                        journal.* registry.* learning.*  SQLite, filters pushed down
 //! ```

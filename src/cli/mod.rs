@@ -14,6 +14,7 @@ mod model_feed;
 mod models;
 mod output;
 mod repair;
+mod retention;
 
 mod serve;
 mod simulate;
@@ -60,6 +61,8 @@ pub enum Command {
     Compact(compact::Args),
     /// Rebuild what recovery refused to guess about (the lake's commit log).
     Repair(repair::Args),
+    /// Lake retention: what the policy removes now (`--dry-run`), or apply it.
+    Retention(retention::Args),
     /// The trade journal: trades and their statistics.
     Journal(journal::Args),
     /// The model registry: register, list, show, alias, history.
@@ -103,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(cli.load_config(None)?, args).await,
         Command::Compact(args) => compact::run(cli.load_config(None)?, args).await,
         Command::Repair(args) => repair::run(cli.load_config(None)?, args).await,
+        Command::Retention(args) => retention::run(cli.load_config(None)?, args).await,
         Command::Journal(args) => journal::run(cli.load_config(None)?, args).await,
         Command::Models(args) => models::run(cli.load_config(None)?, args).await,
         Command::Learning(args) => learning::run(cli.load_config(None)?, args).await,

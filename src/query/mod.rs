@@ -666,6 +666,10 @@ fn register_store_schemas(
     system
         .register_table(name, Arc::new(deliveries))
         .map_err(QueryError::Catalog)?;
+    let (name, deletions) = retention_deletions_table(&Layout::new(&store.data_dir))?;
+    system
+        .register_table(name, Arc::new(deletions))
+        .map_err(QueryError::Catalog)?;
     catalog
         .register_schema("events", events)
         .map_err(QueryError::Catalog)?;
@@ -699,6 +703,28 @@ fn alert_deliveries_table(layout: &Layout) -> Result<(String, sqlite::SqliteTabl
         })?;
     Ok((
         DELIVERIES_TABLE.to_string(),
+        sqlite::SqliteTable::new(path, relation),
+    ))
+}
+
+/// `system.retention_deletions`: every lake file retention removed
+/// (retention.sqlite, which the store creates when it opens), read like the
+/// journal's tables.
+fn retention_deletions_table(layout: &Layout) -> Result<(String, sqlite::SqliteTable), QueryError> {
+    use crate::store::lake::deletions::DELETIONS_TABLE;
+    let path = layout.retention();
+    let relation = crate::store::sqlite::list_relations(&path)
+        .map_err(|e| QueryError::Catalog(DataFusionError::External(Box::new(e))))?
+        .into_iter()
+        .find(|r| r.name == DELETIONS_TABLE)
+        .ok_or_else(|| {
+            QueryError::Catalog(DataFusionError::Plan(format!(
+                "{} has no table {DELETIONS_TABLE}",
+                path.display()
+            )))
+        })?;
+    Ok((
+        DELETIONS_TABLE.to_string(),
         sqlite::SqliteTable::new(path, relation),
     ))
 }

@@ -9,6 +9,11 @@
 //! | `lake_files` | file | table, date, symbol, rows, bytes, sequence range |
 //! | `quarantined_files` | file | where it was, where it is, why |
 //! | `holes` | range | WAL sequences a consumer found missing, and whether they were refilled or lost |
+//! | `retention_plan` | table and day that a retention pass would remove now (one row with a null `date` for a table losing nothing) | policy, newest row, reference, cutoff, first day kept, files, rows, bytes; the hot window's cutoff and rows past it (per table, repeated on its rows) |
+//!
+//! `system.retention_deletions` (one row per lake file retention removed) is,
+//! like `alert_deliveries`, a SQLite table (`retention.sqlite`,
+//! `store::lake::deletions`) registered in [`crate::query`].
 //!
 //! `system.alert_deliveries` (one row per delivery attempt of an alert) is
 //! not computed here: it is the outbox's SQLite table (`store::outbox`),
@@ -95,7 +100,7 @@ fn utf8_field(name: &str) -> Field {
 
 /// Every system table: (name, table).
 pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
-    let defs: [(&'static str, Vec<Field>, Producer); 7] = [
+    let defs: [(&'static str, Vec<Field>, Producer); 8] = [
         ("queue", queue_fields(), queue_columns),
         ("drops", drops_fields(), drops_columns),
         ("kill_switch", kill_switch_fields(), kill_switch_columns),
@@ -107,6 +112,11 @@ pub fn tables(sources: &SystemSources) -> Vec<(&'static str, SystemTable)> {
             quarantined_files_columns,
         ),
         ("holes", holes_fields(), holes_columns),
+        (
+            "retention_plan",
+            retention_plan_fields(),
+            retention_plan_columns,
+        ),
     ];
     defs.into_iter()
         .map(|(name, fields, produce)| {
@@ -412,6 +422,77 @@ impl TableProvider for LiveTable {
             projection.cloned(),
         )?)
     }
+}
+
+fn retention_plan_fields() -> Vec<Field> {
+    vec![
+        utf8_field("table_name"),
+        Field::new("lake_days", DataType::UInt32, true),
+        ts_field("now_ts"),
+        ts_field("newest_ts"),
+        ts_field("reference_ts"),
+        ts_field("cutoff_ts"),
+        Field::new("keep_from", DataType::Date32, true),
+        Field::new("date", DataType::Date32, true),
+        u64_field("files"),
+        u64_field("rows"),
+        u64_field("bytes"),
+        ts_field("hot_cutoff_ts"),
+        u64_field("hot_rows_past_window"),
+        u64_field("lake_version"),
+        Field::new("blocked", DataType::Utf8, true),
+    ]
+}
+
+/// The plan of a retention pass at scan time ([`Store::plan_retention`]):
+/// it reads the newest day's footers and the hot store, on the query's
+/// thread (a few small reads, like the other system tables' state).
+fn retention_plan_columns(s: &SystemSources) -> Result<Vec<ArrayRef>> {
+    use crate::store::lake::partition::day_of_date;
+    let plan = s
+        .store
+        .plan_retention()
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    // One row per (table, day that goes), or one with no day.
+    let rows: Vec<(
+        &crate::store::lake::retention::TablePlan,
+        Option<&crate::store::lake::retention::DayPlan>,
+    )> = plan
+        .tables
+        .iter()
+        .flat_map(|t| {
+            if t.days.is_empty() {
+                vec![(t, None)]
+            } else {
+                t.days.iter().map(|d| (t, Some(d))).collect()
+            }
+        })
+        .collect();
+    Ok(vec![
+        strs(rows.iter().map(|(t, _)| t.table.name())),
+        Arc::new(arrow::array::UInt32Array::from_iter(
+            rows.iter().map(|(t, _)| t.lake_days),
+        )),
+        ts(rows.iter().map(|_| Some(plan.now.0))),
+        ts(rows.iter().map(|(t, _)| t.newest.map(|x| x.0))),
+        ts(rows.iter().map(|(t, _)| t.reference.map(|x| x.0))),
+        ts(rows.iter().map(|(t, _)| t.cutoff.map(|x| x.0))),
+        Arc::new(Date32Array::from_iter(
+            rows.iter().map(|(t, _)| t.keep_from.map(day_of_date)),
+        )),
+        Arc::new(Date32Array::from_iter(
+            rows.iter().map(|(_, d)| d.map(|d| day_of_date(d.date))),
+        )),
+        u64s(rows.iter().map(|(_, d)| d.map_or(0, |d| d.files))),
+        u64s(rows.iter().map(|(_, d)| d.map_or(0, |d| d.rows))),
+        u64s(rows.iter().map(|(_, d)| d.map_or(0, |d| d.bytes))),
+        ts(rows.iter().map(|(t, _)| Some(t.hot_cutoff.0))),
+        u64s(rows.iter().map(|(t, _)| t.hot_rows_past_window)),
+        u64s(rows.iter().map(|_| plan.version)),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|_| plan.blocked.as_deref()),
+        )),
+    ])
 }
 
 #[async_trait]

@@ -17,8 +17,14 @@
 //! DuckDB's memory is capped at 512 MB (its default is 80% of RAM), so the
 //! hot store cannot grow the process without bound between checkpoints.
 //!
-//! **Retention**: rows older than `retention` (7 days) are deleted, but only those
-//! already in the lake (`_seq <= lake_seq`).
+//! **Retention**: rows older than `retention` (7 days) before the store's
+//! clock ([`crate::store::Clock`]) are deleted, but only those already in the
+//! lake (`_seq <= lake_seq`), and only while the lake holds every one of them
+//! (`holes_clear`). The lake's own retention ([`crate::store::lake::retention`])
+//! is always longer than this window (the config refuses otherwise), so the
+//! hot store holds a row of a day the lake removes only when its own pruning
+//! has not run yet; retention deletes those copies first
+//! ([`HotShared::delete_before`]), so `hot.*` stays within `events.*`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -313,6 +319,45 @@ impl HotShared {
         conform(table, &batches)
     }
 
+    /// The newest `ts` of `table` in the hot store (µs), if it holds a row.
+    pub fn ts_max(&self, table: Table) -> Result<Option<i64>, HotError> {
+        let conn = self.connect()?;
+        let sql = format!("SELECT epoch_us(max(\"ts\")) FROM \"{}\"", table.name());
+        conn.query_row(&sql, [], |r| r.get::<_, Option<i64>>(0))
+            .map_err(duck("reading the newest timestamp"))
+    }
+
+    /// Rows of `table` older than `before_us` at or below sequence `upto`:
+    /// what the next pruning of the window deletes.
+    pub fn rows_before(&self, table: Table, before_us: i64, upto: u64) -> Result<u64, HotError> {
+        let conn = self.connect()?;
+        let sql = format!(
+            "SELECT count(*) FROM \"{}\" WHERE ts < make_timestamp(?) AND \"{SEQ_COLUMN}\" <= ?",
+            table.name()
+        );
+        let n: i64 = conn
+            .query_row(&sql, [before_us, as_i64(upto)], |r| r.get(0))
+            .map_err(duck("counting rows past the window"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Deletes the rows of `table` older than `before_us` at or below
+    /// sequence `upto`, on a connection of its own (DuckDB lets connections
+    /// to one database write side by side; these rows are never the ones the
+    /// hot thread appends). For lake retention, which drops the hot store's
+    /// copies of a day before the commit that removes the day from the lake.
+    pub fn delete_before(&self, table: Table, before_us: i64, upto: u64) -> Result<u64, HotError> {
+        let conn = self.connect()?;
+        let sql = format!(
+            "DELETE FROM \"{}\" WHERE ts < make_timestamp(?) AND \"{SEQ_COLUMN}\" <= ?",
+            table.name()
+        );
+        let n = conn
+            .execute(&sql, [before_us, as_i64(upto)])
+            .map_err(duck("deleting rows past the lake's retention"))?;
+        Ok(n as u64)
+    }
+
     /// Every sequence above `after` the hot store holds.
     pub fn seqs_above(&self, after: u64) -> Result<SeqRanges, HotError> {
         let conn = self.connect()?;
@@ -444,6 +489,17 @@ fn for_append(seq: u64, batch: &RecordBatch) -> Result<RecordBatch, HotError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(HotError::Batch)
 }
 
+/// The oldest `ts` the hot window keeps at `now`: rows older than this go
+/// once they are in the lake. Measured from the store's clock, not from the
+/// newest event as the lake's retention is: the window only drops copies the
+/// lake already holds, so a future-dated row can cost nothing here, and a
+/// window that followed an idle bot's last event would mean a different span
+/// on each table.
+pub fn window_cutoff(now: Ts, retention: Duration) -> Ts {
+    let retention_us = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    Ts(now.0.saturating_sub(retention_us))
+}
+
 /// The hot thread: applies records from the WAL feed, checkpoints and prunes.
 pub struct HotWriter {
     pub conn: Connection,
@@ -453,6 +509,8 @@ pub struct HotWriter {
     /// it holds every one of them (`holes_clear`).
     pub lake: Arc<crate::store::LakeShared>,
     pub status: Arc<StoreStatus>,
+    /// What "now" is for the window (the store's clock).
+    pub clock: crate::store::Clock,
 }
 
 /// Most records applied in one transaction.
@@ -634,8 +692,7 @@ impl HotWriter {
     }
 
     fn maintain(&self) -> Result<(), HotError> {
-        let retention_us = i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
-        let cutoff = Ts::now().0.saturating_sub(retention_us);
+        let cutoff = window_cutoff(self.clock.now(), self.config.retention).0;
         let lake_seq =
             i64::try_from(self.lake.lake_seq.load(Ordering::Acquire)).unwrap_or(i64::MAX);
         // The hot store may be the only copy of rows the lake lost: keep

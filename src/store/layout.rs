@@ -45,6 +45,12 @@ impl Layout {
         self.root.join("alerts.sqlite")
     }
 
+    /// The lake retention history (SQLite): every file retention removed,
+    /// when, and when it left the disk (`system.retention_deletions`).
+    pub fn retention(&self) -> PathBuf {
+        self.root.join("retention.sqlite")
+    }
+
     /// Model artifacts, by SHA-256.
     pub fn models(&self) -> PathBuf {
         self.root.join("models").join("sha256")

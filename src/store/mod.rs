@@ -8,6 +8,7 @@
 //! <data>/journal.sqlite  trade journal (SQLite), fed from the WAL's trade events
 //! <data>/registry.sqlite model registry, config history, learning tables
 //! <data>/alerts.sqlite   alert outbox, cooldowns, delivery attempts (app::alerts)
+//! <data>/retention.sqlite every lake file retention removed (lake::deletions)
 //! <data>/models/sha256/  model artifacts, content-addressed
 //! <data>/lake/           Parquet lake, hive-partitioned, rolled from the WAL
 //! <data>/lake/_log/      the lake's commit log
@@ -45,6 +46,7 @@
 //! (`wal stalled: disk full`) in `system.writer`; it resumes by itself when the
 //! fault clears.
 
+pub mod clock;
 pub mod faultfs;
 pub mod fsio;
 pub mod hot;
@@ -71,9 +73,11 @@ use arrow::array::RecordBatch;
 
 use crate::event::Table;
 use crate::ingest::{BatchSink, SinkError};
+pub use clock::Clock;
 pub use fsio::FileSystem;
 pub use hot::{HotConfig, HotShared};
 pub use journal::{Journal, JournalShared};
+pub use lake::retention::{RetentionConfig, RetentionPlan};
 pub use lake::{LakeConfig, LakeFile, LakeShared, LakeSnapshot, Quarantined};
 pub use layout::Layout;
 pub use registry::Registry;
@@ -122,6 +126,11 @@ pub struct StoreConfig {
     pub open_catch_up_max: Duration,
     pub hot: HotConfig,
     pub lake: LakeConfig,
+    /// Each table's lake retention and how often it is applied.
+    pub retention: RetentionConfig,
+    /// What "now" is for retention and the hot window: the system clock,
+    /// or a manual one in tests and `quiver retention --now`.
+    pub clock: Clock,
     /// The file layer of the WAL and the lake (the real one, or a
     /// fault-injecting one in tests).
     pub fs: Arc<dyn FileSystem>,
@@ -136,6 +145,8 @@ impl StoreConfig {
             open_catch_up_max: Duration::from_secs(300),
             hot: HotConfig::default(),
             lake: LakeConfig::default(),
+            retention: RetentionConfig::default(),
+            clock: Clock::System,
             fs: fsio::std_fs(),
         }
     }
@@ -179,6 +190,9 @@ pub struct Store {
     wal_seq: Arc<AtomicU64>,
     lake_tx: Option<SyncSender<lake::LakeRequest>>,
     threads: ConsumerThreads,
+    retention: RetentionConfig,
+    hot_window: Duration,
+    clock: Clock,
     _lock: File,
 }
 
@@ -265,6 +279,9 @@ impl Store {
             wal_seq: wal_seq.clone(),
             lake_tx: Some(lake_tx),
             threads,
+            retention: config.retention.clone(),
+            hot_window: config.hot.retention,
+            clock: config.clock.clone(),
             _lock: lock,
         };
         if !store.wait_hot_caught_up(config.open_catch_up_max) {
@@ -333,6 +350,42 @@ impl Store {
     /// file (one commit per partition). Returns how many partitions were merged.
     pub fn compact(&self, min_files: usize) -> Result<usize, StoreError> {
         self.lake_request(|reply| lake::LakeRequest::Compact { min_files, reply })
+    }
+
+    /// What a retention pass would remove now, from the published lake
+    /// snapshot and the hot store, computed on the calling thread (this is
+    /// what `system.retention_plan` shows). Changes nothing.
+    pub fn plan_retention(&self) -> Result<RetentionPlan, StoreError> {
+        let snapshot = self.lake.snapshot();
+        Ok(lake::retention::plan(&lake::retention::PlanInputs {
+            config: &self.retention,
+            hot_window: self.hot_window,
+            now: self.clock.now(),
+            files: &snapshot.files,
+            lake_seq: snapshot.lake_seq,
+            version: snapshot.version,
+            holes_clear: self.lake.holes_clear.load(Ordering::Acquire),
+            hot: &self.hot,
+        })?)
+    }
+
+    /// Runs a retention pass now on the lake thread (see
+    /// [`lake::retention`]); returns what it removed.
+    pub fn apply_retention(&self) -> Result<RetentionPlan, StoreError> {
+        self.lake_request(|reply| lake::LakeRequest::Retention {
+            dry_run: false,
+            reply,
+        })
+    }
+
+    /// The store's clock (see [`StoreConfig::clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The retention policy this store applies.
+    pub fn retention_config(&self) -> &RetentionConfig {
+        &self.retention
     }
 
     /// Rolls every durable batch not yet in the lake into it now.
@@ -509,6 +562,11 @@ impl Consumers {
         feed: &Arc<WalFeed>,
     ) -> Result<(ConsumerThreads, SyncSender<lake::LakeRequest>), StoreError> {
         let (hot_seq, lake_seq, journal_seq) = (self.hot_seq(), self.lake_seq(), self.journal_seq);
+        // After the lake's recovery: what a crash left unfinished in the
+        // retention history is settled against the log.
+        let mut deletions =
+            lake::deletions::DeletionLog::open(&layout.retention(), config.retention.history_max)?;
+        let lingering = deletions.reconcile(self.lake_log.state(), crate::event::Ts::now().0)?;
         let mut lake_writer = lake::LakeWriter::new(lake::writer::LakeWriterParts {
             root: layout.lake(),
             quarantine_root: layout.quarantine(),
@@ -518,6 +576,11 @@ impl Consumers {
             log: self.lake_log,
             hot: self.hot.clone(),
             status: status.clone(),
+            retention: config.retention.clone(),
+            hot_window: config.hot.retention,
+            clock: config.clock.clone(),
+            deletions,
+            lingering,
         });
         if let Err(e) = lake_writer.check_holes() {
             tracing::error!(error = %e, "checking the lake against the hot store failed; rows the lake lacks may be hidden until the next start");
@@ -534,6 +597,7 @@ impl Consumers {
             config: config.hot.clone(),
             lake: self.lake,
             status: status.clone(),
+            clock: config.clock.clone(),
         };
         let (lake_tx, lake_rx) = sync_channel(16);
         let hot_cursor = feed.cursor(hot_seq + 1);

@@ -506,3 +506,83 @@ fn journal_models_and_learning_commands_answer_and_refuse_bad_input() {
     let (ok, out, _) = run_in(dir.path(), &["journal", "stats", "--format", "json"]);
     assert!(ok && out.contains("(all)"));
 }
+
+/// `quiver retention --dry-run --now` on a closed data dir prints the days
+/// that would go and deletes nothing; without `--dry-run` it removes exactly
+/// them (their files leave the disk as the store closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_dry_run_shows_what_would_go_and_deletes_nothing() {
+    use crate::common::{Harness, fast_logger_config, parquet_files};
+    use quiver::store::Clock;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let clock = Clock::manual(crate::retention::at(6, 12));
+        let h = Harness::open(
+            crate::retention::config(&data, &clock, 3, Duration::from_secs(1), false),
+            fast_logger_config(),
+        );
+        crate::retention::fill(&h).await;
+        h.close();
+    }
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(
+        &config,
+        "[hot]\nretention = \"1day\"\n[retention]\nlake_days = { market_context = 3 }\n",
+    )
+    .unwrap();
+    let lake = data.join("lake/market_context");
+    let before = parquet_files(&lake).len();
+    assert_eq!(before, 6 * 3);
+    let run = |extra: &[&str]| {
+        let out = quiver()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("retention")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // 2025-01-05T00:00 - 3 days = 01-02T00:00: 01-01 would go, every symbol.
+    let out = run(&["--dry-run", "--now", "2025-01-05T00:00:00Z"]);
+    assert!(out.contains("dry run, nothing changed"), "{out}");
+    assert!(
+        out.contains("market_context: keep 3 days")
+            && out.contains("cutoff 2025-01-02T00:00:00Z; first day kept 2025-01-02"),
+        "{out}"
+    );
+    assert!(out.contains("date=2025-01-01: 3 files, 30 rows"), "{out}");
+    assert!(!out.contains("date=2025-01-02"), "{out}");
+    assert!(out.contains("kept forever: signals"), "{out}");
+    assert_eq!(
+        parquet_files(&lake).len(),
+        before,
+        "a dry run deleted files"
+    );
+    let json = run(&["--dry-run", "--json", "--now", "2025-01-05T00:00:00Z"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mc = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "market_context")
+        .unwrap();
+    assert_eq!(mc["files"], 3);
+    assert_eq!(mc["days"][0]["date"], "2025-01-01");
+
+    let out = run(&["--now", "2025-01-05T00:00:00Z"]);
+    assert!(
+        out.contains("removed 1 day partitions: 3 files, 30 rows"),
+        "{out}"
+    );
+    assert_eq!(parquet_files(&lake).len(), before - 3);
+    assert!(!lake.join("date=2025-01-01").exists());
+}

@@ -14,5 +14,6 @@ mod journal;
 mod metrics;
 mod power_loss;
 mod query;
+mod retention;
 mod tiers;
 mod validation;

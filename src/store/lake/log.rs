@@ -95,6 +95,10 @@ struct CommitRecord {
     /// the hot store).
     #[serde(default)]
     lost: Vec<(u64, u64)>,
+    /// A retention commit's first day kept, per table: days before it are
+    /// gone from the lake, and the hole check never writes them back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    keep_from: BTreeMap<String, NaiveDate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +112,8 @@ struct CheckpointRecord {
     tombstones: Vec<Tombstone>,
     #[serde(default)]
     lost: Vec<(u64, u64)>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    keep_from: BTreeMap<String, NaiveDate>,
 }
 
 /// The lake's committed state.
@@ -118,6 +124,9 @@ pub struct LakeState {
     pub files: Vec<LakeFile>,
     pub tombstones: Vec<Tombstone>,
     pub lost: SeqRanges,
+    /// Per table, the first day retention keeps (earlier days were removed);
+    /// it only moves forward.
+    pub keep_from: BTreeMap<Table, NaiveDate>,
 }
 
 /// A change to commit.
@@ -128,6 +137,8 @@ pub struct Change {
     pub add: Vec<LakeFile>,
     pub remove: Vec<PathBuf>,
     pub lost: Vec<(u64, u64)>,
+    /// A retention commit's first day kept, per table.
+    pub keep_from: BTreeMap<Table, NaiveDate>,
 }
 
 impl Change {
@@ -138,6 +149,7 @@ impl Change {
             add: Vec::new(),
             remove: Vec::new(),
             lost: Vec::new(),
+            keep_from: BTreeMap::new(),
         }
     }
 }
@@ -300,6 +312,7 @@ impl LakeLog {
                 .collect::<Result<_, _>>()?,
             tombstones: cp.tombstones,
             lost: SeqRanges::from_ranges(cp.lost),
+            keep_from: keep_from_of(&cp.keep_from, cp_path)?,
         };
         let mut expected = cp_version + 1;
         for (&v, (commit, _)) in files.range(cp_version + 1..) {
@@ -391,6 +404,11 @@ impl LakeLog {
                 .map(|p| relative(&self.root, p))
                 .collect(),
             lost: change.lost.clone(),
+            keep_from: change
+                .keep_from
+                .iter()
+                .map(|(t, d)| (t.name().to_string(), *d))
+                .collect(),
         };
         let body = serde_json::to_vec_pretty(&record).map_err(|e| LakeError::Log {
             path: self.dir.clone(),
@@ -434,6 +452,11 @@ impl LakeLog {
                 .collect(),
             tombstones: s.tombstones.clone(),
             lost: s.lost.ranges().to_vec(),
+            keep_from: s
+                .keep_from
+                .iter()
+                .map(|(t, d)| (t.name().to_string(), *d))
+                .collect(),
         };
         let body = serde_json::to_vec(&record).map_err(|e| LakeError::Log {
             path: self.dir.clone(),
@@ -492,6 +515,24 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LakeError
     })
 }
 
+/// A record's `keep_from`, its table names checked.
+fn keep_from_of(
+    named: &BTreeMap<String, NaiveDate>,
+    origin: &Path,
+) -> Result<BTreeMap<Table, NaiveDate>, LakeError> {
+    named
+        .iter()
+        .map(|(name, date)| {
+            Table::from_name(name)
+                .map(|t| (t, *date))
+                .ok_or_else(|| LakeError::Log {
+                    path: origin.to_path_buf(),
+                    message: format!("keep_from names an unknown table {name:?}"),
+                })
+        })
+        .collect()
+}
+
 fn apply(
     state: &mut LakeState,
     root: &Path,
@@ -522,6 +563,10 @@ fn apply(
     state.lake_seq = record.lake_seq;
     for &(a, b) in &record.lost {
         state.lost.insert(a, b);
+    }
+    for (table, date) in keep_from_of(&record.keep_from, origin)? {
+        let kept = state.keep_from.entry(table).or_insert(date);
+        *kept = (*kept).max(date);
     }
     state.version = record.version;
     Ok(())

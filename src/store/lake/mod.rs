@@ -19,6 +19,15 @@
 //!   for their whole range; one commit adds it and removes the inputs. The
 //!   inputs stay on disk for `retired_file_grace` (queries planned on the older
 //!   snapshot may still read them) and are deleted only after that commit.
+//! - **Retention.** Day partitions of a table past its `[retention]` policy
+//!   ([`retention`] states the rule: whole days older than min(now, newest)
+//!   minus N days) are removed by one `Retention` commit that also records
+//!   the table's first day kept (the hole check never writes an earlier day
+//!   back). Like compaction inputs, the files stay on disk for
+//!   `retired_file_grace` and are deleted only after that commit; each is
+//!   recorded in the retention history ([`deletions`]) before the commit
+//!   (pending), after it (committed) and once it left the disk. Nothing above
+//!   `lake_seq` and nothing while `holes_clear` is false is removed.
 //! - **File invariant.** A file of partition P named for sequences `a..=b` holds
 //!   every row of P whose sequence is in `a..=b` (a roll reads every record of
 //!   its range; a compaction merges every committed file of P in its range).
@@ -53,12 +62,15 @@
 //! [`LakeSnapshot`]: the committed files and `lake_seq`. Rows with a higher
 //! sequence are served from the hot store, so each event is seen exactly once.
 //! An external reader globbing the lake sees compacted rows twice during the
-//! grace period; `system.lake_files` always lists exactly the live files.
+//! grace period (and days removed by retention until it ends);
+//! `system.lake_files` always lists exactly the live files.
 
+pub mod deletions;
 pub mod log;
 pub mod parquet;
 pub mod partition;
 pub mod recovery;
+pub mod retention;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +121,8 @@ pub enum LakeError {
     NeedsRepair { root: PathBuf, problem: String },
     #[error("reading the hot store for the lake")]
     Hot(#[source] Box<crate::store::hot::HotError>),
+    #[error("the retention history")]
+    History(#[source] Box<crate::store::SqliteError>),
     #[error("the lake thread has stopped")]
     Stopped,
 }
@@ -196,6 +210,8 @@ pub struct LakeSnapshot {
     pub lake_seq: u64,
     pub version: u64,
     pub files: Vec<LakeFile>,
+    /// Per table, the first day retention keeps ([`retention`]).
+    pub keep_from: std::collections::BTreeMap<Table, NaiveDate>,
 }
 
 /// Lake state shared with readers.
@@ -229,6 +245,7 @@ impl LakeShared {
                 lake_seq: state.lake_seq,
                 version: state.version,
                 files: state.files.clone(),
+                keep_from: state.keep_from.clone(),
             });
         }
     }

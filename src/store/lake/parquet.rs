@@ -230,3 +230,30 @@ pub fn check_footer(path: &Path) -> Result<(u64, u64), String> {
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// The largest `ts` in a file, from its footer's statistics (no data page is
+/// read): `None` if the file has no rows or no statistics for `ts`.
+pub fn ts_max(path: &Path) -> Result<Option<i64>, LakeError> {
+    let file = File::open(path).map_err(super::io_err(path))?;
+    let reader = SerializedFileReader::new(file).map_err(|source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let meta = reader.metadata();
+    let mut max: Option<i64> = None;
+    for rg in meta.row_groups() {
+        let Some(col) = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_descr().name() == "ts")
+        else {
+            continue;
+        };
+        if let Some(parquet::file::statistics::Statistics::Int64(s)) = col.statistics()
+            && let Some(&v) = s.max_opt()
+        {
+            max = Some(max.map_or(v, |m| m.max(v)));
+        }
+    }
+    Ok(max)
+}

@@ -355,13 +355,14 @@ fn reconcile(
                 }
                 CommitOp::Compact => {
                     // Replaced by files that read, or that were merged again
-                    // (tombstoned by a later compaction).
+                    // (tombstoned by a later compaction), or that retention
+                    // removed since (their rows were meant to go).
                     let proven = t.replaced_by.iter().all(|r| {
                         let p = root.join(r);
                         readable.contains(&p)
-                            || tombstones
-                                .get(&p)
-                                .is_some_and(|t| t.op == CommitOp::Compact)
+                            || tombstones.get(&p).is_some_and(|t| {
+                                matches!(t.op, CommitOp::Compact | CommitOp::Retention)
+                            })
                     });
                     if proven {
                         Verdict::Delete("merged into a committed file that reads")

@@ -1,5 +1,7 @@
 //! The lake thread: rolls records from the WAL feed into Parquet, compacts,
-//! retires compacted files after their grace, and fills holes from the hot store.
+//! removes day partitions past their retention ([`super::retention`]),
+//! retires compacted and removed files after their grace, and fills holes
+//! from the hot store.
 //!
 //! It is a consumer like the hot store: it reads the feed at its own pace (from
 //! memory, or from the WAL files once it falls behind), so a long roll or
@@ -21,14 +23,17 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use chrono::NaiveDate;
 
+use super::deletions::{Deletion, DeletionLog};
 use super::log::{Change, CommitOp, LakeLog};
 use super::parquet::{
     check_footer, file_columns, file_schema, write_merged, write_new, writer_properties,
 };
 use super::partition::{part_name, partition_dir, split_partitions};
 use super::recovery::quarantine_file;
+use super::retention::{self, PlanInputs, RetentionConfig, RetentionPlan};
 use super::{LakeConfig, LakeError, LakeFile, LakeShared};
 use crate::event::{Table, Ts};
+use crate::store::Clock;
 use crate::store::fsio::{self, FileSystem};
 use crate::store::hot::HotShared;
 use crate::store::seq::SeqRanges;
@@ -47,6 +52,19 @@ pub enum LakeRequest {
     Roll {
         reply: SyncSender<Result<(), LakeError>>,
     },
+    /// Run a retention pass now (or only plan it); answer with the plan.
+    Retention {
+        dry_run: bool,
+        reply: SyncSender<Result<RetentionPlan, LakeError>>,
+    },
+}
+
+/// A file out of the lake's state, waiting out its grace before deletion.
+struct Retired {
+    at: Instant,
+    path: PathBuf,
+    /// Removed by retention (its deletion is recorded in the history).
+    by_retention: bool,
 }
 
 /// Records read from the feed in one go.
@@ -79,8 +97,14 @@ pub struct LakeWriter {
     lost: Vec<(u64, u64)>,
     retry_at: Option<Instant>,
     backoff: Duration,
-    /// Compaction inputs waiting out the grace period: (retired at, path).
-    retired: Vec<(Instant, PathBuf)>,
+    /// Compaction inputs and files removed by retention, waiting out the
+    /// grace period.
+    retired: Vec<Retired>,
+    retention: RetentionConfig,
+    hot_window: Duration,
+    clock: Clock,
+    deletions: DeletionLog,
+    last_retention: Option<Instant>,
 }
 
 /// What a [`LakeWriter`] is built from.
@@ -93,6 +117,15 @@ pub struct LakeWriterParts {
     pub log: LakeLog,
     pub hot: Arc<HotShared>,
     pub status: Arc<StoreStatus>,
+    pub retention: RetentionConfig,
+    /// The hot store's window (`hot.retention`), for retention plans.
+    pub hot_window: Duration,
+    pub clock: Clock,
+    /// The retention history, reconciled with the log.
+    pub deletions: DeletionLog,
+    /// Files retention removed that are still on disk (from the history's
+    /// reconciliation): deleted after their grace.
+    pub lingering: Vec<PathBuf>,
 }
 
 impl LakeWriter {
@@ -114,7 +147,20 @@ impl LakeWriter {
             lost: Vec::new(),
             retry_at: None,
             backoff: BACKOFF_MIN,
-            retired: Vec::new(),
+            retired: parts
+                .lingering
+                .into_iter()
+                .map(|path| Retired {
+                    at: Instant::now(),
+                    path,
+                    by_retention: true,
+                })
+                .collect(),
+            retention: parts.retention,
+            hot_window: parts.hot_window,
+            clock: parts.clock,
+            deletions: parts.deletions,
+            last_retention: None,
         }
     }
 
@@ -175,6 +221,18 @@ impl LakeWriter {
             if !self.retired.is_empty() {
                 self.delete_retired(false);
             }
+            if self.retention.automatic
+                && !self.retention.lake_days.is_empty()
+                && self
+                    .last_retention
+                    .is_none_or(|t| t.elapsed() >= self.retention.check_interval)
+            {
+                self.last_retention = Some(Instant::now());
+                if let Err(e) = self.retention(false) {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "lake retention pass failed; retrying at the next check");
+                }
+            }
             if !self.shared.holes_clear.load(Ordering::Acquire)
                 && last_hole_check.elapsed() >= HOLE_CHECK_RETRY
             {
@@ -231,6 +289,9 @@ impl LakeWriter {
             }
             LakeRequest::Compact { min_files, reply } => {
                 let _ = reply.send(self.compact(min_files, None));
+            }
+            LakeRequest::Retention { dry_run, reply } => {
+                let _ = reply.send(self.retention(dry_run));
             }
         }
     }
@@ -507,8 +568,11 @@ impl LakeWriter {
             }
             // Committed: only now may the inputs go, after their grace.
             let now = Instant::now();
-            self.retired
-                .extend(inputs.iter().map(|input| (now, input.path.clone())));
+            self.retired.extend(inputs.iter().map(|input| Retired {
+                at: now,
+                path: input.path.clone(),
+                by_retention: false,
+            }));
             self.shared.publish(self.log.state());
             merged += 1;
             self.shared.compactions.fetch_add(1, Ordering::Relaxed);
@@ -547,30 +611,161 @@ impl LakeWriter {
         Ok(())
     }
 
-    /// Deletes retired files whose grace period is over (all of them if `all`).
+    /// Deletes retired files whose grace period is over (all of them if
+    /// `all`), and records in the retention history when those removed by
+    /// retention left the disk.
     fn delete_retired(&mut self, all: bool) {
         let grace = self.config.retired_file_grace;
         let fs = self.fs.clone();
         let mut dirs = Vec::new();
-        self.retired.retain(|(at, path)| {
-            if !all && at.elapsed() < grace {
+        let mut gone = Vec::new();
+        self.retired.retain(|r| {
+            if !all && r.at.elapsed() < grace {
                 return true;
             }
-            match fs.remove_file(path) {
-                Ok(()) => dirs.extend(path.parent().map(Path::to_path_buf)),
+            match fs.remove_file(&r.path) {
+                Ok(()) => dirs.extend(r.path.parent().map(Path::to_path_buf)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, file = %path.display(), "could not delete a compacted file");
+                    tracing::warn!(error = %e, file = %r.path.display(), "could not delete a retired lake file");
                     return true;
                 }
+            }
+            if r.by_retention {
+                gone.push(r.path.clone());
             }
             false
         });
         dirs.sort();
         dirs.dedup();
-        for dir in dirs {
-            let _ = fs.sync_dir(&dir);
+        for dir in &dirs {
+            let _ = fs.sync_dir(dir);
         }
+        if !gone.is_empty() {
+            for path in &gone {
+                tracing::info!(file = %path.display(), "deleted a lake file removed by retention");
+                // An emptied `symbol=` and `date=` directory goes too, or a
+                // year of retention would leave a year of empty directories
+                // (remove_dir refuses a directory that still holds a file;
+                // only this thread writes partition directories).
+                let symbol_dir = path.parent();
+                let date_dir = symbol_dir.and_then(Path::parent);
+                for dir in [symbol_dir, date_dir].into_iter().flatten() {
+                    if std::fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                }
+            }
+            // Synced above: the files are durably gone before the history says so.
+            if let Err(e) = self.deletions.deleted(&gone, Ts::now().0) {
+                tracing::warn!(error = %e, "recording retention deletions failed; the next start records them");
+            }
+        }
+    }
+
+    /// Plans a retention pass and, unless `dry_run`, applies it: one
+    /// `Retention` commit removing every expired day partition, recorded in
+    /// the history before (pending) and after (committed) it; the files are
+    /// deleted after their grace. Nothing is removed while `holes_clear` is
+    /// false (the plan says why). Returns the plan.
+    pub fn retention(&mut self, dry_run: bool) -> Result<RetentionPlan, LakeError> {
+        self.refuse_if_poisoned()?;
+        let state = self.log.state();
+        let plan = retention::plan(&PlanInputs {
+            config: &self.retention,
+            hot_window: self.hot_window,
+            now: self.clock.now(),
+            files: &state.files,
+            lake_seq: state.lake_seq,
+            version: state.version,
+            holes_clear: self.shared.holes_clear.load(Ordering::Acquire),
+            hot: &self.hot,
+        })?;
+        if dry_run || plan.blocked.is_some() || plan.files() == 0 {
+            return Ok(plan);
+        }
+        let version = state.version + 1;
+        let mut change = Change::new(CommitOp::Retention, state.lake_seq);
+        let mut rows: Vec<Deletion> = Vec::new();
+        for t in &plan.tables {
+            let (Some(keep), Some(days), Some(reference), Some(cutoff)) =
+                (t.keep_from, t.lake_days, t.reference, t.cutoff)
+            else {
+                continue;
+            };
+            if t.days.is_empty() {
+                continue;
+            }
+            change.keep_from.insert(t.table, keep);
+            for f in state
+                .files
+                .iter()
+                .filter(|f| f.table == t.table && f.date < keep)
+            {
+                change.remove.push(f.path.clone());
+                rows.push(Deletion {
+                    table: t.table.name().to_string(),
+                    date: f.date,
+                    symbol: f.symbol.clone(),
+                    path: f.path.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    lake_days: days,
+                    reference_us: reference.0,
+                    cutoff_us: cutoff.0,
+                    version,
+                });
+            }
+        }
+        // The hot store's copies of those days go first (rows at or below
+        // lake_seq: the lake holds them until the commit, and the hot window,
+        // shorter than any policy, would drop them anyway): `hot.*` never
+        // shows a row `events.*` no longer has.
+        for (table, keep) in &change.keep_from {
+            let midnight = i64::from(super::partition::day_of_date(*keep)) * 86_400_000_000;
+            self.hot
+                .delete_before(*table, midnight, state.lake_seq)
+                .map_err(|e| LakeError::Hot(Box::new(e)))?;
+        }
+        self.deletions
+            .add_pending(&rows)
+            .map_err(|e| LakeError::History(Box::new(e)))?;
+        if let Err(e) = self.log.commit(change) {
+            if !matches!(e, LakeError::CommitUnknown { .. })
+                && let Err(h) = self.deletions.discard(version)
+            {
+                tracing::warn!(error = %h, "forgetting an uncommitted retention in the history failed; the next start does");
+            }
+            return Err(e);
+        }
+        // Committed: readers no longer see these files.
+        self.shared.publish(self.log.state());
+        if let Err(e) = self.deletions.committed(version, Ts::now().0) {
+            tracing::warn!(error = %e, "recording a retention commit in the history failed; the next start records it");
+        }
+        for t in plan.tables.iter().filter(|t| !t.days.is_empty()) {
+            for d in &t.days {
+                tracing::info!(
+                    table = t.table.name(),
+                    date = %d.date,
+                    files = d.files,
+                    rows = d.rows,
+                    bytes = d.bytes,
+                    lake_days = t.lake_days,
+                    reference = ?t.reference.map(|r| r.0),
+                    cutoff = ?t.cutoff.map(|c| c.0),
+                    version,
+                    "retention removed a day partition from the lake"
+                );
+            }
+        }
+        let now = Instant::now();
+        self.retired.extend(rows.into_iter().map(|d| Retired {
+            at: now,
+            path: d.path,
+            by_retention: true,
+        }));
+        Ok(plan)
     }
 
     /// Finds rows the hot store holds at or below `lake_seq` that no committed
@@ -602,7 +797,12 @@ impl LakeWriter {
                     .partition_seqs(*table, lake_seq)
                     .map_err(|e| LakeError::Hot(Box::new(e)))?;
                 let mut missing: BTreeMap<(NaiveDate, String), Vec<u64>> = BTreeMap::new();
+                let keep_from = self.log.state().keep_from.get(table).copied();
                 for (seq, date, symbol) in groups {
+                    // A day retention removed is never written back.
+                    if keep_from.is_some_and(|k| date < k) {
+                        continue;
+                    }
                     let key = (*table, date, symbol);
                     let covered = ranges.get(&key).is_some_and(|r| covers(r, seq));
                     if !covered {
