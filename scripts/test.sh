@@ -20,6 +20,18 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 export TEST_PYTHON="$PWD/$venv/bin/python"
 
+echo "== tmux (the dashboard's end-to-end tests run it in a real terminal)"
+if ! command -v tmux >/dev/null; then
+  started=$(date +%s)
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq tmux >/dev/null
+  fi
+  command -v tmux >/dev/null || { echo "tmux is required by tests/python/test_dashboard.py: install it"; exit 1; }
+  echo "installed tmux in $(( $(date +%s) - started )) s"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -69,34 +69,46 @@ async fn explain_in(session: &mut Session, gates: &GatesConfig, args: &Args) -> 
         _ => anyhow::bail!("give a DECISION_ID or --signal SIGNAL_ID"),
     };
     let report = report(session, gates, subject).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
+    let text = render(gates, &report, matches!(subject, Subject::Signal(_)));
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The report as `quiver explain` prints it (and `quiver dashboard` shows a
+/// selected rejection): the signal, each decision's reason, margin, outcome,
+/// suggestion and threshold note, the market, and with `summary` the
+/// signal's fate.
+pub(super) fn render(gates: &GatesConfig, report: &Report, summary: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
         out,
         "signal {}  {}  {}  {} in {}",
         report.signal_id, report.symbol, report.ts, report.mode, report.regime
-    )?;
+    );
     for d in &report.decisions {
         let e = &d.explanation;
-        writeln!(out)?;
-        writeln!(out, "decision {}", d.decision_id)?;
-        writeln!(out, "  {}", e.reason)?;
+        let _ = writeln!(out);
+        let _ = writeln!(out, "decision {}", d.decision_id);
+        let _ = writeln!(out, "  {}", e.reason);
         if let Some(margin) = margin_line(gates, d.decision.gate, e) {
-            writeln!(out, "  {margin}")?;
+            let _ = writeln!(out, "  {margin}");
         }
-        writeln!(out, "  {}", e.outcome)?;
+        let _ = writeln!(out, "  {}", e.outcome);
         if let Some(s) = &e.suggestion {
-            writeln!(out, "  suggestion: {s}")?;
+            let _ = writeln!(out, "  suggestion: {s}");
         }
         if let Some(note) = &d.threshold_note {
-            writeln!(out, "  {note}")?;
+            let _ = writeln!(out, "  {note}");
         }
     }
-    writeln!(out)?;
-    writeln!(out, "{}", market_line(report.market.as_ref()))?;
-    if matches!(subject, Subject::Signal(_)) {
-        writeln!(out, "summary: {}", summary(&report))?;
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", market_line(report.market.as_ref()));
+    if summary {
+        let _ = writeln!(out, "summary: {}", self::summary(report));
     }
-    Ok(())
+    out
 }
 
 /// Which gates blocked the signal, and what it made.

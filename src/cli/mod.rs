@@ -4,6 +4,7 @@
 mod alerts;
 mod compact;
 mod compare;
+mod dashboard;
 mod demo;
 mod explain;
 mod insights;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Health checks and live definitions, through the server or on a
     /// closed data dir (`--check`: exit 1 on warning, 2 on critical).
     Status(status::Args),
+    /// The live feed, gates, shadow trades, trades and models, latency and
+    /// alerts of a running server, in the terminal (`?` shows the keys).
+    Dashboard(dashboard::Args),
 }
 
 impl Cli {
@@ -117,5 +121,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
         Command::Status(args) => status::run(cli.load_config(None)?, args).await,
+        Command::Dashboard(args) => dashboard::run(cli.load_config(None)?, args).await,
     }
 }

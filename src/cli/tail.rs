@@ -160,7 +160,7 @@ impl Follow {
 }
 
 /// A batch's rows as JSON objects (nulls left out).
-fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Map<String, Value>>> {
+pub(super) fn rows(batch: &RecordBatch) -> anyhow::Result<Vec<Map<String, Value>>> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     writer.write(batch)?;
     writer.finish()?;
@@ -183,21 +183,28 @@ fn event_line(row: &Map<String, Value>, table: Option<&str>) -> String {
         text("symbol"),
         text("level")
     );
-    // Without a table the event's own columns are the JSON in `row`.
+    line.push_str(&fields_text(row));
+    line
+}
+
+/// ` key=value ...` of an event's own columns (not its header): from the
+/// `row` JSON of an all-tables tail, or the row itself for one table's.
+pub(super) fn fields_text(row: &Map<String, Value>) -> String {
     let fields = match row.get("row").and_then(Value::as_str) {
         Some(json) => serde_json::from_str::<Map<String, Value>>(json).unwrap_or_default(),
         None => row.clone(),
     };
+    let mut text = String::new();
     for (key, value) in &fields {
         let skip = key.starts_with('_')
             || key == "table"
             || key == "row"
             || HEADER_COLUMNS.contains(&key.as_str());
         if !skip {
-            line.push_str(&format!(" {key}={value}"));
+            text.push_str(&format!(" {key}={value}"));
         }
     }
-    line
+    text
 }
 
 #[cfg(test)]
