@@ -749,8 +749,6 @@ class Logger:
                     batch.done = True
                     self._held -= batch.held
                     batch.held = 0
-                    if batch.closes_upto is not None:
-                        self._advance(batch.closes_upto)
                     if self._down:
                         log.warning("quiver_client: %s is reachable again", self._uri)
                     self._down = False
@@ -762,8 +760,14 @@ class Logger:
                     self._down = True
                     self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.2)
                     self._backoff = min(self._backoff * 2, self.config.reconnect_backoff_max_s)
-            if ok and file is not None and self._spill is not None:
-                self._spill.delete(file)
+            if ok:
+                # The file goes before flush() hears of it: a spill dir that
+                # stats() shows empty after a flush is empty.
+                if file is not None and self._spill is not None:
+                    self._spill.delete(file)
+                if batch.closes_upto is not None:
+                    with self._lock:
+                        self._advance(batch.closes_upto)
 
     def _ship(self, batch: _Batch, data: pa.Table | None, file: SpillFile | None) -> bool:
         """Sends one batch; True once the server has it (or refused it for
