@@ -698,12 +698,28 @@ def schema(table: type[Event]) -> pa.Schema:
     return pa.schema(fields)
 
 
+_NAIVE_US = pa.timestamp("us")
+
+
+def _timestamps(values: list[datetime | None]) -> pa.Array:
+    """Aware datetimes as a UTC timestamp column. pyarrow converting aware
+    datetimes calls ``utcoffset()`` per element, several times slower than
+    making them naive UTC first; the values are the same."""
+    naive = [
+        v.replace(tzinfo=None) if v.tzinfo is UTC else v.astimezone(UTC).replace(tzinfo=None)
+        for v in values
+        if v is not None
+    ]
+    if len(naive) != len(values):  # no timestamp column is nullable today
+        return pa.array(values, TS_TYPE)
+    return pa.array(naive, _NAIVE_US).view(TS_TYPE)
+
+
 def to_arrow(table: type[Event], events: Sequence[Event], event_ids: Sequence[str]) -> pa.Table:
-    """Events of one table as an Arrow table, built column-wise: one attribute
-    fetch per event and one ``pa.array`` per column."""
-    cols = table._COLUMNS
-    getter = attrgetter(*(c.name for c in cols))
-    columns = list(zip(*map(getter, events)))
+    """Events of one table as an Arrow table, built column-wise: one pass of
+    attribute fetches and one ``pa.array`` per column (no row tuples)."""
     arrays = [pa.array(event_ids, pa.string())]
-    arrays += [pa.array(values, c.arrow_type) for values, c in zip(columns, cols)]
+    for c in table._COLUMNS:
+        values = list(map(attrgetter(c.name), events))
+        arrays.append(_timestamps(values) if c.arrow_type == TS_TYPE else pa.array(values, c.arrow_type))
     return pa.Table.from_arrays(arrays, schema=schema(table))
