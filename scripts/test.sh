@@ -18,6 +18,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
   echo "$want" > "$stamp"
 fi
+# The Python client (clients/python) under test: reinstalled every run, so the
+# tests always import the tree's version. --no-deps: its dependencies are pinned above.
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps ./clients/python
 export TEST_PYTHON="$PWD/$venv/bin/python"
 
 echo "== tmux (the dashboard's end-to-end tests run it in a real terminal)"
