@@ -258,8 +258,14 @@ def test_q_quits_and_restores_the_terminal(dash):
     assert tmux.display("#{alternate_on}") == "1", "the dashboard draws on the alternate screen"
     tmux.keys("q")
     deadline = time.time() + 10
-    while tmux.display("#{pane_dead}") != "1":
-        assert time.time() < deadline, "q did not end the dashboard"
+    # tmux marks the pane dead when the pty closes, and fills in the exit status
+    # only once it has reaped the child, a moment later: wait for both.
+    while True:
+        dead, status, signal = tmux.display(
+            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}").split("|")
+        if dead == "1" and (status or signal):
+            break
+        assert time.time() < deadline, f"q did not end the dashboard (dead={dead!r})"
         time.sleep(0.1)
-    assert tmux.display("#{pane_dead_status}") == "0"
+    assert (status, signal) == ("0", ""), f"the dashboard exited with {status=} {signal=}"
     assert tmux.display("#{alternate_on}") == "0", "the terminal was left on the alternate screen"
