@@ -30,6 +30,26 @@ impl Advert {
         let text = std::fs::read_to_string(Layout::new(data_dir).advert()).ok()?;
         serde_json::from_str(&text).ok()
     }
+
+    /// The server a client command talks to: `explicit` (its `--server`)
+    /// when given, else the one holding `data_dir`. `watcher` names what
+    /// the command needs a live server for, in the error when there is none.
+    pub fn server_url(
+        data_dir: &Path,
+        explicit: Option<&str>,
+        watcher: &str,
+    ) -> anyhow::Result<String> {
+        if let Some(url) = explicit {
+            return Ok(url.to_owned());
+        }
+        Advert::read(data_dir).map(|a| a.url).with_context(|| {
+            format!(
+                "no server holds {}: {watcher}; start `quiver serve` (or `quiver demo`) \
+                 there, or pass --server URL",
+                data_dir.display()
+            )
+        })
+    }
 }
 
 /// A Flight SQL server serving a pipeline's engine.

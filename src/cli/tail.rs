@@ -48,18 +48,11 @@ pub struct Args {
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let url = match &args.server {
-        Some(url) => url.clone(),
-        None => Advert::read(&config.data_dir)
-            .map(|a| a.url)
-            .with_context(|| {
-                format!(
-                    "no server holds {}: a live tail follows a running server's WAL; start \
-                     `quiver serve` (or `quiver demo`) there, or pass --server URL",
-                    config.data_dir.display()
-                )
-            })?,
-    };
+    let url = Advert::server_url(
+        &config.data_dir,
+        args.server.as_deref(),
+        "a live tail follows a running server's WAL",
+    )?;
     let mut follow = Follow {
         request: TailRequest {
             table: args.table.clone(),

@@ -18,20 +18,25 @@ pub fn quiver() -> Command {
     cmd
 }
 
-/// One query through the binary, as CSV; the query must succeed.
-pub fn sql(dir: &std::path::Path, query: &str) -> String {
-    let out = quiver()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["sql", "--format", "csv", query])
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed, and returns its stdout.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// One query through the binary, as CSV; the query must succeed.
+pub fn sql(dir: &std::path::Path, query: &str) -> String {
+    stdout_of(
+        quiver()
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["sql", "--format", "csv", query]),
+    )
 }
 
 #[test]
@@ -535,21 +540,15 @@ async fn retention_dry_run_shows_what_would_go_and_deletes_nothing() {
     let before = parquet_files(&lake).len();
     assert_eq!(before, 6 * 3);
     let run = |extra: &[&str]| {
-        let out = quiver()
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("retention")
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(
+            quiver()
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("retention")
+                .args(extra),
+        )
     };
     // 2025-01-05T00:00 - 3 days = 01-02T00:00: 01-01 would go, every symbol.
     let out = run(&["--dry-run", "--now", "2025-01-05T00:00:00Z"]);

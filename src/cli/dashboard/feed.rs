@@ -130,6 +130,23 @@ impl Drop for Feed {
     }
 }
 
+/// Today's closed trades by one column: their count, win rate and P&L.
+macro_rules! closed_today_by {
+    ($column:literal) => {
+        concat!(
+            "SELECT ",
+            $column,
+            ", count(*) AS trades, win_rate(pnl_bps) AS win_rate, ",
+            "sum(pnl_bps) AS pnl_bps FROM journal.v_closed_trades ",
+            "WHERE exit_ts >= date_trunc('day', now()) ",
+            "GROUP BY ",
+            $column,
+            " ORDER BY ",
+            $column
+        )
+    };
+}
+
 /// The query behind each panel, with its bound parameters. Values from the
 /// screen (the sweep's gate and mode) are bound, never pasted.
 pub fn sql(panel: Panel, wants: &Wants) -> (&'static str, Vec<ScalarValue>) {
@@ -208,20 +225,8 @@ pub fn sql(panel: Panel, wants: &Wants) -> (&'static str, Vec<ScalarValue>) {
              ORDER BY exit_ts DESC LIMIT 100",
             none,
         ),
-        Panel::WinByMode => (
-            "SELECT mode, count(*) AS trades, win_rate(pnl_bps) AS win_rate, \
-             sum(pnl_bps) AS pnl_bps \
-             FROM journal.v_closed_trades WHERE exit_ts >= date_trunc('day', now()) \
-             GROUP BY mode ORDER BY mode",
-            none,
-        ),
-        Panel::WinByRegime => (
-            "SELECT regime, count(*) AS trades, win_rate(pnl_bps) AS win_rate, \
-             sum(pnl_bps) AS pnl_bps \
-             FROM journal.v_closed_trades WHERE exit_ts >= date_trunc('day', now()) \
-             GROUP BY regime ORDER BY regime",
-            none,
-        ),
+        Panel::WinByMode => (closed_today_by!("mode"), none),
+        Panel::WinByRegime => (closed_today_by!("regime"), none),
         Panel::Production => (
             "SELECT a.model_id, a.from_ts, a.reason, m.name, m.registered_ts \
              FROM registry.v_model_aliases_current a \

@@ -57,18 +57,11 @@ pub struct Args {
 const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let url = match &args.server {
-        Some(url) => url.clone(),
-        None => Advert::read(&config.data_dir)
-            .map(|a| a.url)
-            .with_context(|| {
-                format!(
-                    "no server holds {}: the dashboard watches a running server; start \
-                     `quiver serve` (or `quiver demo`) there, or pass --server URL",
-                    config.data_dir.display()
-                )
-            })?,
-    };
+    let url = Advert::server_url(
+        &config.data_dir,
+        args.server.as_deref(),
+        "the dashboard watches a running server",
+    )?;
     if args.refresh.is_zero() || args.query_timeout.is_zero() {
         anyhow::bail!("--refresh and --query-timeout must be longer than zero");
     }

@@ -488,7 +488,8 @@ fn find(d: &Dashboard, panel: Panel, gate: Gate, mode: Mode) -> Option<&Map<Stri
 
 fn draw_shadow(frame: &mut Frame, area: Rect, d: &Dashboard, now: Instant) {
     let [list, sweep] =
-        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
+        // The sweep's six columns and their gaps fill 48 cells inside the border.
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(50)]).areas(area);
     let shadows = d.shadow_rows();
     let (good, bad, pending) = shadows.iter().fold((0, 0, 0), |(g, b, p), r| {
         match r.get("block").and_then(Value::as_str) {
@@ -579,11 +580,11 @@ fn draw_shadow(frame: &mut Frame, area: Rect, d: &Dashboard, now: Instant) {
         Table::new(
             rows,
             [
+                Constraint::Length(5),
+                Constraint::Length(9),
+                Constraint::Length(9),
                 Constraint::Length(6),
-                Constraint::Length(9),
-                Constraint::Length(9),
-                Constraint::Length(7),
-                Constraint::Length(7),
+                Constraint::Length(6),
                 Constraint::Min(8),
             ],
         )
@@ -848,7 +849,7 @@ fn draw_alerts(frame: &mut Frame, area: Rect, d: &Dashboard, now: Instant) {
         Panel::Alerts,
         &format!("Alerts fired ({})", d.rows(Panel::Alerts).len()),
         &[
-            ("fired_at", "fired", 20, Fmt::Text),
+            ("fired_at", "fired", 19, Fmt::Stamp),
             ("severity", "severity", 9, Fmt::Text),
             ("rule", "rule", 22, Fmt::Text),
             ("value", "value", 10, Fmt::Num(4)),
@@ -864,7 +865,7 @@ fn draw_alerts(frame: &mut Frame, area: Rect, d: &Dashboard, now: Instant) {
         Panel::Deliveries,
         "Deliveries (every attempt)",
         &[
-            ("started_ts", "started", 20, Fmt::Text),
+            ("started_ts", "started", 19, Fmt::Stamp),
             ("receiver", "receiver", 12, Fmt::Text),
             ("rule", "rule", 22, Fmt::Text),
             ("attempt", "try", 4, Fmt::Num(0)),
@@ -882,6 +883,8 @@ fn draw_alerts(frame: &mut Frame, area: Rect, d: &Dashboard, now: Instant) {
 enum Fmt {
     Text,
     Clock,
+    /// A timestamp to the second: `2026-12-03 09:06:06`.
+    Stamp,
     Num(usize),
     Signed(usize),
     Percent,
@@ -904,6 +907,7 @@ fn simple_table(
                 (Fmt::Text, Some(Value::String(s))) => s.clone(),
                 (Fmt::Text, Some(v)) => v.to_string(),
                 (Fmt::Clock, Some(v)) => clock(v.as_str().unwrap_or("")),
+                (Fmt::Stamp, Some(v)) => stamp(v.as_str().unwrap_or("")),
                 (Fmt::Num(p), Some(v)) => {
                     v.as_f64().map_or_else(|| v.to_string(), |x| fixed(x, *p))
                 }
@@ -914,7 +918,19 @@ fn simple_table(
             })
         }))
     });
-    let widths: Vec<Constraint> = columns.iter().map(|c| Constraint::Length(c.2)).collect();
+    // The last column (a message, an error) takes what is left, so a narrow
+    // terminal cuts it rather than every column.
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 1 == columns.len() {
+                Constraint::Min(c.1.chars().count() as u16)
+            } else {
+                Constraint::Length(c.2)
+            }
+        })
+        .collect();
     let names: Vec<&str> = columns.iter().map(|c| c.1).collect();
     frame.render_widget(
         Table::new(rows, widths)
@@ -969,6 +985,11 @@ fn clock(ts: &str) -> String {
         Some((_, time)) => time.trim_end_matches('Z').chars().take(12).collect(),
         None => ts.to_string(),
     }
+}
+
+/// `2026-12-03T09:06:06.891567Z` as `2026-12-03 09:06:06`.
+fn stamp(ts: &str) -> String {
+    ts.replacen('T', " ", 1).chars().take(19).collect()
 }
 
 /// `2026-12-03T09:06:06.891567Z` as `09:06:06`, for the selectable lists.
