@@ -64,7 +64,8 @@
 //!   Prometheus `/metrics`, and each report's SQL and typed rows (explain,
 //!   insights, ...); for the CLI and for embedders.
 //! - [`cli`]: the `quiver` command, one file per subcommand: parses, calls
-//!   [`app`], prints.
+//!   [`app`], prints. `cli::dashboard` (a folder: state, feed, ui) is the
+//!   terminal UI over a running server.
 //!
 //! # Example
 //!

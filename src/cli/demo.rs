@@ -131,7 +131,7 @@ pub async fn run(mut config: Config, args: &Args) -> anyhow::Result<()> {
         .start_prometheus(&config, &server, alerts.as_ref())
         .await?;
     println!(
-        "  `quiver status` (from another shell) shows its health; Ctrl-C stops, flushes and exits."
+        "  `quiver dashboard` or `quiver status` (from another shell) shows it live; Ctrl-C stops, flushes and exits."
     );
 
     let mut sim = Simulator::new(args.seed, gates);
