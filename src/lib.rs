@@ -53,6 +53,8 @@
 //! - [`metrics`]: metric definitions and SQL analyses, compiled into views; the
 //!   built-in definitions, copied into each data dir's `configs/`; the SQL
 //!   aggregates `win_rate`, `max_drawdown` and `calibration`.
+//! - [`council`]: the AI council's pure core: the day's metrics packet, the
+//!   number verifier, the built-in analysts and judge.
 //! - [`query`]: the DataFusion session and its table providers.
 //! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest,
 //!   live tails of the WAL).
@@ -97,6 +99,7 @@ pub mod analytics;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod council;
 pub mod event;
 pub mod flight;
 pub mod gates;
