@@ -19,6 +19,9 @@
 //! - [`compare`]: `models compare`: two models' feature importances,
 //!   calibration, predictions per regime and trades while live.
 //! - [`insights`]: the insights report's queries, bound and run.
+//! - [`council`]: the council's packet from `metrics.metric_values`,
+//!   `metrics.alerts` and the insights; a run through the verifier and judge
+//!   of [`crate::council`].
 //! - [`learning`]: the learning reports: per day, and one model's
 //!   calibration.
 //! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
@@ -38,6 +41,7 @@
 
 pub mod alerts;
 pub mod compare;
+pub mod council;
 pub mod explain;
 pub mod health;
 pub mod insights;

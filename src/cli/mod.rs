@@ -4,6 +4,7 @@
 mod alerts;
 mod compact;
 mod compare;
+mod council;
 mod dashboard;
 mod demo;
 mod explain;
@@ -79,6 +80,9 @@ pub enum Command {
     Explain(explain::Args),
     /// The day's findings, ranked, each quoting the values it rests on.
     Insights(insights::Args),
+    /// The AI council on a day's metrics packet: analysts' claims, the
+    /// number verifier, the judge's summary (built in: offline, no key).
+    Council(council::Args),
     /// A decision trace's timeline and bottlenecks, or per-step latency stats.
     Trace(trace::Args),
     /// New events as they commit, like `tail -f`, from the running server.
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(args) => metrics::run(cli.load_config(None)?, args).await,
         Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
         Command::Insights(args) => insights::run(cli.load_config(None)?, args).await,
+        Command::Council(args) => council::run(cli.load_config(None)?, args).await,
         Command::Alerts(args) => alerts::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,

@@ -178,14 +178,27 @@ fn is_percentage(metric: &str) -> bool {
 /// A value of `m` as a sentence states it.
 pub fn quote(m: &PacketValue, v: f64) -> String {
     match m.unit.as_str() {
-        "ratio" if is_percentage(&m.of.metric) => format!("{:.1}%", v * 100.0),
-        "ratio" | "probability" => format!("{v:.3}"),
-        "bps" => format!("{v:.1} bps"),
-        "ms" => format!("{v:.2} ms"),
-        "s" => format!("{v:.1} s"),
+        "ratio" if is_percentage(&m.of.metric) => format!("{}%", fixed(v * 100.0, 1)),
+        "ratio" | "probability" => fixed(v, 3),
+        "bps" => format!("{} bps", fixed(v, 1)),
+        "ms" => format!("{} ms", fixed(v, 2)),
+        "s" => format!("{} s", fixed(v, 1)),
         _ if v.fract() == 0.0 && v.abs() < 1e15 => thousands(v as i64),
-        _ => format!("{v:.2}"),
+        _ => fixed(v, 2),
     }
+}
+
+/// `v` with at least `decimals` decimals, and more for a small value so it
+/// keeps three significant digits (0.000428, not 0.00, which would state a
+/// different number).
+fn fixed(v: f64, decimals: usize) -> String {
+    let magnitude = if v == 0.0 || !v.is_finite() {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    let needed = (2 - magnitude).clamp(0, 12) as usize;
+    format!("{v:.*}", decimals.max(needed))
 }
 
 fn thousands(n: i64) -> String {
@@ -222,14 +235,38 @@ mod tests {
         let packet = Packet {
             date: NaiveDate::from_ymd_opt(2026, 12, 3).unwrap(),
             metrics: vec![
-                value("shadow_good_block_rate", &[("blocked_by", "volume_gate")], 0.372, "ratio", "warning"),
-                value("gate_pass_rate", &[("gate", "meta_label"), ("mode", "scalp")], 0.5951, "ratio", "ok"),
-                value("trades_closed", &[("mode", "scalp")], 2314.0, "trades", "ok"),
+                value(
+                    "shadow_good_block_rate",
+                    &[("blocked_by", "volume_gate")],
+                    0.372,
+                    "ratio",
+                    "warning",
+                ),
+                value(
+                    "gate_pass_rate",
+                    &[("gate", "meta_label"), ("mode", "scalp")],
+                    0.5951,
+                    "ratio",
+                    "ok",
+                ),
+                value(
+                    "trades_closed",
+                    &[("mode", "scalp")],
+                    2314.0,
+                    "trades",
+                    "ok",
+                ),
                 value("avg_hold_s", &[("mode", "scalp")], 81.26, "s", "ok"),
                 value("trace_latency_p99_ms", &[], 91.327, "ms", "critical"),
                 value("max_drawdown_total_bps", &[], -412.77, "bps", "ok"),
                 value("profit_factor", &[("mode", "scalp")], 1.3762, "ratio", "ok"),
-                value("events_dropped", &[("level", "DEBUG")], 1_204_311.0, "events", "warning"),
+                value(
+                    "events_dropped",
+                    &[("level", "DEBUG")],
+                    1_204_311.0,
+                    "events",
+                    "warning",
+                ),
             ],
             insights: vec![],
             alerts: vec![],
@@ -244,10 +281,33 @@ mod tests {
         assert_eq!(dropped, vec![], "built-in analysts invent nothing");
         let texts: Vec<&str> = all.iter().map(|c| c.text.as_str()).collect();
         assert!(texts.contains(&"shadow_good_block_rate{blocked_by=volume_gate} was 37.2%, warning against its target of 50.0%."), "{texts:#?}");
-        assert!(texts.contains(&"events_dropped{level=DEBUG} was 1,204,311, warning against its target of 0.50."), "{texts:#?}");
+        assert!(
+            texts.contains(
+                &"events_dropped{level=DEBUG} was 1,204,311, warning against its target of 0.500."
+            ),
+            "{texts:#?}"
+        );
         // The latency analyst leads with what is critical.
-        let latency = BUILT_IN.iter().find(|a| a.name == "latency").unwrap().claims(&packet);
-        assert!(latency[0].text.starts_with("trace_latency_p99_ms was 91.33 ms, critical"), "{latency:#?}");
+        let latency = BUILT_IN
+            .iter()
+            .find(|a| a.name == "latency")
+            .unwrap()
+            .claims(&packet);
+        assert!(
+            latency[0]
+                .text
+                .starts_with("trace_latency_p99_ms was 91.33 ms, critical"),
+            "{latency:#?}"
+        );
+    }
+
+    #[test]
+    fn small_values_keep_three_significant_digits() {
+        assert_eq!(fixed(0.000428, 2), "0.000428");
+        assert_eq!(fixed(0.0344, 3), "0.0344");
+        assert_eq!(fixed(59.51, 1), "59.5");
+        assert_eq!(fixed(0.0, 2), "0.00");
+        assert_eq!(fixed(-0.00512, 1), "-0.00512");
     }
 
     #[test]

@@ -129,7 +129,10 @@ pub fn markdown(
     if !dropped_claims.is_empty() || !dropped_sentences.is_empty() {
         out += "## Dropped by the number verifier\n\n";
         for d in dropped_claims {
-            out += &format!("- {} claimed \"{}\": {}\n", d.claim.analyst, d.claim.text, d.reason);
+            out += &format!(
+                "- {} claimed \"{}\": {}\n",
+                d.claim.analyst, d.claim.text, d.reason
+            );
         }
         for d in dropped_sentences {
             out += &format!("- the judge wrote \"{}\": {}\n", d.sentence.text, d.reason);
@@ -186,15 +189,28 @@ mod tests {
         let texts: Vec<&str> = summary.iter().map(|s| s.text.as_str()).collect();
         assert_eq!(texts, vec!["The queue is 91.0% full.", "Scalp won 59.5%."]);
         let md = markdown(&p, &summary, &[], &[]);
-        assert!(md.contains("## Needs attention\n\n- The queue is 91.0% full. _(rests on `queue_fill`)_"), "{md}");
-        assert!(md.contains("## Figures\n\n- Scalp won 59.5%. _(rests on `win_rate{mode=scalp}`)_"), "{md}");
+        assert!(
+            md.contains(
+                "## Needs attention\n\n- The queue is 91.0% full. _(rests on `queue_fill`)_"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("## Figures\n\n- Scalp won 59.5%. _(rests on `win_rate{mode=scalp}`)_"),
+            "{md}"
+        );
     }
 
     #[test]
     fn a_judge_sentence_must_rest_on_verified_claims_and_pass_the_verifier() {
         let p = packet();
         let verifier = Verifier::new(&p);
-        let verified = vec![claim("Scalp won 59.5%.", "win_rate", &[("mode", "scalp")], 0.595)];
+        let verified = vec![claim(
+            "Scalp won 59.5%.",
+            "win_rate",
+            &[("mode", "scalp")],
+            0.595,
+        )];
         let sentence = |text: &str, rests: Vec<MetricRef>| Sentence {
             text: text.into(),
             rests_on: rests,
@@ -206,7 +222,10 @@ mod tests {
             vec![
                 sentence("Scalp won 59.5%, a good day.", vec![scalp.clone()]),
                 sentence("Scalp won 61%.", vec![scalp.clone()]),
-                sentence("The queue is 91% full.", vec![MetricRef::new("queue_fill", &[])]),
+                sentence(
+                    "The queue is 91% full.",
+                    vec![MetricRef::new("queue_fill", &[])],
+                ),
                 sentence("All is well.", vec![]),
             ],
             &verified,
@@ -214,7 +233,10 @@ mod tests {
         assert_eq!(kept.len(), 1, "{dropped:#?}");
         let reasons: Vec<&str> = dropped.iter().map(|d| d.reason.as_str()).collect();
         assert!(reasons[0].starts_with("invented: 61%"), "{reasons:?}");
-        assert!(reasons[1].contains("no verified claim cites"), "{reasons:?}");
+        assert!(
+            reasons[1].contains("no verified claim cites"),
+            "{reasons:?}"
+        );
         assert_eq!(reasons[2], "rests on no metric");
     }
 }

@@ -138,7 +138,11 @@ pub fn scan(text: &str) -> Statements {
         let start = if signed { i - 1 } else { i };
         let (value, decimals) = number;
         out.numbers.push(Stated {
-            text: chars[start..unit_end].iter().collect::<String>().trim().to_string(),
+            text: chars[start..unit_end]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string(),
             value: sign * value * scale,
             rounding: 0.5 * 10f64.powi(-(decimals as i32)) * scale,
             signed,
@@ -305,7 +309,10 @@ mod tests {
         }
         assert_eq!(scan("release 1.2.3").glued, vec!["1.2.3".to_string()]);
         let s = scan("model 35e8a49d won 73pct.");
-        assert_eq!((s.numbers, s.glued), (vec![], vec!["35e8a49d".to_string(), "73pct".to_string()]));
+        assert_eq!(
+            (s.numbers, s.glued),
+            (vec![], vec!["35e8a49d".to_string(), "73pct".to_string()])
+        );
         // A range's second figure is a number, not a name.
         assert_eq!(
             numbers("10-20 bps"),
@@ -318,7 +325,9 @@ mod tests {
 
     #[test]
     fn dates_and_times_are_apart_from_numbers() {
-        let s = scan("on 2026-12-03 at 12:00:09 and 9:30, not 2026-13-40. Fired 2026-12-02T11:58:40.123Z.");
+        let s = scan(
+            "on 2026-12-03 at 12:00:09 and 9:30, not 2026-13-40. Fired 2026-12-02T11:58:40.123Z.",
+        );
         assert_eq!(s.numbers, vec![]);
         let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
         assert_eq!(s.dates, vec![day(3), day(2)]);

@@ -91,7 +91,10 @@ impl<'a> Verifier<'a> {
     /// `Ok` if the claim stands, else the reason it does not.
     pub fn check_claim(&self, claim: &Claim) -> Result<(), String> {
         let Some(cited) = self.packet.value_of(&claim.of) else {
-            return Err(format!("cites {}, which the packet does not have", claim.of));
+            return Err(format!(
+                "cites {}, which the packet does not have",
+                claim.of
+            ));
         };
         let Some(value) = cited.value else {
             return Err(format!("cites {}, which had no data that day", claim.of));
@@ -134,7 +137,10 @@ impl<'a> Verifier<'a> {
         for stated in &found.numbers {
             let matching: Vec<&Fact> = self.facts.iter().filter(|f| matches(stated, f)).collect();
             if matching.is_empty() {
-                return Err(format!("invented: {} is no value in the packet", stated.text));
+                return Err(format!(
+                    "invented: {} is no value in the packet",
+                    stated.text
+                ));
             }
             if !matching
                 .iter()
@@ -259,20 +265,75 @@ mod tests {
             "Scalp's win rate was 0.50, against a target of 55%.",
             "The scalp win rate is 50.3 %, on 2026-12-03.",
         ] {
-            assert_eq!(check(&claim(text, "win_rate", SCALP, 0.503, "ratio")), Ok(()), "{text}");
+            assert_eq!(
+                check(&claim(text, "win_rate", SCALP, 0.503, "ratio")),
+                Ok(()),
+                "{text}"
+            );
         }
         // The claim's value may come in percent.
-        assert_eq!(check(&claim("Won 50.3%.", "win_rate", SCALP, 50.3, "%")), Ok(()));
+        assert_eq!(
+            check(&claim("Won 50.3%.", "win_rate", SCALP, 50.3, "%")),
+            Ok(())
+        );
         // Units: seconds as ms, a drawdown without its sign, thousands, `x`.
         let ok = [
-            claim("Holds last 2,500 ms on average.", "avg_hold_s", SCALP, 2.5, "s"),
-            claim("Holds last 2.5 s on average.", "avg_hold_s", SCALP, 2.5, "s"),
-            claim("A drawdown of 350 bps.", "max_drawdown_bps", SCALP, -350.4, "bps"),
-            claim("The drawdown reached -350.4 bps.", "max_drawdown_bps", SCALP, -350.4, "bps"),
-            claim("1,256 trades closed.", "trades_closed", SCALP, 1256.0, "trades"),
-            claim("Profit factor 1.84x.", "profit_factor", SCALP, 1.84, "ratio"),
-            claim("p99 latency was 91.33 ms against 80 ms.", "trace_latency_p99_ms", &[], 91.327, "ms"),
-            claim("Model 35e8a49d has an ECE of 0.034.", "model_ece", &[("model_id", "35e8a49d")], 0.0344, "ratio"),
+            claim(
+                "Holds last 2,500 ms on average.",
+                "avg_hold_s",
+                SCALP,
+                2.5,
+                "s",
+            ),
+            claim(
+                "Holds last 2.5 s on average.",
+                "avg_hold_s",
+                SCALP,
+                2.5,
+                "s",
+            ),
+            claim(
+                "A drawdown of 350 bps.",
+                "max_drawdown_bps",
+                SCALP,
+                -350.4,
+                "bps",
+            ),
+            claim(
+                "The drawdown reached -350.4 bps.",
+                "max_drawdown_bps",
+                SCALP,
+                -350.4,
+                "bps",
+            ),
+            claim(
+                "1,256 trades closed.",
+                "trades_closed",
+                SCALP,
+                1256.0,
+                "trades",
+            ),
+            claim(
+                "Profit factor 1.84x.",
+                "profit_factor",
+                SCALP,
+                1.84,
+                "ratio",
+            ),
+            claim(
+                "p99 latency was 91.33 ms against 80 ms.",
+                "trace_latency_p99_ms",
+                &[],
+                91.327,
+                "ms",
+            ),
+            claim(
+                "Model 35e8a49d has an ECE of 0.034.",
+                "model_ece",
+                &[("model_id", "35e8a49d")],
+                0.0344,
+                "ratio",
+            ),
         ];
         for c in &ok {
             assert_eq!(check(c), Ok(()), "{}", c.text);
@@ -286,7 +347,10 @@ mod tests {
             // Rounded too far: 0.5 may stand for 0.45..0.55, but not at 5% off.
             ("Scalp won 48% of its trades.", "48%"),
             ("Scalp's win rate, 0.503, beat 2,000 trades.", "2,000"),
-            ("Scalp won 50.3% of its trades, 12 more than yesterday.", "12"),
+            (
+                "Scalp won 50.3% of its trades, 12 more than yesterday.",
+                "12",
+            ),
             // A sign written is a sign checked.
             ("The drawdown reached +350.4 bps.", "+350.4 bps"),
             // The right figure in the wrong unit.
@@ -306,21 +370,50 @@ mod tests {
     #[test]
     fn numbers_of_other_metrics_are_the_wrong_metric() {
         // 66.7% is runner's win rate; the claim cites scalp's.
-        let c = claim("Scalp won 66.7% of its trades.", "win_rate", SCALP, 0.503, "ratio");
+        let c = claim(
+            "Scalp won 66.7% of its trades.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        );
         let err = check(&c).unwrap_err();
-        assert!(err.starts_with("wrong metric: 66.7% is win_rate{mode=runner}"), "{err}");
+        assert!(
+            err.starts_with("wrong metric: 66.7% is win_rate{mode=runner}"),
+            "{err}"
+        );
         // Citing it as evidence makes it stand.
         let mut cited = c.clone();
         cited.text = "Scalp won 50.3%, runner 66.7%.".into();
         cited.evidence = vec![MetricRef::new("win_rate", &[("mode", "runner")])];
         assert_eq!(check(&cited), Ok(()));
         // A claim on a metric the packet lacks, or on the wrong dimensions.
-        let err = check(&claim("Won 50.3%.", "win_rate", &[("mode", "swing")], 0.503, "ratio")).unwrap_err();
+        let err = check(&claim(
+            "Won 50.3%.",
+            "win_rate",
+            &[("mode", "swing")],
+            0.503,
+            "ratio",
+        ))
+        .unwrap_err();
         assert!(err.contains("does not have"), "{err}");
         // Insight and alert numbers belong to what they come from.
-        let err = check(&claim("Won 50.3%; the alert fires at 80 ms.", "win_rate", SCALP, 0.503, "ratio")).unwrap_err();
+        let err = check(&claim(
+            "Won 50.3%; the alert fires at 80 ms.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        ))
+        .unwrap_err();
         assert!(err.contains("trace_latency_p99_ms's threshold"), "{err}");
-        let mut insight = claim("volume_gate missed 120.5 bps.", "win_rate", SCALP, 0.503, "ratio");
+        let mut insight = claim(
+            "volume_gate missed 120.5 bps.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        );
         assert!(check(&insight).unwrap_err().contains("insight:1"));
         insight.evidence = vec![MetricRef::new("insight:1", &[])];
         assert_eq!(check(&insight), Ok(()));
@@ -329,7 +422,10 @@ mod tests {
     #[test]
     fn other_days_times_and_disguised_numbers_are_dropped() {
         let cases = [
-            ("On 2026-12-02 scalp won 50.3%.", "wrong day: it names 2026-12-02"),
+            (
+                "On 2026-12-02 scalp won 50.3%.",
+                "wrong day: it names 2026-12-02",
+            ),
             ("Scalp won 50.3% by 14:30.", "unverifiable: `14:30`"),
             ("Scalp won 50.3%, that is 73pct of target.", "`73pct`"),
             ("Model 82505442 won 50.3%.", "invented: 82505442"),
@@ -339,7 +435,13 @@ mod tests {
             assert!(err.contains(reason), "{text}: {err}");
         }
         // Names with digits are not numbers.
-        let c = claim("meta_label2 and p99 aside, scalp won 50.3% on ETH2.", "win_rate", SCALP, 0.503, "ratio");
+        let c = claim(
+            "meta_label2 and p99 aside, scalp won 50.3% on ETH2.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        );
         assert_eq!(check(&c), Ok(()));
     }
 

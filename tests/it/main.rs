@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod council;
 mod crash;
 mod cross_engine;
 mod exactly_once;
