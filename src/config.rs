@@ -11,6 +11,7 @@
 //! key reads the text as a TOML scalar (numbers, booleans).
 
 mod alerts;
+mod council;
 mod health;
 mod retention;
 
@@ -30,6 +31,7 @@ pub use alerts::{
     AlertsSection, MinSeverity, ReceiverConfig, ReceiverKind, Secret, SecretError,
     TELEGRAM_BASE_URL,
 };
+pub use council::{CouncilSection, ModelEndpoint};
 pub use health::HealthSection;
 pub use retention::RetentionSection;
 
@@ -89,6 +91,9 @@ pub struct Config {
     /// `[retention]`: each table's lake retention ([`RetentionSection`], in
     /// `config/retention.rs`, validated into the store's `RetentionConfig`).
     pub retention: RetentionSection,
+    /// `[council]`: the model endpoints of `quiver council`
+    /// ([`CouncilSection`], in `config/council.rs`); none: offline.
+    pub council: CouncilSection,
 }
 
 impl Default for Config {
@@ -107,6 +112,7 @@ impl Default for Config {
             alerts: AlertsSection::default(),
             health: HealthSection::default(),
             retention: RetentionSection::default(),
+            council: CouncilSection::default(),
         }
     }
 }
@@ -494,6 +500,7 @@ impl Config {
         }
         self.alerts.check().map_err(|e| invalid("alerts", e))?;
         self.health.check().map_err(|e| invalid("health", e))?;
+        self.council.check().map_err(|e| invalid("council", e))?;
         self.retention
             .to_config(self.hot.retention)
             .map_err(|e| invalid("retention", e))?;
@@ -689,6 +696,7 @@ mod tests {
             "alerts",
             "health",
             "retention",
+            "council",
         ] {
             std::fs::write(&file, format!("[{section}]\nbogus_key = 1\n")).unwrap();
             let err = Config::load_from(Some(&file), env(&[]), &Overrides::default())

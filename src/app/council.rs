@@ -149,3 +149,439 @@ pub fn decide(
         markdown,
     }
 }
+
+// ---- Model analysts and judge (OpenAI-compatible chat completions) ----
+
+/// One analyst's part in a run.
+#[derive(Debug, Serialize)]
+pub struct AnalystRun {
+    pub name: String,
+    /// `built-in` or the model's name.
+    pub source: String,
+    pub claims: usize,
+    /// Why the analyst gave nothing (its requests failed), if it did not.
+    pub error: Option<String>,
+}
+
+/// Requests, tokens and cost of a run.
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    pub requests: u32,
+    pub attempts: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// From the endpoints' prices per 1,000 tokens.
+    pub cost: f64,
+}
+
+/// A council run with its analysts and the tally.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub analysts: Vec<AnalystRun>,
+    /// `built-in`, the judge model's name, or `built-in (the model judge failed: ...)`.
+    pub judge: String,
+    pub tally: Tally,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The council on `packet` with the analysts and judge of `config`: models
+/// where configured (called in parallel, each request under the timeout and
+/// the retry bound), the built-in ones otherwise. Blocking.
+pub fn run(packet: &Packet, config: &crate::config::CouncilSection) -> Run {
+    if config.analysts.is_empty() && config.judge.is_none() {
+        let outcome = offline(packet);
+        let analysts = BUILT_IN
+            .iter()
+            .map(|a| AnalystRun {
+                name: a.name.to_string(),
+                source: "built-in".into(),
+                claims: outcome
+                    .verified
+                    .iter()
+                    .chain(outcome.dropped.iter().map(|d| &d.claim))
+                    .filter(|c| c.analyst == a.name)
+                    .count(),
+                error: None,
+            })
+            .collect();
+        return Run {
+            analysts,
+            judge: "built-in".into(),
+            tally: Tally::default(),
+            outcome,
+        };
+    }
+    let client = llm::Client::new(config);
+    let packet_json = serde_json::to_string(packet).unwrap_or_default();
+    let mut analysts = Vec::new();
+    let mut claims = Vec::new();
+    let mut tally = Tally::default();
+    if config.analysts.is_empty() {
+        for a in BUILT_IN {
+            let made = a.claims(packet);
+            analysts.push(AnalystRun {
+                name: a.name.to_string(),
+                source: "built-in".into(),
+                claims: made.len(),
+                error: None,
+            });
+            claims.extend(made);
+        }
+    } else {
+        let answers: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = config
+                .analysts
+                .iter()
+                .map(|endpoint| {
+                    let (client, packet_json) = (&client, &packet_json);
+                    scope.spawn(move || (endpoint, client.analyst(endpoint, packet_json)))
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (endpoint, answer) in answers {
+            tally.add(endpoint, &answer.usage);
+            let (made, error) = match answer.result {
+                Ok(mut made) => {
+                    for c in &mut made {
+                        c.analyst.clone_from(&endpoint.name);
+                    }
+                    (made, None)
+                }
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            analysts.push(AnalystRun {
+                name: endpoint.name.clone(),
+                source: endpoint.model.clone(),
+                claims: made.len(),
+                error,
+            });
+            claims.extend(made);
+        }
+    }
+    let mut judge_name = "built-in".to_string();
+    let outcome = decide(packet, claims, |verified| {
+        let Some(endpoint) = &config.judge else {
+            return judge::merge(packet, verified);
+        };
+        let answer = client.judge(endpoint, &packet_json, verified);
+        tally.add(endpoint, &answer.usage);
+        match answer.result {
+            Ok(mut sentences) => {
+                judge_name.clone_from(&endpoint.model);
+                for s in &mut sentences {
+                    s.attention = s.rests_on.iter().any(|r| {
+                        packet.metrics.iter().any(|m| {
+                            r.covers(&m.of) && matches!(m.status.as_str(), "warning" | "critical")
+                        })
+                    });
+                }
+                sentences
+            }
+            Err(e) => {
+                judge_name = format!("built-in (the model judge failed: {e})");
+                judge::merge(packet, verified)
+            }
+        }
+    });
+    Run {
+        analysts,
+        judge: judge_name,
+        tally,
+        outcome,
+    }
+}
+
+impl Tally {
+    fn add(&mut self, endpoint: &crate::config::ModelEndpoint, usage: &llm::Usage) {
+        self.requests += 1;
+        self.attempts += usage.attempts;
+        self.prompt_tokens += usage.prompt_tokens;
+        self.completion_tokens += usage.completion_tokens;
+        self.cost += usage.prompt_tokens as f64 / 1000.0 * endpoint.prompt_price_per_1k
+            + usage.completion_tokens as f64 / 1000.0 * endpoint.completion_price_per_1k;
+    }
+}
+
+mod llm {
+    //! The chat-completions calls: temperature 0, a JSON schema for the
+    //! answer, a deadline per request, bounded retries with backoff.
+
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use crate::config::{CouncilSection, ModelEndpoint};
+    use crate::council::judge::Sentence;
+    use crate::council::verify::Claim;
+
+    #[derive(Debug, Default)]
+    pub struct Usage {
+        pub attempts: u32,
+        pub prompt_tokens: u64,
+        pub completion_tokens: u64,
+    }
+
+    pub struct Answer<T> {
+        pub result: Result<T, String>,
+        pub usage: Usage,
+    }
+
+    pub struct Client {
+        agent: ureq::Agent,
+        attempts_max: u32,
+        backoff_max: Duration,
+        max_tokens: u32,
+        body_max: u64,
+    }
+
+    const ANALYST_RULES: &str = "You are one analyst of a trading bot's daily council. \
+        You read only the metrics packet the user sends (JSON: metric values with units, \
+        dimensions, status and targets; insights; alerts). Make at most 6 claims about what \
+        matters most in your field. Every claim names the metric (and its dimensions) it \
+        rests on and its value in the packet's unit; any other metric its text quotes goes \
+        in evidence. Every number in a claim's text must be a value of the packet of a \
+        metric the claim cites: a number verifier drops any claim with a number it cannot \
+        find. Write ratios as percentages or as the packet's decimals; do not compute new \
+        numbers. Answer with JSON only.";
+
+    const JUDGE_RULES: &str = "You are the judge of a trading bot's daily council. The user \
+        sends the metrics packet and the analysts' verified claims. Merge them into a short \
+        summary: at most 12 sentences, what is off target first. Each sentence lists in \
+        rests_on the metrics (with dimensions) of the claims it uses, and quotes only \
+        numbers of those claims; a verifier drops any other. Answer with JSON only.";
+
+    fn metric_ref_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "metric": {"type": "string"},
+                "dimensions": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+            "required": ["metric"]
+        })
+    }
+
+    fn claims_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {"claims": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "value": {"type": "number"},
+                    "unit": {"type": "string"},
+                    "metric": {"type": "string"},
+                    "dimensions": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "evidence": {"type": "array", "items": metric_ref_schema()}
+                },
+                "required": ["text", "value", "unit", "metric"]
+            }}},
+            "required": ["claims"]
+        })
+    }
+
+    fn summary_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {"summary": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "rests_on": {"type": "array", "items": metric_ref_schema()}
+                },
+                "required": ["text", "rests_on"]
+            }}},
+            "required": ["summary"]
+        })
+    }
+
+    impl Client {
+        pub fn new(config: &CouncilSection) -> Self {
+            Client {
+                agent: crate::app::alerts::receiver::agent(config.request_timeout),
+                attempts_max: config.attempts_max,
+                backoff_max: config.backoff_max,
+                max_tokens: config.max_tokens,
+                body_max: config.response_bytes_max,
+            }
+        }
+
+        pub fn analyst(&self, endpoint: &ModelEndpoint, packet: &str) -> Answer<Vec<Claim>> {
+            let mut system = ANALYST_RULES.to_string();
+            if let Some(focus) = &endpoint.focus {
+                system += &format!(" Your field: {focus}.");
+            }
+            self.ask(endpoint, &system, packet, "claims", claims_schema(), |v| {
+                let items = v
+                    .get("claims")
+                    .and_then(Value::as_array)
+                    .ok_or("the answer has no `claims` array")?;
+                items
+                    .iter()
+                    .map(|c| {
+                        serde_json::from_value::<Claim>(c.clone())
+                            .map_err(|e| format!("a claim is not of the schema: {e}"))
+                    })
+                    .collect()
+            })
+        }
+
+        pub fn judge(
+            &self,
+            endpoint: &ModelEndpoint,
+            packet: &str,
+            verified: &[Claim],
+        ) -> Answer<Vec<Sentence>> {
+            let user =
+                json!({"packet": serde_json::from_str::<Value>(packet).unwrap_or(Value::Null),
+                              "verified_claims": verified})
+                .to_string();
+            self.ask(
+                endpoint,
+                JUDGE_RULES,
+                &user,
+                "summary",
+                summary_schema(),
+                |v| {
+                    let items = v
+                        .get("summary")
+                        .and_then(Value::as_array)
+                        .ok_or("the answer has no `summary` array")?;
+                    items
+                        .iter()
+                        .map(|s| {
+                            serde_json::from_value::<Sentence>(s.clone())
+                                .map_err(|e| format!("a sentence is not of the schema: {e}"))
+                        })
+                        .collect()
+                },
+            )
+        }
+
+        /// One completion, retried on timeouts, transport errors, 429, 5xx
+        /// and answers that do not parse, up to `attempts_max`.
+        fn ask<T>(
+            &self,
+            endpoint: &ModelEndpoint,
+            system: &str,
+            user: &str,
+            schema_name: &str,
+            schema: Value,
+            parse: impl Fn(&Value) -> Result<T, String>,
+        ) -> Answer<T> {
+            let mut usage = Usage::default();
+            let key = match endpoint.api_key() {
+                Ok(key) => key,
+                Err(e) => {
+                    return Answer {
+                        result: Err(e),
+                        usage,
+                    };
+                }
+            };
+            let url = format!(
+                "{}/chat/completions",
+                endpoint.base_url.trim_end_matches('/')
+            );
+            let body = json!({
+                "model": endpoint.model,
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": user}
+                ],
+                "response_format": {"type": "json_schema",
+                    "json_schema": {"name": schema_name, "schema": schema}}
+            })
+            .to_string();
+            let mut pause = Duration::from_secs(1).min(self.backoff_max);
+            let mut last = String::new();
+            for attempt in 1..=self.attempts_max {
+                usage.attempts = attempt;
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(key) = &key {
+                    request = request.header("Authorization", format!("Bearer {key}"));
+                }
+                let retry = match request.send(body.as_bytes()) {
+                    Ok(mut response) => {
+                        let status = response.status().as_u16();
+                        let text = response
+                            .body_mut()
+                            .with_config()
+                            .limit(self.body_max)
+                            .read_to_string();
+                        match (status, text) {
+                            (200, Ok(text)) => {
+                                match completion(&text, &mut usage).and_then(|v| parse(&v)) {
+                                    Ok(value) => {
+                                        return Answer {
+                                            result: Ok(value),
+                                            usage,
+                                        };
+                                    }
+                                    Err(e) => {
+                                        last = format!("attempt {attempt}: {e}");
+                                        true
+                                    }
+                                }
+                            }
+                            (200, Err(e)) => {
+                                last = format!("attempt {attempt}: reading the answer: {e}");
+                                true
+                            }
+                            (s, _) => {
+                                last = format!("attempt {attempt}: HTTP {s}");
+                                s == 429 || s >= 500
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        last = format!("attempt {attempt}: {e}");
+                        true
+                    }
+                };
+                if !retry || attempt == self.attempts_max {
+                    break;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(self.backoff_max);
+            }
+            Answer {
+                result: Err(format!("{} ({}): {last}", endpoint.name, endpoint.model)),
+                usage,
+            }
+        }
+    }
+
+    /// The JSON object in a completion's message, and its token usage.
+    fn completion(text: &str, usage: &mut Usage) -> Result<Value, String> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("the response is not JSON: {e}"))?;
+        if let Some(u) = v.get("usage") {
+            usage.prompt_tokens += u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+            usage.completion_tokens += u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+        }
+        let content = v
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .ok_or("the response has no choices[0].message.content")?;
+        // Some servers wrap JSON in a code fence despite the schema.
+        let content = content.trim();
+        let content = content
+            .strip_prefix("```json")
+            .or_else(|| content.strip_prefix("```"))
+            .and_then(|c| c.strip_suffix("```"))
+            .unwrap_or(content);
+        serde_json::from_str(content.trim())
+            .map_err(|e| format!("the message is not the JSON asked for: {e}"))
+    }
+}

@@ -1,5 +1,6 @@
 //! `quiver council [--date D] [--json]`: the day's verified council summary
-//! (built-in analysts and judge), with every dropped claim and its reason;
+//! (the `[council]` models, or the built-in analysts and judge), with every
+//! dropped claim and its reason, the analysts' part and the token tally;
 //! `quiver council packet [--date D]`: the packet the analysts read.
 
 use std::io::Write;
@@ -72,18 +73,43 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         !packet.metrics.is_empty(),
         "no metric values for {day}: the council reads what `quiver metrics compute --date {day}` stores; run it first"
     );
-    let outcome = council::offline(&packet);
+    let council_config = config.council.clone();
+    let run = tokio::task::spawn_blocking(move || council::run(&packet, &council_config))
+        .await
+        .context("the council panicked")?;
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?;
-    } else {
-        write!(out, "{}", outcome.markdown)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&run)?)?;
+        return Ok(());
+    }
+    let o = &run.outcome;
+    write!(out, "{}", o.markdown)?;
+    writeln!(out, "\n## The council\n")?;
+    for a in &run.analysts {
+        match &a.error {
+            None => writeln!(
+                out,
+                "- analyst {} ({}): {} claims",
+                a.name, a.source, a.claims
+            )?,
+            Some(e) => writeln!(out, "- analyst {} ({}): no claims, {e}", a.name, a.source)?,
+        }
+    }
+    writeln!(out, "- judge: {}", run.judge)?;
+    writeln!(
+        out,
+        "- {} claims: {} verified, {} dropped; {} summary sentences, {} dropped",
+        o.claims,
+        o.verified.len(),
+        o.dropped.len(),
+        o.summary.len(),
+        o.dropped_sentences.len()
+    )?;
+    if run.tally.requests > 0 {
+        let t = &run.tally;
         writeln!(
             out,
-            "\n{} claims by {} built-in analysts: {} verified, {} dropped.",
-            outcome.claims,
-            crate::council::analysts::BUILT_IN.len(),
-            outcome.verified.len(),
-            outcome.dropped.len()
+            "- {} requests ({} attempts), {} prompt + {} completion tokens, cost {:.4}",
+            t.requests, t.attempts, t.prompt_tokens, t.completion_tokens, t.cost
         )?;
     }
     Ok(())
