@@ -213,7 +213,6 @@ pub fn run(packet: &Packet, config: &crate::config::CouncilSection) -> Run {
         };
     }
     let client = llm::Client::new(config);
-    let packet_json = serde_json::to_string(packet).unwrap_or_default();
     let mut analysts = Vec::new();
     let mut claims = Vec::new();
     let mut tally = Tally::default();
@@ -234,8 +233,10 @@ pub fn run(packet: &Packet, config: &crate::config::CouncilSection) -> Run {
                 .analysts
                 .iter()
                 .map(|endpoint| {
-                    let (client, packet_json) = (&client, &packet_json);
-                    scope.spawn(move || (endpoint, client.analyst(endpoint, packet_json)))
+                    let client = &client;
+                    let own = serde_json::to_string(&packet.narrowed(&endpoint.metrics))
+                        .unwrap_or_default();
+                    scope.spawn(move || (endpoint, client.analyst(endpoint, &own)))
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -265,7 +266,7 @@ pub fn run(packet: &Packet, config: &crate::config::CouncilSection) -> Run {
         let Some(endpoint) = &config.judge else {
             return judge::merge(packet, verified);
         };
-        let answer = client.judge(endpoint, &packet_json, verified);
+        let answer = client.judge(endpoint, packet.date, verified);
         tally.add(endpoint, &answer.usage);
         match answer.result {
             Ok(mut sentences) => {
@@ -347,7 +348,7 @@ mod llm {
         numbers. Answer with JSON only.";
 
     const JUDGE_RULES: &str = "You are the judge of a trading bot's daily council. The user \
-        sends the metrics packet and the analysts' verified claims. Merge them into a short \
+        sends the day and the analysts' verified claims. Merge them into a short \
         summary: at most 12 sentences, what is off target first. Each sentence lists in \
         rests_on the metrics (with dimensions) of the claims it uses, and quotes only \
         numbers of those claims; a verifier drops any other. Answer with JSON only.";
@@ -431,13 +432,12 @@ mod llm {
         pub fn judge(
             &self,
             endpoint: &ModelEndpoint,
-            packet: &str,
+            date: chrono::NaiveDate,
             verified: &[Claim],
         ) -> Answer<Vec<Sentence>> {
-            let user =
-                json!({"packet": serde_json::from_str::<Value>(packet).unwrap_or(Value::Null),
-                              "verified_claims": verified})
-                .to_string();
+            // The claims carry their values; the packet itself would only
+            // cost tokens.
+            let user = json!({"date": date, "verified_claims": verified}).to_string();
             self.ask(
                 endpoint,
                 JUDGE_RULES,

@@ -12,6 +12,7 @@
 //! model = "gpt-4o-mini"
 //! api_key_env = "OPENAI_API_KEY"           # or none, for a local server
 //! focus = "drawdown, tail risk and P&L dispersion"
+//! metrics = ["max_drawdown_bps", "worst_trade_bps"]   # default: the whole packet
 //! [council.judge]
 //! base_url = "http://127.0.0.1:8080/v1"
 //! model = "local"
@@ -79,6 +80,11 @@ pub struct ModelEndpoint {
     /// What this analyst looks at, told to the model.
     #[serde(default)]
     pub focus: Option<String>,
+    /// The metrics this analyst is sent (their values, and the alerts on
+    /// them); empty: the whole packet. Fewer tokens, and a packet a small
+    /// model's context holds.
+    #[serde(default)]
+    pub metrics: Vec<String>,
     /// Prices per 1,000 prompt and completion tokens, for the run's cost
     /// tally (default 0: a local model).
     #[serde(default)]

@@ -176,6 +176,31 @@ impl Packet {
         out
     }
 
+    /// The packet narrowed to `metrics` (their values and the alerts on
+    /// them; no insights); all of it when `metrics` is empty.
+    pub fn narrowed(&self, metrics: &[String]) -> Packet {
+        if metrics.is_empty() {
+            return self.clone();
+        }
+        let keep = |of: &MetricRef| metrics.contains(&of.metric);
+        Packet {
+            date: self.date,
+            metrics: self
+                .metrics
+                .iter()
+                .filter(|m| keep(&m.of))
+                .cloned()
+                .collect(),
+            insights: Vec::new(),
+            alerts: self
+                .alerts
+                .iter()
+                .filter(|a| keep(&a.of))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The value of exactly this metric and these dimensions.
     pub fn value_of(&self, of: &MetricRef) -> Option<&PacketValue> {
         self.metrics.iter().find(|m| &m.of == of)

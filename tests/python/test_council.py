@@ -225,7 +225,8 @@ def test_the_verifier_drops_every_invented_number_and_retries_are_bounded(counci
 
 def test_the_markdown_names_the_metrics_and_the_dropped_reasons(council):
     url = council["chat"].url
-    config = '[council]\n' + analyst("inventor", "inventor-model", url)
+    config = ('[council]\n' + analyst("inventor", "inventor-model", url)
+              + 'metrics = ["win_rate", "trades_closed"]\n')
     done = run_council(council, config)
     assert done.returncode == 0, done.stderr
     md = done.stdout
@@ -236,6 +237,10 @@ def test_the_markdown_names_the_metrics_and_the_dropped_reasons(council):
             assert "_(rests on `win_rate{mode=" in line, line
     assert "## Dropped by the number verifier" in md and "invented:" in md
     assert "- judge: built-in" in md
+    # `metrics` narrows what the analyst is sent.
+    sent = ChatServer.packet_of([r for r in council["chat"].requests if r["model"] == "inventor-model"][-1]["body"])
+    assert {m["metric"] for m in sent["metrics"]} == {"win_rate", "trades_closed"}, sent
+    assert sent["insights"] == []
 
 
 def test_a_missing_key_and_a_bad_config_are_clear(council):
