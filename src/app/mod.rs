@@ -22,6 +22,8 @@
 //! - [`council`]: the council's packet from `metrics.metric_values`,
 //!   `metrics.alerts` and the insights; a run through the verifier and judge
 //!   of [`crate::council`].
+//! - [`report`]: `quiver report`: the day's data and one self-contained HTML
+//!   file with inline SVG charts (plotters).
 //! - [`learning`]: the learning reports: per day, and one model's
 //!   calibration.
 //! - [`metrics_job`]: `metrics compute`: the day's metric values and alerts,
@@ -49,6 +51,7 @@ pub mod learning;
 pub mod metrics_job;
 mod pipeline;
 pub mod prometheus;
+pub mod report;
 mod reload;
 pub mod rows;
 mod session;

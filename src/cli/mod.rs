@@ -16,6 +16,7 @@ mod model_feed;
 mod models;
 mod output;
 mod repair;
+mod report;
 mod retention;
 
 mod serve;
@@ -83,6 +84,9 @@ pub enum Command {
     /// The AI council on a day's metrics packet: analysts' claims, the
     /// number verifier, the judge's summary (built in: offline, no key).
     Council(council::Args),
+    /// The day's report as one self-contained HTML file: charts, insights,
+    /// the verified council summary, alerts (default day: yesterday).
+    Report(report::Args),
     /// A decision trace's timeline and bottlenecks, or per-step latency stats.
     Trace(trace::Args),
     /// New events as they commit, like `tail -f`, from the running server.
@@ -122,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain(args) => explain::run(cli.load_config(None)?, args).await,
         Command::Insights(args) => insights::run(cli.load_config(None)?, args).await,
         Command::Council(args) => council::run(cli.load_config(None)?, args).await,
+        Command::Report(args) => report::run(cli.load_config(None)?, args).await,
         Command::Alerts(args) => alerts::run(cli.load_config(None)?, args).await,
         Command::Trace(args) => trace::run(cli.load_config(None)?, args).await,
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
