@@ -31,7 +31,7 @@ pub use alerts::{
     AlertsSection, MinSeverity, ReceiverConfig, ReceiverKind, Secret, SecretError,
     TELEGRAM_BASE_URL,
 };
-pub use council::{CouncilSection, ModelEndpoint};
+pub use council::{CouncilSection, ModelEndpoint, ResponseFormat};
 pub use health::HealthSection;
 pub use retention::RetentionSection;
 

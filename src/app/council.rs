@@ -266,6 +266,11 @@ pub fn run(packet: &Packet, config: &crate::config::CouncilSection) -> Run {
         let Some(endpoint) = &config.judge else {
             return judge::merge(packet, verified);
         };
+        let mut endpoint = endpoint.clone();
+        if endpoint.name.is_empty() {
+            "judge".clone_into(&mut endpoint.name);
+        }
+        let endpoint = &endpoint;
         let answer = client.judge(endpoint, packet.date, verified);
         tally.add(endpoint, &answer.usage);
         match answer.result {
@@ -313,7 +318,7 @@ mod llm {
 
     use serde_json::{Value, json};
 
-    use crate::config::{CouncilSection, ModelEndpoint};
+    use crate::config::{CouncilSection, ModelEndpoint, ResponseFormat};
     use crate::council::judge::Sentence;
     use crate::council::verify::Claim;
 
@@ -493,8 +498,11 @@ mod llm {
                     {"role": "system", "content": system},
                     {"role": "user", "content": user}
                 ],
-                "response_format": {"type": "json_schema",
-                    "json_schema": {"name": schema_name, "schema": schema}}
+                "response_format": match endpoint.response_format {
+                    ResponseFormat::JsonSchema => json!({"type": "json_schema",
+                        "json_schema": {"name": schema_name, "schema": schema}}),
+                    ResponseFormat::JsonObject => json!({"type": "json_object", "schema": schema}),
+                }
             })
             .to_string();
             let mut pause = Duration::from_secs(1).min(self.backoff_max);
@@ -535,8 +543,10 @@ mod llm {
                                 last = format!("attempt {attempt}: reading the answer: {e}");
                                 true
                             }
-                            (s, _) => {
-                                last = format!("attempt {attempt}: HTTP {s}");
+                            (s, text) => {
+                                let body: String =
+                                    text.unwrap_or_default().chars().take(300).collect();
+                                last = format!("attempt {attempt}: HTTP {s}: {body}");
                                 s == 429 || s >= 500
                             }
                         }

@@ -80,6 +80,11 @@ pub struct ModelEndpoint {
     /// What this analyst looks at, told to the model.
     #[serde(default)]
     pub focus: Option<String>,
+    /// How the answer's JSON schema is asked for: `json_schema` (OpenAI's
+    /// structured outputs, the default) or `json_object` (`{"type":
+    /// "json_object", "schema": ...}`, what llama.cpp's Python server takes).
+    #[serde(default)]
+    pub response_format: ResponseFormat,
     /// The metrics this analyst is sent (their values, and the alerts on
     /// them); empty: the whole packet. Fewer tokens, and a packet a small
     /// model's context holds.
@@ -91,6 +96,15 @@ pub struct ModelEndpoint {
     pub prompt_price_per_1k: f64,
     #[serde(default)]
     pub completion_price_per_1k: f64,
+}
+
+/// See [`ModelEndpoint::response_format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    #[default]
+    JsonSchema,
+    JsonObject,
 }
 
 impl CouncilSection {

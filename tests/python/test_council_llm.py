@@ -147,8 +147,10 @@ def test_a_tiny_model_invents_and_the_verifier_drops_every_invention(model_serve
         f.write('[council]\nrequest_timeout = "300s"\nattempts_max = 2\nbackoff_max = "1s"\nmax_tokens = 384\n')
         for name, metrics in fields.items():
             f.write(f'[[council.analysts]]\nname = "{name}"\nbase_url = "{model_server}"\n'
-                    f'model = "smollm2"\nfocus = "{name}"\nmetrics = {json.dumps(metrics)}\n')
-        f.write(f'[council.judge]\nbase_url = "{model_server}"\nmodel = "smollm2"\n')
+                    f'model = "smollm2"\nfocus = "{name}"\nmetrics = {json.dumps(metrics)}\n'
+                    'response_format = "json_object"\n')
+        f.write(f'[council.judge]\nbase_url = "{model_server}"\nmodel = "smollm2"\n'
+                'response_format = "json_object"\n')
     packet = json.loads(subprocess.run(
         [binary, "--data-dir", data, "council", "packet", "--date", day],
         check=True, capture_output=True, text=True, env=env).stdout)

@@ -18,11 +18,17 @@ pub struct Bar {
     pub target: Option<(f64, f64)>,
 }
 
-fn svg(draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>) -> String {
+fn svg(
+    draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> String {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
-        if let Err(e) = root.fill(&WHITE).map_err(|e| e.to_string()).and_then(|()| draw(root.clone())) {
+        if let Err(e) = root
+            .fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|()| draw(root.clone()))
+        {
             return format!("<p class=\"error\">chart failed: {}</p>", html_escape(&e));
         }
         let _ = root.present();
@@ -35,7 +41,9 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -63,11 +71,17 @@ pub fn line(title: &str, unit: &str, points: &[(f64, f64)], fill_below: bool) ->
         let color = if fill_below { RED } else { BLUE };
         if fill_below {
             chart
-                .draw_series(AreaSeries::new(points.iter().copied(), 0.0, color.mix(0.3)).border_style(color))
+                .draw_series(
+                    AreaSeries::new(points.iter().copied(), 0.0, color.mix(0.3))
+                        .border_style(color),
+                )
                 .map_err(err)?;
         } else {
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(err)?;
         }
         Ok(())
@@ -100,7 +114,11 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
             .x_labels(n)
             .x_label_formatter(&|x| {
                 let i = x.floor() as usize;
-                if (*x - i as f64 - 0.5).abs() < 0.26 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+                if (*x - i as f64 - 0.5).abs() < 0.26 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .y_desc(unit)
             .draw()
@@ -109,13 +127,19 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
             let x = i as f64;
             if let Some((t0, t1)) = b.target {
                 chart
-                    .draw_series([Rectangle::new([(x + 0.05, t0 * scale), (x + 0.95, t1 * scale)], GREY.mix(0.25).filled())])
+                    .draw_series([Rectangle::new(
+                        [(x + 0.05, t0 * scale), (x + 0.95, t1 * scale)],
+                        GREY.mix(0.25).filled(),
+                    )])
                     .map_err(err)?;
             }
             let on_target = b.target.is_none_or(|(t0, t1)| (t0..=t1).contains(&b.value));
             let color = if on_target { GREEN } else { RED };
             chart
-                .draw_series([Rectangle::new([(x + 0.25, 0.0), (x + 0.75, b.value * scale)], color.filled())])
+                .draw_series([Rectangle::new(
+                    [(x + 0.25, 0.0), (x + 0.75, b.value * scale)],
+                    color.filled(),
+                )])
                 .map_err(err)?;
         }
         Ok(())
@@ -141,19 +165,29 @@ pub fn pairs(title: &str, pairs: &[(String, f64, f64)], names: (&str, &str)) -> 
             .x_labels(n)
             .x_label_formatter(&|x| {
                 let i = x.floor() as usize;
-                if (*x - i as f64 - 0.5).abs() < 0.26 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+                if (*x - i as f64 - 0.5).abs() < 0.26 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .draw()
             .map_err(err)?;
         for (i, (_, good, bad)) in pairs.iter().enumerate() {
             let x = i as f64;
             chart
-                .draw_series([Rectangle::new([(x + 0.1, 0.0), (x + 0.48, *good)], GREEN.filled())])
+                .draw_series([Rectangle::new(
+                    [(x + 0.1, 0.0), (x + 0.48, *good)],
+                    GREEN.filled(),
+                )])
                 .map_err(err)?
                 .label(names.0)
                 .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], GREEN.filled()));
             chart
-                .draw_series([Rectangle::new([(x + 0.52, 0.0), (x + 0.9, *bad)], RED.filled())])
+                .draw_series([Rectangle::new(
+                    [(x + 0.52, 0.0), (x + 0.9, *bad)],
+                    RED.filled(),
+                )])
                 .map_err(err)?
                 .label(names.1)
                 .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], RED.filled()));
@@ -188,10 +222,16 @@ pub fn reliability(title: &str, points: &[(f64, f64)]) -> String {
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                GREY.stroke_width(1),
+            ))
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                BLUE.stroke_width(2),
+            ))
             .map_err(err)?;
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))
@@ -213,17 +253,32 @@ mod tests {
 
     #[test]
     fn charts_are_self_contained_svg_with_their_data() {
-        let line = line("Equity", "bps", &[(0.5, 10.0), (3.0, -4.0), (9.0, 22.5)], false);
-        assert!(line.starts_with("<svg") && line.contains("<polyline"), "{line}");
+        let line = line(
+            "Equity",
+            "bps",
+            &[(0.5, 10.0), (3.0, -4.0), (9.0, 22.5)],
+            false,
+        );
+        assert!(
+            line.starts_with("<svg") && line.contains("<polyline"),
+            "{line}"
+        );
         let bars = bars(
             "Win rate",
             "%",
-            &[Bar { label: "scalp".into(), value: 0.6, target: Some((0.55, 0.7)) }],
+            &[Bar {
+                label: "scalp".into(),
+                value: 0.6,
+                target: Some((0.55, 0.7)),
+            }],
             true,
         );
         assert!(bars.contains("<rect") && bars.contains("scalp"), "{bars}");
         for svg in [&line, &bars] {
-            assert!(!svg.contains("http://") || !svg.contains("href"), "no external reference");
+            assert!(
+                !svg.contains("http://") || !svg.contains("href"),
+                "no external reference"
+            );
             assert!(!svg.contains("<script"));
         }
     }

@@ -53,7 +53,8 @@ pub async fn gather(
     let mut equity = Vec::new();
     let mut total = 0.0;
     for row in insight_queries::rows(&closes)? {
-        let (Some(ts), Some(pnl)) = (row.get("ts"), row.get("pnl_bps").and_then(|v| v.as_f64())) else {
+        let (Some(ts), Some(pnl)) = (row.get("ts"), row.get("pnl_bps").and_then(|v| v.as_f64()))
+        else {
             continue;
         };
         total += pnl;
@@ -74,7 +75,11 @@ pub async fn gather(
                 .map(|r| {
                     let n = |c: &str| r.get(c).and_then(|v| v.as_f64()).unwrap_or(0.0);
                     let gate = r.get("gate").map(ToString::to_string).unwrap_or_default();
-                    (gate, n("resolved_blocks") - n("bad_blocks"), n("bad_blocks"))
+                    (
+                        gate,
+                        n("resolved_blocks") - n("bad_blocks"),
+                        n("bad_blocks"),
+                    )
                 })
                 .collect()
         })
@@ -117,20 +122,31 @@ fn hour_of(ts: &str) -> f64 {
     let m: f64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0.0);
     let s: f64 = parts
         .next()
-        .and_then(|p| p.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .and_then(|p| {
+            p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0);
     h + m / 60.0 + s / 3600.0
 }
 
-fn values<'a>(packet: &'a Packet, metric: &'a str) -> impl Iterator<Item = &'a crate::council::packet::PacketValue> {
-    packet.metrics.iter().filter(move |m| m.of.metric == metric && m.value.is_some())
+fn values<'a>(
+    packet: &'a Packet,
+    metric: &'a str,
+) -> impl Iterator<Item = &'a crate::council::packet::PacketValue> {
+    packet
+        .metrics
+        .iter()
+        .filter(move |m| m.of.metric == metric && m.value.is_some())
 }
 
 /// The day's report as one HTML document.
 pub fn html(data: &Data, council: &Run) -> String {
     let p = &data.packet;
     let mut figures: Vec<(String, String, usize)> = Vec::new();
-    let mut add = |title: &str, svg: String, points: usize| figures.push((title.to_string(), svg, points));
+    let mut add =
+        |title: &str, svg: String, points: usize| figures.push((title.to_string(), svg, points));
 
     // Equity and drawdown.
     let mut peak = 0f64;
@@ -142,12 +158,23 @@ pub fn html(data: &Data, council: &Run) -> String {
             (h, e - peak)
         })
         .collect();
-    add("Equity curve", charts::line("Equity curve (cumulative P&L)", "bps", &data.equity, false), data.equity.len());
-    add("Drawdown", charts::line("Drawdown from the running peak", "bps", &drawdown, true), drawdown.len());
+    add(
+        "Equity curve",
+        charts::line("Equity curve (cumulative P&L)", "bps", &data.equity, false),
+        data.equity.len(),
+    );
+    add(
+        "Drawdown",
+        charts::line("Drawdown from the running peak", "bps", &drawdown, true),
+        drawdown.len(),
+    );
 
     // Win rates against their targets.
     let target_of = |m: &crate::council::packet::PacketValue| m.target.map(|t| (t, 1.0));
-    for (metric, dim, title) in [("win_rate", "mode", "Win rate by mode"), ("win_rate_by_regime", "regime", "Win rate by regime")] {
+    for (metric, dim, title) in [
+        ("win_rate", "mode", "Win rate by mode"),
+        ("win_rate_by_regime", "regime", "Win rate by regime"),
+    ] {
         let bars: Vec<Bar> = values(p, metric)
             .map(|m| Bar {
                 label: m.of.dimensions.get(dim).cloned().unwrap_or_default(),
@@ -155,7 +182,16 @@ pub fn html(data: &Data, council: &Run) -> String {
                 target: target_of(m),
             })
             .collect();
-        add(title, charts::bars(&format!("{title} (bands: target and above)"), "%", &bars, true), bars.len());
+        add(
+            title,
+            charts::bars(
+                &format!("{title} (bands: target and above)"),
+                "%",
+                &bars,
+                true,
+            ),
+            bars.len(),
+        );
     }
 
     // Gate pass rates against gates.yaml's target bands.
@@ -168,15 +204,38 @@ pub fn html(data: &Data, council: &Run) -> String {
                 .gates
                 .iter()
                 .find(|g| g.gate.as_str() == gate)
-                .map(|g| if mode == "runner" { g.pass_rate_target.runner } else { g.pass_rate_target.scalp })
+                .map(|g| {
+                    if mode == "runner" {
+                        g.pass_rate_target.runner
+                    } else {
+                        g.pass_rate_target.scalp
+                    }
+                })
                 .map(|[lo, hi]| (lo, hi));
-            Bar { label: format!("{gate} {mode}"), value: m.value.unwrap_or(0.0), target }
+            Bar {
+                label: format!("{gate} {mode}"),
+                value: m.value.unwrap_or(0.0),
+                target,
+            }
         })
         .collect();
-    add("Gate pass rates", charts::bars("Gate pass rates (bands: gates.yaml targets)", "%", &bars, true), bars.len());
+    add(
+        "Gate pass rates",
+        charts::bars(
+            "Gate pass rates (bands: gates.yaml targets)",
+            "%",
+            &bars,
+            true,
+        ),
+        bars.len(),
+    );
     add(
         "Good and bad blocks",
-        charts::pairs("Good and bad blocks per gate (resolved shadow trades)", &data.blocks, ("good", "bad")),
+        charts::pairs(
+            "Good and bad blocks per gate (resolved shadow trades)",
+            &data.blocks,
+            ("good", "bad"),
+        ),
         data.blocks.len(),
     );
 
@@ -189,17 +248,37 @@ pub fn html(data: &Data, council: &Run) -> String {
         })
         .collect();
     steps.sort_by(|a, b| b.value.total_cmp(&a.value));
-    add("Latency per step", charts::bars("Decision-trace step latency, p95", "ms", &steps, false), steps.len());
+    add(
+        "Latency per step",
+        charts::bars("Decision-trace step latency, p95", "ms", &steps, false),
+        steps.len(),
+    );
 
     // Calibration.
     let (points, model) = match &data.production {
         Some((model, c)) => (
-            c.bins.iter().filter(|b| b.count > 0).map(|b| (b.avg_predicted, b.observed_rate)).collect::<Vec<_>>(),
-            format!("{} (ECE {:.4}, {} samples)", &model[..model.len().min(12)], c.ece, c.samples),
+            c.bins
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.avg_predicted, b.observed_rate))
+                .collect::<Vec<_>>(),
+            format!(
+                "{} (ECE {:.4}, {} samples)",
+                &model[..model.len().min(12)],
+                c.ece,
+                c.samples
+            ),
         ),
-        None => (Vec::new(), "no production model with labelled predictions".to_string()),
+        None => (
+            Vec::new(),
+            "no production model with labelled predictions".to_string(),
+        ),
     };
-    add("Calibration", charts::reliability(&format!("Reliability: {model}"), &points), points.len());
+    add(
+        "Calibration",
+        charts::reliability(&format!("Reliability: {model}"), &points),
+        points.len(),
+    );
 
     let mut out = String::new();
     out += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
@@ -226,15 +305,28 @@ pub fn html(data: &Data, council: &Run) -> String {
     }
     out += "<h2>Insights</h2>\n<ul>\n";
     for i in &p.insights {
-        out += &format!("<li class=\"{}\">[{}] {}</li>\n", html_escape(&i.severity), html_escape(&i.severity), html_escape(&i.text));
+        out += &format!(
+            "<li class=\"{}\">[{}] {}</li>\n",
+            html_escape(&i.severity),
+            html_escape(&i.severity),
+            html_escape(&i.text)
+        );
     }
     if p.insights.is_empty() {
         out += "<li>No findings.</li>\n";
     }
     out += "</ul>\n<h2>Council (every number verified against the metrics)</h2>\n<ul>\n";
     for s in &council.outcome.summary {
-        let refs: Vec<String> = s.rests_on.iter().map(|r| format!("<code>{}</code>", html_escape(&r.to_string()))).collect();
-        out += &format!("<li>{} <small>(rests on {})</small></li>\n", html_escape(&s.text), refs.join(", "));
+        let refs: Vec<String> = s
+            .rests_on
+            .iter()
+            .map(|r| format!("<code>{}</code>", html_escape(&r.to_string())))
+            .collect();
+        out += &format!(
+            "<li>{} <small>(rests on {})</small></li>\n",
+            html_escape(&s.text),
+            refs.join(", ")
+        );
     }
     out += "</ul>\n";
     out += &format!(
