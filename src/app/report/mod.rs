@@ -25,6 +25,11 @@ const CLOSES_SQL: &str = "SELECT ts, pnl_bps FROM events.trades \
 const PRODUCTION_SQL: &str = "SELECT model_id FROM registry.v_model_aliases_current \
      WHERE alias = 'production'";
 
+/// With no production alias: the model with the most labelled predictions
+/// on the day.
+const MOST_LABELLED_SQL: &str = "SELECT model_id, count(*) AS n FROM learning.prediction_outcomes \
+     WHERE day = $1 GROUP BY model_id ORDER BY n DESC, model_id LIMIT 1";
+
 const OUTCOMES_SQL: &str = "SELECT predicted_prob, CAST(label AS DOUBLE) AS label \
      FROM learning.prediction_outcomes WHERE model_id = $1 AND day = $2";
 
@@ -35,8 +40,9 @@ pub struct Data {
     pub equity: Vec<(f64, f64)>,
     /// (gate, good blocks, bad blocks) of the day's resolved shadow trades.
     pub blocks: Vec<(String, f64, f64)>,
-    /// The production model and its calibration on the day.
-    pub production: Option<(String, Calibration)>,
+    /// The model whose calibration is drawn (the production model, else the
+    /// day's most labelled), what it is, and its calibration on the day.
+    pub production: Option<(String, &'static str, Calibration)>,
     pub gates: GatesConfig,
 }
 
@@ -85,11 +91,21 @@ pub async fn gather(
         })
         .unwrap_or_default();
     let production = session.query(PRODUCTION_SQL).await?;
-    let model = insight_queries::rows(&production)?
+    let mut model = insight_queries::rows(&production)?
         .first()
-        .and_then(|r| r.get("model_id").map(ToString::to_string));
+        .and_then(|r| r.get("model_id").map(ToString::to_string))
+        .map(|m| (m, "production"));
+    if model.is_none() {
+        let most = session
+            .query_with(MOST_LABELLED_SQL, vec![param::date(day)])
+            .await?;
+        model = insight_queries::rows(&most)?
+            .first()
+            .and_then(|r| r.get("model_id").map(ToString::to_string))
+            .map(|m| (m, "most labelled; no production alias"));
+    }
     let production = match model {
-        Some(model) => {
+        Some((model, what)) => {
             let batches = session
                 .query_with(OUTCOMES_SQL, vec![param::text(&model), param::date(day)])
                 .await?;
@@ -101,7 +117,7 @@ pub async fn gather(
                     (y == 0.0 || y == 1.0).then_some((p, y == 1.0))
                 })
                 .collect();
-            Calibration::compute(&pairs, 10).map(|c| (model, c))
+            Calibration::compute(&pairs, 10).map(|c| (model, what, c))
         }
         None => None,
     };
@@ -256,14 +272,14 @@ pub fn html(data: &Data, council: &Run) -> String {
 
     // Calibration.
     let (points, model) = match &data.production {
-        Some((model, c)) => (
+        Some((model, what, c)) => (
             c.bins
                 .iter()
                 .filter(|b| b.count > 0)
                 .map(|b| (b.avg_predicted, b.observed_rate))
                 .collect::<Vec<_>>(),
             format!(
-                "{} (ECE {:.4}, {} samples)",
+                "{} ({what}; ECE {:.4}, {} samples)",
                 &model[..model.len().min(12)],
                 c.ece,
                 c.samples
