@@ -734,8 +734,8 @@ mod tests {
         };
         assert_eq!(
             keys(&value),
-            "alerts data_dir flight health hot lake listen logger metrics prometheus query retention \
-             validation"
+            "alerts council data_dir flight health hot lake listen logger metrics prometheus query \
+             retention validation"
         );
         let expected = [
             (
@@ -777,6 +777,10 @@ mod tests {
                  receivers request_timeout retry_initial retry_max",
             ),
             ("retention", "check_interval history_max lake_days"),
+            (
+                "council",
+                "analysts attempts_max backoff_max max_tokens request_timeout response_bytes_max",
+            ),
         ];
         for (section, want) in expected {
             assert_eq!(keys(&value[section]), want, "[{section}]");
