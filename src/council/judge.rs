@@ -84,7 +84,9 @@ pub fn verify(
         let unbacked = sentence
             .rests_on
             .iter()
-            .find(|r| !allowed.iter().any(|a| r.covers(a) || a.covers(r)));
+            // Exactly what a verified claim cites: a bare metric would let
+            // the judge quote any of its values.
+            .find(|r| !allowed.contains(r));
         let outcome = match (sentence.rests_on.is_empty(), unbacked) {
             (true, _) => Err("rests on no metric".to_string()),
             (false, Some(r)) => Err(format!("rests on {r}, which no verified claim cites")),
@@ -227,6 +229,8 @@ mod tests {
                     vec![MetricRef::new("queue_fill", &[])],
                 ),
                 sentence("All is well.", vec![]),
+                // A bare metric is not what the verified claim cites.
+                sentence("Runner won 66.7%.", vec![MetricRef::new("win_rate", &[])]),
             ],
             &verified,
         );
@@ -238,5 +242,9 @@ mod tests {
             "{reasons:?}"
         );
         assert_eq!(reasons[2], "rests on no metric");
+        assert!(
+            reasons[3].contains("rests on win_rate, which no verified claim cites"),
+            "{reasons:?}"
+        );
     }
 }

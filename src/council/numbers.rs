@@ -27,6 +27,8 @@ pub enum Kind {
     Bps,
     /// `ms` or `s`, in milliseconds.
     Duration,
+    /// A unit no packet value has (`min`, `µs`, `pct`, `USD`): matches nothing.
+    Foreign,
 }
 
 /// One number in a text.
@@ -69,17 +71,37 @@ pub fn scan(text: &str) -> Statements {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if c.is_numeric() && !c.is_ascii_digit() {
+            // Arabic-Indic, fullwidth, superscript digits, fractions: not
+            // read here, so not verifiable.
+            out.unverifiable.push(c.to_string());
+            i += 1;
+            continue;
+        }
         if !c.is_ascii_digit() {
             i += 1;
             continue;
         }
         let prev = i.checked_sub(1).map(|p| chars[p]);
-        // Digits glued to a word or another number (`p99`, `1.2.3`), or
-        // hyphened to a word (`top-3`, `T-1`), are a name.
-        let hyphened = prev == Some('-')
-            && i.checked_sub(2)
-                .is_some_and(|p| chars[p].is_alphabetic() || chars[p] == '_');
-        if prev.is_some_and(|p| is_word(p) || p == '.') || hyphened {
+        if prev.is_some_and(is_word) {
+            // Digits inside a word that starts with letters (`p99`, `v2`,
+            // `ETH2`, `USD5000`): a percentile's name, or a name the packet
+            // must hold.
+            let start = (0..i)
+                .rev()
+                .take_while(|&k| is_word(chars[k]))
+                .last()
+                .unwrap_or(i);
+            let end = skip_word(&chars, i);
+            let word: String = chars[start..end].iter().collect();
+            if !is_percentile(&word) {
+                out.glued.push(word);
+            }
+            i = end;
+            continue;
+        }
+        if prev == Some('.') && i.checked_sub(2).is_some_and(|p| is_word(chars[p])) {
+            // `v1.2`'s second part: read with its word above.
             i = skip_word(&chars, i);
             continue;
         }
@@ -100,8 +122,10 @@ pub fn scan(text: &str) -> Statements {
                 }
             }
             if chars.get(end).is_some_and(|&n| is_word(n)) {
-                // Glued to a word: a name.
-                i = skip_word(&chars, end);
+                // Glued to letters (`2026-12-02Z`, `9:30am`): unverifiable.
+                let word_end = skip_word(&chars, end);
+                out.unverifiable.push(chars[i..word_end].iter().collect());
+                i = word_end;
                 continue;
             }
             match NaiveDate::parse_from_str(&token, "%Y-%m-%d") {
@@ -111,7 +135,18 @@ pub fn scan(text: &str) -> Statements {
             i = end;
             continue;
         }
+        // `.5`: a number whose dot comes first.
+        let leading_dot = prev == Some('.');
         let (end, number) = read_number(&chars, i);
+        let number = if leading_dot {
+            let digits = end - i;
+            let text: String = chars[i..end].iter().collect();
+            (format!("0.{text}").parse().unwrap_or(f64::NAN), digits)
+        } else {
+            number
+        };
+        let at = if leading_dot { i - 1 } else { i };
+        let prev = at.checked_sub(1).map(|p| chars[p]);
         if chars.get(end) == Some(&'.') && chars.get(end + 1).is_some_and(char::is_ascii_digit) {
             // `1.2.3`: a version or an address, checked like a digit-led word.
             let word_end = skip_word(&chars, end);
@@ -119,14 +154,28 @@ pub fn scan(text: &str) -> Statements {
             i = word_end;
             continue;
         }
-        let sign = match prev {
-            Some('-' | '−') => -1.0,
-            _ => 1.0,
+        let before = at.checked_sub(2).map(|p| chars[p]);
+        if prev.is_some_and(is_sign) && before.is_some_and(is_sign) {
+            // `+-350`: which sign is meant?
+            out.unverifiable.push(chars[at - 2..end].iter().collect());
+            i = end;
+            continue;
+        }
+        if prev.is_some_and(|p| matches!(p, '$' | '€' | '£' | '¥')) {
+            // A currency: the packet holds none.
+            out.unverifiable.push(chars[at - 1..end].iter().collect());
+            i = end;
+            continue;
+        }
+        // After a digit a minus is a range's dash (`10-20`), not a sign;
+        // after a letter it is a hyphen (`top-3`: the 3 is read, unsigned).
+        let signed = prev.is_some_and(is_sign)
+            && !before.is_some_and(|b| b.is_ascii_digit() || b.is_alphabetic() || b == '_');
+        let sign = if signed && prev != Some('+') {
+            -1.0
+        } else {
+            1.0
         };
-        // After a digit a minus is a range's dash (`10-20`), not a sign.
-        let signed = matches!(prev, Some('-' | '−' | '+'))
-            && !i.checked_sub(2).is_some_and(|p| chars[p].is_ascii_digit());
-        let sign = if signed { sign } else { 1.0 };
         let Some((unit_end, kind, scale)) = unit(&chars, end) else {
             // Followed by letters that are no unit (`35e8a49d`, `73pct`):
             // an id if the packet has it, else a number in disguise.
@@ -135,7 +184,12 @@ pub fn scan(text: &str) -> Statements {
             i = word_end;
             continue;
         };
-        let start = if signed { i - 1 } else { i };
+        if kind == Kind::Foreign {
+            out.unverifiable.push(chars[at..unit_end].iter().collect());
+            i = unit_end;
+            continue;
+        }
+        let start = if signed { at - 1 } else { at };
         let (value, decimals) = number;
         out.numbers.push(Stated {
             text: chars[start..unit_end]
@@ -155,13 +209,31 @@ pub fn scan(text: &str) -> Statements {
 
 fn skip_word(chars: &[char], mut i: usize) -> usize {
     while i < chars.len() && (is_word(chars[i]) || chars[i] == '.' || chars[i] == ',') {
-        // A sentence's full stop or comma after a word ends it.
-        if matches!(chars[i], '.' | ',') && !chars.get(i + 1).is_some_and(|c| is_word(*c)) {
-            break;
+        // A full stop ends a word unless a letter or digit follows (`1.2.3`);
+        // a comma unless a letter follows (`ETH2,99%` is a name and a number).
+        let next = chars.get(i + 1).copied();
+        match chars[i] {
+            '.' if !next.is_some_and(is_word) => break,
+            ',' if !next.is_some_and(char::is_alphabetic) => break,
+            _ => {}
         }
         i += 1;
     }
     i
+}
+
+fn is_sign(c: char) -> bool {
+    matches!(c, '-' | '−' | '–' | '‒' | '﹣' | '－' | '+')
+}
+
+/// `p50`, `p99`, `p99.9`: a percentile's name, not a number.
+fn is_percentile(word: &str) -> bool {
+    word.strip_prefix(['p', 'P']).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .split('.')
+                .all(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    })
 }
 
 /// `YYYY-MM-DD` or `HH:MM[:SS]` at `i`, with where it ends.
@@ -230,15 +302,26 @@ fn read_number(chars: &[char], i: usize) -> (usize, (f64, usize)) {
 fn unit(chars: &[char], i: usize) -> Option<(usize, Kind, f64)> {
     match chars.get(i) {
         Some('%') => return Some((i + 1, Kind::Ratio, 0.01)),
-        Some(' ') if chars.get(i + 1) == Some(&'%') => return Some((i + 2, Kind::Ratio, 0.01)),
+        Some('‰') => return Some((i + 1, Kind::Foreign, 1.0)),
         Some(c) if is_word(*c) => return word_unit(chars, i),
         _ => {}
     }
-    if chars.get(i) == Some(&' ')
-        && let Some(found) = word_unit(chars, i + 1)
-        && found.1 != Kind::Bare
-    {
-        return Some(found);
+    // Any run of spaces (no-break and narrow ones too) before a unit.
+    let mut j = i;
+    while chars.get(j).is_some_and(|c| c.is_whitespace()) {
+        j += 1;
+    }
+    if j > i {
+        match chars.get(j) {
+            Some('%') => return Some((j + 1, Kind::Ratio, 0.01)),
+            Some('‰') => return Some((j + 1, Kind::Foreign, 1.0)),
+            _ => {}
+        }
+        if let Some(found) = word_unit(chars, j)
+            && (found.1 != Kind::Bare || found.2 != 1.0)
+        {
+            return Some(found);
+        }
     }
     Some((i, Kind::Bare, 1.0))
 }
@@ -257,7 +340,11 @@ fn word_unit(chars: &[char], i: usize) -> Option<(usize, Kind, f64)> {
         "x" | "×" => (Kind::Ratio, 1.0),
         "k" | "K" => (Kind::Bare, 1e3),
         "M" => (Kind::Bare, 1e6),
-        _ if i > 0 && chars[i - 1] == ' ' => return Some((i - 1, Kind::Bare, 1.0)),
+        // Units the packet never uses: a number in them cannot be checked.
+        "min" | "mins" | "minute" | "minutes" | "h" | "hr" | "hrs" | "hour" | "hours" | "us"
+        | "µs" | "μs" | "ns" | "day" | "days" | "pct" | "percent" | "pp" | "USD" | "usd"
+        | "EUR" | "eur" | "dollars" => (Kind::Foreign, 1.0),
+        _ if i > 0 && chars[i - 1].is_whitespace() => return Some((i, Kind::Bare, 1.0)),
         _ => return None,
     };
     Some((end, kind, scale))
@@ -297,30 +384,69 @@ mod tests {
     }
 
     #[test]
-    fn digits_inside_words_are_names() {
-        for text in [
-            "p99 latency",
-            "model v2",
-            "ETH2 and meta_label2",
-            "SMA20 crossed",
+    fn digits_inside_words_are_names_to_check() {
+        // Percentiles are names; other words with digits are reported, for
+        // the verifier to find in the packet.
+        assert_eq!(scan("p99 and p99.9 latency"), Statements::default());
+        for (text, words) in [
+            ("model v2", vec!["v2"]),
+            ("ETH2 and meta_label2", vec!["ETH2", "meta_label2"]),
+            ("SMA20 crossed, USD5000", vec!["SMA20", "USD5000"]),
+            ("release 1.2.3", vec!["1.2.3"]),
+            ("model 35e8a49d won.", vec!["35e8a49d"]),
         ] {
-            assert_eq!(numbers(text), vec![], "{text}");
-            assert_eq!(scan(text).glued, Vec::<String>::new(), "{text}");
+            let s = scan(text);
+            assert_eq!(s.numbers, vec![], "{text}");
+            assert_eq!(s.glued, words, "{text}");
         }
-        assert_eq!(scan("release 1.2.3").glued, vec!["1.2.3".to_string()]);
-        let s = scan("model 35e8a49d won 73pct.");
-        assert_eq!(
-            (s.numbers, s.glued),
-            (vec![], vec!["35e8a49d".to_string(), "73pct".to_string()])
-        );
+        // A comma after a name does not hide the number after it.
+        assert_eq!(numbers("ETH2,99%"), vec![(0.99, Kind::Ratio, false)]);
         // A range's second figure is a number, not a name.
         assert_eq!(
             numbers("10-20 bps"),
             vec![(10.0, Kind::Bare, false), (20.0, Kind::Bps, false)]
         );
-        // A minus after a word is a hyphen: `top-3` is a name.
-        assert_eq!(numbers("top-3 and T-1"), vec![]);
+        // After a word a minus is a hyphen: `top-3`'s 3 is read, unsigned.
+        assert_eq!(numbers("top-3"), vec![(3.0, Kind::Bare, false)]);
+        assert_eq!(numbers("down-12%"), vec![(0.12, Kind::Ratio, false)]);
         assert_eq!(numbers("fell -5 bps"), vec![(-5.0, Kind::Bps, true)]);
+    }
+
+    #[test]
+    fn disguised_numbers_are_read_or_unverifiable() {
+        // A leading dot, other dashes as signs, spaces of any kind before a unit.
+        assert_eq!(numbers(".99"), vec![(0.99, Kind::Bare, false)]);
+        assert_eq!(numbers("fell –350.4 bps"), vec![(-350.4, Kind::Bps, true)]);
+        assert_eq!(numbers("0.503\u{a0}%"), vec![(0.00503, Kind::Ratio, false)]);
+        assert_eq!(
+            numbers("0.503\u{202f}%"),
+            vec![(0.00503, Kind::Ratio, false)]
+        );
+        assert_eq!(numbers("0.503  %"), vec![(0.00503, Kind::Ratio, false)]);
+        assert_eq!(
+            numbers("91.33\u{a0}s"),
+            vec![(91330.0, Kind::Duration, false)]
+        );
+        assert_eq!(numbers("1.84 M USD"), vec![(1.84e6, Kind::Bare, false)]);
+        // What the packet cannot hold is unverifiable, never skipped.
+        for text in [
+            "٩٩٪",
+            "５０%",
+            "¾",
+            "²99%",
+            "2.5 minutes",
+            "2.5 hours",
+            "91.33 µs",
+            "$350",
+            "+-350",
+            "2026-12-02Z",
+            "9:30am",
+            "5‰",
+            "50 pct",
+        ] {
+            let s = scan(text);
+            assert!(!s.unverifiable.is_empty(), "{text}: {s:?}");
+        }
     }
 
     #[test]

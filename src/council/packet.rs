@@ -164,6 +164,8 @@ impl Packet {
                     Kind::Bps => "bps",
                     Kind::Duration => "ms",
                     Kind::Bare => "",
+                    // Foreign numbers are never scanned into `numbers`.
+                    Kind::Foreign => continue,
                 };
                 out.push(Fact {
                     of: MetricRef::new(&i.id, &[]),

@@ -13,7 +13,10 @@
 //! where `rounding(x)` is half a unit of the last digit written (`50.3%`
 //! may stand for 0.5025..0.5035, `50%` for 0.495..0.505). The 5% bound keeps
 //! a coarse figure from standing for a different one (`0.5` is not 0.54). A
-//! number written without a sign also matches `-v` (`a drawdown of 350 bps`).
+//! number written without a sign also matches `-v` on a loss-like metric
+//! (drawdown, loss, worst, cost, MAE: `a drawdown of 350 bps`). A target
+//! matches only in a text that says `target`, an alert's threshold only in
+//! one that says `threshold` or `alert`.
 //! Units are compatible when they measure the same thing: `%` and `x` a
 //! ratio, `bps` basis points, `ms` and `s` durations; a number written without
 //! a unit is compared in the value's own unit (a count, or `0.503` as a
@@ -25,8 +28,13 @@
 //!   `value` is not that metric's value;
 //! - a number matches no packet value (**invented**), or only values of
 //!   metrics the claim does not cite (**wrong metric**);
+//! - its evidence is not a value of the packet (a metric without the
+//!   dimensions of one of its values);
 //! - it names a day other than the packet's (**wrong day**), a time of day,
-//!   or a word that starts with digits and is not a name in the packet.
+//!   a number in a unit the packet does not use (`min`, `µs`, `pct`, `$`),
+//!   digits the scanner does not read (`٩٩`, `５０`, `¾`), or a word with
+//!   digits that is no name in the packet (`73pct`, `USD5000`; `p99` is a
+//!   percentile's name).
 
 use std::collections::BTreeSet;
 
@@ -104,13 +112,23 @@ impl<'a> Verifier<'a> {
         let same_kind = claim_kind == kind || claim.unit == cited.unit;
         let claimed = claim.value * claim_scale;
         let actual = value * scale;
-        if !same_kind
-            || !claimed.is_finite()
-            || (claimed - actual).abs() > 0.005 * actual.abs().max(1e-9)
-        {
+        // Written so that a NaN anywhere fails it.
+        let close = (claimed - actual).abs() <= 0.005 * actual.abs().max(1e-9);
+        if !same_kind || !claimed.is_finite() || !actual.is_finite() || !close {
             return Err(format!(
                 "its value {} {} is not {}'s {} {}",
                 claim.value, claim.unit, claim.of, value, cited.unit
+            ));
+        }
+        // Evidence names values the packet has, dimensions and all: a bare
+        // metric would let a claim quote any of its values.
+        if let Some(e) = claim
+            .evidence
+            .iter()
+            .find(|e| !self.facts.iter().any(|f| f.of == **e))
+        {
+            return Err(format!(
+                "its evidence {e} is no value of the packet (name the metric with its dimensions)"
             ));
         }
         self.check_text(&claim.text, &claim.cites())
@@ -134,8 +152,17 @@ impl<'a> Verifier<'a> {
                 "`{token}`: digits glued to letters, and no name in the packet"
             ));
         }
+        let lower = text.to_lowercase();
+        let says = Says {
+            target: lower.contains("target"),
+            threshold: lower.contains("threshold") || lower.contains("alert"),
+        };
         for stated in &found.numbers {
-            let matching: Vec<&Fact> = self.facts.iter().filter(|f| matches(stated, f)).collect();
+            let matching: Vec<&Fact> = self
+                .facts
+                .iter()
+                .filter(|f| matches(stated, f, says))
+                .collect();
             if matching.is_empty() {
                 return Err(format!(
                     "invented: {} is no value in the packet",
@@ -173,10 +200,33 @@ impl<'a> Verifier<'a> {
     }
 }
 
+/// What a text says it quotes besides values.
+#[derive(Clone, Copy)]
+struct Says {
+    /// A target (`target`).
+    target: bool,
+    /// An alert's threshold (`threshold`, `alert`).
+    threshold: bool,
+}
+
+/// Metrics whose values are losses, quoted as magnitudes (`a drawdown of
+/// 350 bps` for -350): only these match an unsigned figure by its absolute value.
+fn is_loss(metric: &str) -> bool {
+    ["drawdown", "loss", "worst", "cost", "mae"]
+        .iter()
+        .any(|w| metric.contains(w))
+}
+
 /// Whether a stated number is this fact (the rule in the module docs).
-fn matches(stated: &Stated, fact: &Fact) -> bool {
+fn matches(stated: &Stated, fact: &Fact, says: Says) -> bool {
+    match fact.role {
+        "target" if !says.target => return false,
+        "threshold" if !says.threshold => return false,
+        _ => {}
+    }
     let (kind, scale) = unit_kind(&fact.unit);
     let value = match stated.kind {
+        Kind::Foreign => return false,
         // Without a unit the number is read in the fact's own unit.
         Kind::Bare => fact.value,
         k if k == kind => fact.value * scale,
@@ -187,7 +237,7 @@ fn matches(stated: &Stated, fact: &Fact) -> bool {
         diff <= stated.rounding + 1e-9 * v.abs().max(1.0) && diff <= RELATIVE_MAX * v.abs()
             || diff <= 1e-12
     };
-    close(value) || (!stated.signed && close(-value))
+    close(value) || (!stated.signed && is_loss(&fact.of.metric) && close(-value))
 }
 
 #[cfg(test)]
@@ -321,7 +371,7 @@ mod tests {
                 "ratio",
             ),
             claim(
-                "p99 latency was 91.33 ms against 80 ms.",
+                "p99 latency was 91.33 ms, over its alert threshold of 80 ms.",
                 "trace_latency_p99_ms",
                 &[],
                 91.327,
@@ -434,15 +484,105 @@ mod tests {
             let err = check(&claim(text, "win_rate", SCALP, 0.503, "ratio")).unwrap_err();
             assert!(err.contains(reason), "{text}: {err}");
         }
-        // Names with digits are not numbers.
+        // Percentiles are names; other words with digits must be the packet's.
         let c = claim(
-            "meta_label2 and p99 aside, scalp won 50.3% on ETH2.",
+            "p99 aside, scalp won 50.3%.",
             "win_rate",
             SCALP,
             0.503,
             "ratio",
         );
         assert_eq!(check(&c), Ok(()));
+        let c = claim(
+            "Scalp won 50.3% on ETH2.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        );
+        assert!(check(&c).unwrap_err().contains("`ETH2`"));
+    }
+
+    #[test]
+    fn the_reviewers_loopholes_stay_closed() {
+        for text in [
+            "Scalp won ٩٩٪ of its trades.",
+            "Scalp won ５０% of its trades.",
+            "Scalp won .99 of its trades.",
+            "Scalp won USD5000.",
+            "Scalp's win rate 50.3%, ETH2,99%.",
+            "Scalp's win rate was 0.503\u{a0}%.",
+            "Scalp held 2.5 minutes.",
+            "Scalp made $350.",
+            "Scalp made 1.84 M USD.",
+            "On 2026-12-02Z scalp won 50.3%.",
+            "Scalp won 50.3% by 9:30am.",
+            // 55% is the target: quoted as the value, it is not.
+            "Scalp won 55% of its trades.",
+        ] {
+            assert!(
+                check(&claim(text, "win_rate", SCALP, 0.503, "ratio")).is_err(),
+                "{text}"
+            );
+        }
+        // Drawdowns are quoted as magnitudes; a gain is not a loss's magnitude.
+        let dd = claim(
+            "A drawdown of 350.4 bps.",
+            "max_drawdown_bps",
+            SCALP,
+            -350.4,
+            "bps",
+        );
+        assert_eq!(check(&dd), Ok(()));
+        let mut p = packet();
+        p.metrics.push(value(
+            "total_return_bps",
+            &[("mode", "scalp")],
+            -350.4,
+            "bps",
+        ));
+        let v = Verifier::new(&p);
+        let gain = claim(
+            "A gain of 350.4 bps.",
+            "total_return_bps",
+            SCALP,
+            -350.4,
+            "bps",
+        );
+        assert!(v.check_claim(&gain).is_err());
+        // A threshold is not the value.
+        let c = claim(
+            "p99 latency was 80 ms.",
+            "trace_latency_p99_ms",
+            &[],
+            91.327,
+            "ms",
+        );
+        assert!(check(&c).is_err());
+        // A NaN in the packet accepts no value.
+        p.metrics.push(value(
+            "sharpe_per_trade",
+            &[("mode", "scalp")],
+            f64::NAN,
+            "ratio",
+        ));
+        let v = Verifier::new(&p);
+        let c = claim("Sharpe held.", "sharpe_per_trade", SCALP, 123.0, "ratio");
+        assert!(v.check_claim(&c).is_err());
+        // Evidence must name a value, dimensions and all.
+        let mut c = claim(
+            "Scalp won 50.3%, and 66.7%.",
+            "win_rate",
+            SCALP,
+            0.503,
+            "ratio",
+        );
+        c.evidence = vec![MetricRef::new("win_rate", &[])];
+        assert!(
+            check(&c)
+                .unwrap_err()
+                .contains("evidence win_rate is no value")
+        );
     }
 
     #[test]
