@@ -76,7 +76,13 @@ async fn the_offline_council_verifies_every_claim_of_a_computed_day() {
         md.contains("win_rate{mode=scalp} was 60.0%, on target (55.0%)."),
         "{md}"
     );
-    for line in md.lines().filter(|l| l.starts_with("- ")) {
+    // The summary's sentences, before the council's own account of itself.
+    let summary = md.split("\n## The council").next().unwrap();
+    assert!(
+        md.contains("\n## The council\n\n- analyst risk (built-in): "),
+        "{md}"
+    );
+    for line in summary.lines().filter(|l| l.starts_with("- ")) {
         assert!(
             line.contains("_(rests on `"),
             "every sentence names its metrics: {line}"
