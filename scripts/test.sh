@@ -23,29 +23,24 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps ./clients/python
 export TEST_PYTHON="$PWD/$venv/bin/python"
 
-echo "== tmux (the dashboard's end-to-end tests run it in a real terminal)"
-if ! command -v tmux >/dev/null; then
+# Installs a Debian package with apt-get when its command is missing.
+apt_install() { # command, the test that needs it
+  command -v "$1" >/dev/null && return 0
   started=$(date +%s)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if command -v apt-get >/dev/null; then
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq tmux >/dev/null
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
   fi
-  command -v tmux >/dev/null || { echo "tmux is required by tests/python/test_dashboard.py: install it"; exit 1; }
-  echo "installed tmux in $(( $(date +%s) - started )) s"
-fi
+  command -v "$1" >/dev/null || { echo "$1 is required by $2: install it"; exit 1; }
+  echo "installed $1 in $(( $(date +%s) - started )) s"
+}
+
+echo "== tmux (the dashboard's end-to-end tests run it in a real terminal)"
+apt_install tmux tests/python/test_dashboard.py
 
 echo "== chromium (tests/python/test_report.py renders the daily report headless)"
-if ! command -v chromium >/dev/null; then
-  started=$(date +%s)
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if command -v apt-get >/dev/null; then
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-  fi
-  command -v chromium >/dev/null || { echo "chromium is required by tests/python/test_report.py: install it"; exit 1; }
-  echo "installed chromium in $(( $(date +%s) - started )) s"
-fi
+apt_install chromium tests/python/test_report.py
 
 echo "== local model server (tests/python/test_council_llm.py), built in the background"
 # llama.cpp's OpenAI-compatible server (llama-cpp-python, compiled from its

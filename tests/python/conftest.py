@@ -132,3 +132,15 @@ def scalar(conn, sql, params=None):
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetch_arrow_table().column(0)[0].as_py()
+
+
+def computed_day(binary, data, env):
+    """Simulated data in `data` (20,000 events, today) and today's metrics
+    computed over it, as the council and the report read them; the day."""
+    import datetime as dt
+    subprocess.run([binary, "--data-dir", data, "simulate", "--events", "20000", "--quiet"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    subprocess.run([binary, "--data-dir", data, "metrics", "compute", "--date", day],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return day

@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from conftest import quiver_binary, quiver_env
+from conftest import computed_day, quiver_binary, quiver_env
 
 KEY = "sk-test-council-secret"
 
@@ -126,11 +126,7 @@ def council():
     work = tempfile.mkdtemp(prefix="quiver-council-")
     data = os.path.join(work, "data")
     env = quiver_env()
-    subprocess.run([binary, "--data-dir", data, "simulate", "--events", "20000", "--quiet"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    subprocess.run([binary, "--data-dir", data, "metrics", "compute", "--date", day],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    day = computed_day(binary, data, env)
     chat = ChatServer()
     yield {"binary": binary, "work": work, "data": data, "day": day, "chat": chat}
     chat.close()

@@ -11,7 +11,6 @@ The server lives in its own virtualenv (building llama.cpp takes minutes):
 its interpreter as QUIVER_TEST_LLM_PYTHON. Without it this test is skipped,
 and says why."""
 
-import datetime as dt
 import glob
 import json
 import math
@@ -25,7 +24,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import quiver_binary, quiver_env
+from conftest import computed_day, quiver_binary, quiver_env
 
 LLM_PYTHON = os.environ.get("QUIVER_TEST_LLM_PYTHON", "")
 
@@ -130,11 +129,7 @@ def test_a_tiny_model_invents_and_the_verifier_drops_every_invention(model_serve
     work = tempfile.mkdtemp(prefix="quiver-council-llm-")
     data = os.path.join(work, "data")
     env = quiver_env()
-    subprocess.run([binary, "--data-dir", data, "simulate", "--events", "20000", "--quiet"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    subprocess.run([binary, "--data-dir", data, "metrics", "compute", "--date", day],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    day = computed_day(binary, data, env)
     # Three analysts on small slices of the packet (the model's context is
     # small), and the model as judge.
     fields = {

@@ -3,7 +3,6 @@ screenshot is not blank, every chart has data, and the DOM Chromium built
 from the file refers to nothing outside it (no URL to fetch, no script).
 Also the cron contract: exit 1 and no file when the day has no metrics."""
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ import tempfile
 import zlib
 
 import pytest
-from conftest import quiver_binary, quiver_env
+from conftest import computed_day, quiver_binary, quiver_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,11 +25,7 @@ def report():
     work = tempfile.mkdtemp(prefix="quiver-report-")
     data = os.path.join(work, "data")
     env = quiver_env()
-    subprocess.run([binary, "--data-dir", data, "simulate", "--events", "20000", "--quiet"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    subprocess.run([binary, "--data-dir", data, "metrics", "compute", "--date", day],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    day = computed_day(binary, data, env)
     out = os.path.join(work, "report.html")
     done = subprocess.run([binary, "--data-dir", data, "report", "--date", day, "--out", out],
                           capture_output=True, text=True, env=env, cwd=work)

@@ -1,6 +1,8 @@
 //! The daily report's charts as inline SVG, drawn with plotters' SVG
 //! backend (text as `<text>`, no font files, no script).
 
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
 use plotters::prelude::*;
 
 const WIDTH: u32 = 640;
@@ -106,6 +108,44 @@ fn below(label: &str) -> String {
     format!("{pad}{label}")
 }
 
+/// A chart with one segment per label on x (labels turned under the axis)
+/// and `y` on y: what the bar charts draw on.
+fn labelled_segments<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    labels: &[String],
+    y: std::ops::Range<f64>,
+    unit: &str,
+) -> Result<
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordi32>, RangedCoordf64>>,
+    String,
+> {
+    let n = labels.len().max(1) as i32;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(110)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..n).into_segmented(), y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n as usize)
+        .x_label_style(label_style())
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => labels
+                .get(*i as usize)
+                .map(|l| below(l))
+                .unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_desc(unit)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// Bars against their target bands (drawn as a grey band behind each bar).
 pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
     let scale = if percent { 100.0 } else { 1.0 };
@@ -116,30 +156,9 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
             .map(|v| v * scale)
             .chain([0.0]),
     );
-    let n = bars.len().max(1) as i32;
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
     svg(|root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(110)
-            .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n as usize)
-            .x_label_style(label_style())
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => bars
-                    .get(*i as usize)
-                    .map(|b| below(&b.label))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            })
-            .y_desc(unit)
-            .draw()
-            .map_err(err)?;
+        let mut chart = labelled_segments(&root, title, &labels, lo..hi, unit)?;
         for (i, b) in bars.iter().enumerate() {
             let (left, right) = (
                 SegmentValue::Exact(i as i32),
@@ -169,28 +188,9 @@ pub fn bars(title: &str, unit: &str, bars: &[Bar], percent: bool) -> String {
 pub fn pairs(title: &str, pairs: &[(String, f64, f64)], names: (&str, &str)) -> String {
     let (_, hi) = span(pairs.iter().flat_map(|p| [p.1, p.2]).chain([0.0]));
     let n = pairs.len().max(1) as i32;
+    let labels: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
     svg(|root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(110)
-            .y_label_area_size(50)
-            .build_cartesian_2d((0..n).into_segmented(), 0f64..hi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n as usize)
-            .x_label_style(label_style())
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => pairs
-                    .get(*i as usize)
-                    .map(|p| below(&p.0))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(err)?;
+        let mut chart = labelled_segments(&root, title, &labels, 0f64..hi, "")?;
         for (k, (name, color)) in [(names.0, GREEN), (names.1, RED)].into_iter().enumerate() {
             let bars = pairs.iter().enumerate().map(move |(i, p)| {
                 let v = if k == 0 { p.1 } else { p.2 };
