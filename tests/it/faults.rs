@@ -917,8 +917,19 @@ async fn a_full_disk_turns_system_health_critical_and_back_to_ok() {
     monitor.take_transitions();
 
     ffs.set_disk_full(true);
+    // First the committer takes one event and sticks in its retries, so
+    // every event after it stays in the backlog: had it taken a few groups
+    // of the burst at once, the backlog would fall under the re-arm fill and
+    // the kill switch re-arm a second later, as it should with room again.
+    let errors_before = h.logger.stats().write_errors;
+    assert!(h.logger.log(market_event(500, Level::Info)).is_accepted());
+    let started = Instant::now();
+    while h.logger.stats().write_errors == errors_before {
+        assert!(started.elapsed() < Duration::from_secs(30), "no write failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut dropped = 0;
-    for i in 500..10_500u64 {
+    for i in 501..10_500u64 {
         if !h.logger.log(market_event(i, Level::Info)).is_accepted() {
             dropped += 1;
         }
