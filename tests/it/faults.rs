@@ -925,7 +925,10 @@ async fn a_full_disk_turns_system_health_critical_and_back_to_ok() {
     assert!(h.logger.log(market_event(500, Level::Info)).is_accepted());
     let started = Instant::now();
     while h.logger.stats().write_errors == errors_before {
-        assert!(started.elapsed() < Duration::from_secs(30), "no write failed");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no write failed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut dropped = 0;
