@@ -43,6 +43,7 @@ from .events import (
 )
 from .logger import (
     ACCEPTED,
+    INGESTS_IN_FLIGHT_MAX,
     Accepted,
     DropReason,
     Dropped,
@@ -56,6 +57,7 @@ from .spill import SpillDirBusy
 
 __all__ = [
     "ACCEPTED",
+    "INGESTS_IN_FLIGHT_MAX",
     "SCHEMA_VERSION",
     "TABLES",
     "Accepted",

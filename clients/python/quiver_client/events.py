@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from operator import attrgetter
 from typing import Any, ClassVar, TypeAlias
 
@@ -698,21 +698,18 @@ def schema(table: type[Event]) -> pa.Schema:
     return pa.schema(fields)
 
 
-_NAIVE_US = pa.timestamp("us")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def _timestamps(values: list[datetime | None]) -> pa.Array:
-    """Aware datetimes as a UTC timestamp column. pyarrow converting aware
-    datetimes calls ``utcoffset()`` per element, several times slower than
-    making them naive UTC first; the values are the same."""
-    naive = [
-        v.replace(tzinfo=None) if v.tzinfo is UTC else v.astimezone(UTC).replace(tzinfo=None)
-        for v in values
-        if v is not None
-    ]
-    if len(naive) != len(values):  # no timestamp column is nullable today
+    """Aware datetimes (any zone; validation refuses naive ones) as a UTC
+    timestamp column, through exact integer microseconds since the epoch:
+    about 4x faster than making them naive UTC for pyarrow, and the same
+    values."""
+    if None in values:  # no timestamp column is nullable today
         return pa.array(values, TS_TYPE)
-    return pa.array(naive, _NAIVE_US).view(TS_TYPE)
+    return pa.array([(v - _EPOCH) // _ONE_US for v in values], pa.int64()).view(TS_TYPE)
 
 
 def to_arrow(table: type[Event], events: Sequence[Event], event_ids: Sequence[str]) -> pa.Table:
