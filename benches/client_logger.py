@@ -46,13 +46,17 @@ def quiver(binary, work):
 
 
 def events(n):
-    """n distinct gate decisions, built before any timing."""
-    now = dt.datetime.now(dt.timezone.utc)
+    """n distinct gate decisions, built before any timing, stamped 10 µs
+    apart up to now as a bot logging 100,000 a second stamps them. (One `ts`
+    for all would make every batch's duplicate check on the server scan every
+    row stored so far: it looks ids up among the stored rows of the batch's
+    time range.)"""
+    first = dt.datetime.now(dt.timezone.utc) - dt.timedelta(microseconds=10 * n)
     gates = ["meta_label", "cost_gate", "confidence_gate", "regime_gate", "spread_gate", "volume_gate"]
     return [
         GateDecision(
             symbol=("BTC-USD", "ETH-USD", "SOL-USD")[i % 3],
-            ts=now,
+            ts=first + dt.timedelta(microseconds=10 * i),
             decision_id=f"d-{i}",
             signal_id=f"s-{i // 6}",
             trace_id=f"t-{i // 6}",
@@ -99,8 +103,8 @@ def latency(url, pool, n):
     return percentiles(samples), percentiles(base)
 
 
-def sustained(url, pool, n):
-    logger = Logger(url, queue_capacity=2 * n)
+def sustained(url, pool, n, in_flight):
+    logger = Logger(url, queue_capacity=2 * n, **({} if in_flight is None else {"ingests_in_flight": in_flight}))
     started = time.perf_counter()
     for i in range(n):
         logger.log(pool[i % len(pool)])
@@ -119,21 +123,23 @@ def main():
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--ingests-in-flight", type=int, default=None, help="the sustained runs' LoggerConfig.ingests_in_flight (default: its default)"
+    )
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="quiver-bench-client-")
     proc, url = quiver(args.quiver, work)
-    pool = events(10_000)
     try:
         print(f"log() latency, {args.calls:,} calls per run, gate_decisions, µs")
         print(f"{'run':>4} {'':28} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>9}")
         for run in range(args.runs):
-            ours, base = latency(url, pool, args.calls)
+            ours, base = latency(url, events(args.calls), args.calls)
             print(f"{run:>4} {'Logger.log':28} {ours[0]:7.2f} {ours[1]:7.2f} {ours[2]:7.2f} {ours[3]:9.1f}")
             print(f"{'':>4} {'queue.Queue.put_nowait':28} {base[0]:7.2f} {base[1]:7.2f} {base[2]:7.2f} {base[3]:9.1f}")
-        print(f"\nsustained, {args.events:,} gate_decisions per run, log() then flush()")
+        print(f"\nsustained, {args.events:,} gate_decisions per run, log() then flush(), ingests_in_flight={args.ingests_in_flight or 'default'}")
         rates = []
         for run in range(args.runs):
-            rate, produced, elapsed, batches = sustained(url, pool, args.events)
+            rate, produced, elapsed, batches = sustained(url, events(args.events), args.events, args.ingests_in_flight)
             rates.append(rate)
             print(f"{run:>4} {rate:12,.0f} events/s durable ({elapsed:.2f} s, {batches} batches); log() alone {produced:12,.0f} events/s")
         print(f"median {statistics.median(rates):,.0f} events/s")
