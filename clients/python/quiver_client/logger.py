@@ -30,8 +30,9 @@ the tail of the one queue, so ``queue_len`` may exceed the capacity (by
   attribute updates: it never waits for I/O or for the other threads' work.
 - The *batcher* swaps the list out every ``flush_interval_s`` (or at
   ``batch_rows_max`` events, or on ``flush()``), turns it column-wise into one
-  Arrow table per event table (at most ``batch_rows_max`` rows each) and puts
-  them in the outbox. While the server is down or a send has been stuck for
+  Arrow table per event table (at most ``batch_rows_max`` rows each, handing
+  the GIL to the bot between columns) and puts each in the outbox as it is
+  made. While the server is down or a send has been stuck for
   ``spill_after_s``, it writes the outbox's batches to the spill directory.
 - ``ingests_in_flight`` *shippers* (default 2), each with its own
   connection, send the outbox's batches oldest first over Flight SQL
