@@ -687,10 +687,7 @@ class Logger:
         """Turns one take into batches, one table at a time, and queues them."""
         if not items:
             with self._lock:
-                if self._outbox:
-                    self._outbox[-1].closes_upto = upto
-                else:
-                    self._advance(upto)
+                self._close_take(None, upto)
             return
         groups: dict[type[Event], tuple[list[Event], list[str]]] = {}
         prefix = self._id_prefix
@@ -731,17 +728,22 @@ class Logger:
                 self._outbox.append(batch)
                 self._outbox_ready.notify_all()
             last = batch
-        if last is not None and last.closes_upto is not None:
-            return
-        # The take's last chunk failed: the watermark goes on the batch before
-        # it, or is reached now if everything before it is on the server.
-        with self._lock:
-            if last is not None and (not last.done or last in self._outbox):
-                last.closes_upto = upto
-            elif last is None and self._outbox:
-                self._outbox[-1].closes_upto = upto
-            else:
-                self._advance(upto)
+        if last is None or last.closes_upto is None:
+            with self._lock:
+                self._close_take(last, upto)
+
+    def _close_take(self, last: _Batch | None, upto: int) -> None:
+        """Places the watermark of a take whose last chunk does not carry it
+        (the take was empty, or its last chunk failed to convert): on `last`,
+        the take's newest batch, while it waits; with none, on the newest batch
+        waiting; else it is reached now, everything before it being on the
+        server. Called with _lock held."""
+        if last is not None and last in self._outbox:
+            last.closes_upto = upto
+        elif last is None and self._outbox:
+            self._outbox[-1].closes_upto = upto
+        else:
+            self._advance(upto)
 
     def _maybe_spill(self, now: float, everything: bool = False) -> None:
         """While the server is down or stalled, moves the outbox's in-memory
@@ -811,12 +813,12 @@ class Logger:
                 elif not self._down:
                     log.warning("quiver_client: %s unreachable (%s); spilling and retrying", self._uri, self._last_error)
                     self._down = True
-                    self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.2)
-                    self._backoff = min(self._backoff * 2, self.config.reconnect_backoff_max_s)
+                    self._schedule_retry()
                 elif time.monotonic() >= self._retry_at:
                     # A retry failed (not a send that was in flight with the first failure).
-                    self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.2)
-                    self._backoff = min(self._backoff * 2, self.config.reconnect_backoff_max_s)
+                    self._schedule_retry()
+                # Wakes the other shippers: a failed batch may be taken again by any of them.
+                self._outbox_ready.notify_all()
             if ok:
                 # The file goes before flush() hears of it: a spill dir that
                 # stats() shows empty after a flush is empty.
@@ -833,9 +835,12 @@ class Logger:
                             upto = closes
                     if upto is not None:
                         self._advance(upto)
-            with self._lock:
-                # Another shipper may take this batch again, or the next.
-                self._outbox_ready.notify_all()
+
+    def _schedule_retry(self) -> None:
+        """The next attempt after a failure, with jittered exponential
+        backoff. Called with _lock held."""
+        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.2)
+        self._backoff = min(self._backoff * 2, self.config.reconnect_backoff_max_s)
 
     def _ship(self, link: _Link, batch: _Batch, data: pa.Table | None, file: SpillFile | None) -> bool:
         """Sends one batch; True once the server has it (or refused it for
