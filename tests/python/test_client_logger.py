@@ -187,6 +187,20 @@ def test_every_event_type_round_trips_and_reads_back_in_sql(quiver):
     assert (r["label"], r["predicted_prob"], r["label_cutoff_ts"]) == (1, None, t)
 
 
+def test_a_timestamp_in_any_zone_is_stored_as_its_instant(quiver):
+    """The batcher turns aware datetimes into UTC microseconds itself: a ts in
+    +05:30 or -03:00 is the same instant on the server, to the microsecond."""
+    tag = uuid.uuid4().hex[:8]
+    instant = now().replace(microsecond=123457) - dt.timedelta(minutes=3)
+    zones = [UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=3))]
+    with Logger(quiver) as logger:
+        for i, zone in enumerate(zones):
+            assert logger.log(market(ts=instant.astimezone(zone), event_id=f"tz-{tag}-{i}")) is ACCEPTED
+        logger.flush(timeout=30)
+    rows = query(quiver, "SELECT ts FROM events.market_context WHERE event_id LIKE ?", (f"tz-{tag}-%",))
+    assert [r["ts"] for r in rows] == [instant] * 3
+
+
 def test_equal_events_logged_apart_are_all_stored(quiver):
     """Each log() gets its own event_id: the same event logged three times is
     three rows (the server's content ids would take it for one resent)."""
