@@ -280,3 +280,64 @@ def test_allow_insecure_starts_and_warns(tmp_path):
         assert pyarrow_query(flight.FlightClient(url)) == 42
     finally:
         stop_server(proc, log)
+
+
+# -- the Python logger (quiver_client) -----------------------------------------
+
+
+def _log_one(url, tag, **kwargs):
+    """Logs one signal through quiver_client.Logger; returns its stats after a
+    flush (raising TimeoutError if the server never confirmed it)."""
+    from quiver_client import Logger, Signal
+
+    at = dt.datetime.now(dt.timezone.utc)
+    with Logger(url, connect_timeout_s=5.0, reconnect_backoff_max_s=0.5, **kwargs) as logger:
+        logger.log(Signal(symbol="BTC-USD", signal_id=tag, mode="scalp", side="BUY", price=1.0, strength=0.5,
+                          model_id="m", regime="TREND", decision_ts=at, label_cutoff_ts=at))
+        logger.flush(timeout=20)
+        return logger.stats()
+
+
+def test_the_python_logger_over_tls_with_credentials(tls_server, pki):
+    ca = pki["ca.pem"]["pem"].decode()
+    stats = _log_one(tls_server, "py-tls-1", username=USER, password=PASSWORD, tls_root_certs=ca)
+    assert stats.rows_sent == 1 and stats.connected
+    with adbc_connect(tls_server, tls_root_certs=ca) as conn:
+        assert scalar(conn, "SELECT count(*) FROM events.signals WHERE signal_id = ?", ("py-tls-1",)) == 1
+
+
+def test_the_python_logger_refused_keeps_its_events_and_says_why(tls_server, pki):
+    """A wrong password or an untrusted CA: nothing is confirmed, the event
+    is kept (not counted as sent) and last_error says what went wrong."""
+    from quiver_client import Logger, Signal
+
+    ca = pki["ca.pem"]["pem"].decode()
+    cases = [
+        dict(username=USER, password="not-the-password", tls_root_certs=ca),
+        dict(username=USER, password=PASSWORD, tls_root_certs=pki["stranger-ca.pem"]["pem"].decode()),
+    ]
+    for kwargs in cases:
+        at = dt.datetime.now(dt.timezone.utc)
+        logger = Logger(tls_server, connect_timeout_s=5.0, reconnect_backoff_max_s=0.5, **kwargs)
+        try:
+            logger.log(Signal(symbol="BTC-USD", signal_id="py-tls-refused", mode="scalp", side="BUY", price=1.0,
+                              strength=0.5, model_id="m", regime="TREND", decision_ts=at, label_cutoff_ts=at))
+            with pytest.raises(TimeoutError):
+                logger.flush(timeout=3)
+            stats = logger.stats()
+            assert stats.rows_sent == 0 and stats.durable == 0 and not stats.connected, stats
+            assert stats.last_error, stats
+        finally:
+            logger.close(timeout=0.5)
+    with adbc_connect(tls_server, tls_root_certs=ca) as conn:
+        assert scalar(conn, "SELECT count(*) FROM events.signals WHERE signal_id = ?", ("py-tls-refused",)) == 0
+
+
+def test_the_python_logger_over_mtls(mtls_server, pki):
+    ca = pki["ca.pem"]["pem"].decode()
+    cert, key = pki["client.pem"]["pem"].decode(), pki["client.key"]["pem"].decode()
+    stats = _log_one(mtls_server, "py-mtls-1", username=USER, password=PASSWORD, tls_root_certs=ca,
+                     mtls_cert_chain=cert, mtls_private_key=key)
+    assert stats.rows_sent == 1
+    with adbc_connect(mtls_server, tls_root_certs=ca, mtls_cert_chain=cert, mtls_private_key=key) as conn:
+        assert scalar(conn, "SELECT count(*) FROM events.signals WHERE signal_id = ?", ("py-mtls-1",)) == 1
