@@ -604,7 +604,7 @@ pub async fn plan_analyses(
     Ok(())
 }
 
-async fn plan_analysis(
+pub async fn plan_analysis(
     ctx: &SessionContext,
     analysis: &Analysis,
 ) -> Result<LogicalPlan, MetricsError> {

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 pub use analysis::Analysis;
 pub use calibration::{CALIBRATION_BINS, calibration_udaf};
-pub use compile::{CompiledMetric, check_expr, compile_metrics, plan_analyses, plan_sql};
+pub use compile::{
+    CompiledMetric, check_expr, compile_metrics, plan_analyses, plan_analysis, plan_sql,
+};
 pub use def::{AlertRule, MetricDef, MetricSource, MetricsFile, Schedule, Severity, Status};
 pub use drawdown::max_drawdown_udaf;
 pub use name::{BadMetricName, MetricName};

@@ -87,7 +87,7 @@ pub struct DefinitionSchemas {
     loaded: RwLock<Arc<Loaded>>,
 }
 
-fn lake_table(
+pub(crate) fn lake_table(
     lake_root: &Path,
     table: &str,
     schema: arrow::datatypes::SchemaRef,

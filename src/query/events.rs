@@ -67,70 +67,6 @@ impl EventsTable {
         }
     }
 
-    fn lake_plan(
-        &self,
-        files: Vec<&LakeFile>,
-        columns: &[usize],
-        state: &dyn Session,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let partition_fields = vec![
-            Arc::new(Field::new(DATE_COLUMN, DataType::Date32, false)),
-            Arc::new(Field::new("symbol", DataType::Utf8, false)),
-        ];
-        let table_schema = TableSchema::new(lake::file_schema(self.table), partition_fields);
-        // Lake files never change once written: their footers are read once
-        // per process (the runtime's metadata cache), not once per query.
-        let store = state
-            .runtime_env()
-            .object_store(ObjectStoreUrl::local_filesystem())?;
-        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let source = Arc::new(
-            ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(
-                CachedParquetFileReaderFactory::new(store, metadata_cache),
-            )),
-        );
-        let target = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> =
-            vec![Vec::new(); target.min(files.len()).max(1)];
-        for (i, file) in files.into_iter().enumerate() {
-            let days = days_since_epoch(file.date);
-            // An object-store path made from the file-system path, so that
-            // percent-encoded partition values (`symbol=%62tc`) name the file
-            // on disk rather than being encoded a second time.
-            let location = object_store::path::Path::from_absolute_path(&file.path)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-            let pf = PartitionedFile::new_from_meta(object_store::ObjectMeta {
-                location,
-                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-                size: file.bytes,
-                e_tag: None,
-                version: None,
-            })
-            .with_partition_values(vec![
-                ScalarValue::Date32(Some(days)),
-                ScalarValue::Utf8(Some(file.symbol.clone())),
-            ]);
-            let n = groups.len();
-            groups[i % n].push(pf);
-        }
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-            .build();
-        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
-        // File columns + [date, symbol] -> the projected columns, in order.
-        let scan_schema = scan.schema();
-        let exprs = columns
-            .iter()
-            .map(|&i| self.schema.field(i))
-            .map(|f| {
-                let index = scan_schema.index_of(f.name())?;
-                let col: Arc<dyn PhysicalExpr> = Arc::new(Column::new(f.name(), index));
-                Ok((col, f.name().clone()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
-    }
-
     /// The hot rows not yet in the lake, only the projected columns: DuckDB
     /// reads and converts just those (strings such as `inputs` are costly).
     fn hot_plan(
@@ -331,6 +267,93 @@ fn prune<'a>(
         .collect())
 }
 
+/// The committed `files` of `table` that may hold rows matching `filters`:
+/// pruned on `date` and `symbol`, and on days outside the filters' `ts` range.
+pub(crate) fn select_files<'a>(
+    table: Table,
+    files: &'a [LakeFile],
+    filters: &[Expr],
+    state: &dyn Session,
+) -> Result<Vec<&'a LakeFile>> {
+    let files: Vec<&LakeFile> = files.iter().filter(|f| f.table == table).collect();
+    let bounds = TsBounds::from_filters(filters);
+    Ok(prune(files, filters, state)?
+        .into_iter()
+        .filter(|f| bounds.may_hold(f.date))
+        .collect())
+}
+
+/// A scan of lake `files` of `table` (committed ones, already pruned) that
+/// yields `columns` of [`events_schema`], in order. With `reader_cache` the
+/// files' footers come from the runtime's metadata cache; the cluster goes
+/// without (its plans cross process boundaries, the cache does not).
+pub(crate) fn lake_files_plan(
+    table: Table,
+    files: Vec<&LakeFile>,
+    columns: &[usize],
+    state: &dyn Session,
+    reader_cache: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let partition_fields = vec![
+        Arc::new(Field::new(DATE_COLUMN, DataType::Date32, false)),
+        Arc::new(Field::new("symbol", DataType::Utf8, false)),
+    ];
+    let table_schema = TableSchema::new(lake::file_schema(table), partition_fields);
+    let mut source = ParquetSource::new(table_schema);
+    if reader_cache {
+        // Lake files never change once written: their footers are read once
+        // per process (the runtime's metadata cache), not once per query.
+        let store = state
+            .runtime_env()
+            .object_store(ObjectStoreUrl::local_filesystem())?;
+        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        source = source.with_parquet_file_reader_factory(Arc::new(
+            CachedParquetFileReaderFactory::new(store, metadata_cache),
+        ));
+    }
+    let source = Arc::new(source);
+    let target = state.config().target_partitions().max(1);
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len()).max(1)];
+    for (i, file) in files.into_iter().enumerate() {
+        let days = days_since_epoch(file.date);
+        // An object-store path made from the file-system path, so that
+        // percent-encoded partition values (`symbol=%62tc`) name the file
+        // on disk rather than being encoded a second time.
+        let location = object_store::path::Path::from_absolute_path(&file.path)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let pf = PartitionedFile::new_from_meta(object_store::ObjectMeta {
+            location,
+            last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            size: file.bytes,
+            e_tag: None,
+            version: None,
+        })
+        .with_partition_values(vec![
+            ScalarValue::Date32(Some(days)),
+            ScalarValue::Utf8(Some(file.symbol.clone())),
+        ]);
+        let n = groups.len();
+        groups[i % n].push(pf);
+    }
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+        .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+        .build();
+    let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+    // File columns + [date, symbol] -> the projected columns, in order.
+    let scan_schema = scan.schema();
+    let schema = events_schema(table);
+    let exprs = columns
+        .iter()
+        .map(|&i| schema.field(i))
+        .map(|f| {
+            let index = scan_schema.index_of(f.name())?;
+            let col: Arc<dyn PhysicalExpr> = Arc::new(Column::new(f.name(), index));
+            Ok((col, f.name().clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
+}
+
 #[async_trait]
 impl TableProvider for EventsTable {
     fn schema(&self) -> SchemaRef {
@@ -357,16 +380,8 @@ impl TableProvider for EventsTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.lake.snapshot();
-        let files: Vec<&LakeFile> = snapshot
-            .files
-            .iter()
-            .filter(|f| f.table == self.table)
-            .collect();
+        let files = select_files(self.table, &snapshot.files, filters, state)?;
         let bounds = TsBounds::from_filters(filters);
-        let files: Vec<&LakeFile> = prune(files, filters, state)?
-            .into_iter()
-            .filter(|f| bounds.may_hold(f.date))
-            .collect();
         // Both sides read only the projected columns. A projection of no
         // columns (count(*)) still needs rows: read `ts`, then drop it.
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
@@ -375,7 +390,7 @@ impl TableProvider for EventsTable {
         let columns: &[usize] = if wanted.is_empty() { &ts } else { wanted };
         let mut inputs = Vec::with_capacity(2);
         if !files.is_empty() {
-            inputs.push(self.lake_plan(files, columns, state)?);
+            inputs.push(lake_files_plan(self.table, files, columns, state, true)?);
         }
         // Rows newer than the lake snapshot exist only once the hot store
         // has applied past it; otherwise skip the DuckDB query (a few ms per
