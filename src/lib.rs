@@ -58,6 +58,9 @@
 //! - [`query`]: the DataFusion session and its table providers.
 //! - [`flight`]: the Arrow Flight SQL endpoint (queries, metadata, bulk ingest,
 //!   live tails of the WAL).
+//! - [`cluster`]: distributed queries over the lake on Ballista: the
+//!   scheduler and executor processes with Quiver's codec and functions, and
+//!   the client catalog (`lake.*`, and the metric and analysis views over it).
 //! - [`sim`]: a seeded simulator of a realistic bot, for demos and tests.
 //! - [`config`]: layered configuration (defaults < `quiver.toml` < env < flags).
 //! - [`app`]: the application layer: the pipeline and its server, the local or
@@ -98,6 +101,7 @@
 pub mod analytics;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod council;
 pub mod event;

@@ -2,6 +2,7 @@
 //! one `run` function.
 
 mod alerts;
+mod cluster;
 mod compact;
 mod compare;
 mod council;
@@ -97,6 +98,9 @@ pub enum Command {
     /// The live feed, gates, shadow trades, trades and models, latency and
     /// alerts of a running server, in the terminal (`?` shows the keys).
     Dashboard(dashboard::Args),
+    /// A Ballista cluster over the lake: `scheduler` plans, `executor`s run
+    /// (`quiver sql --cluster df://HOST:PORT` submits).
+    Cluster(cluster::Args),
 }
 
 impl Cli {
@@ -132,5 +136,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(args) => tail::run(cli.load_config(None)?, args).await,
         Command::Status(args) => status::run(cli.load_config(None)?, args).await,
         Command::Dashboard(args) => dashboard::run(cli.load_config(None)?, args).await,
+        Command::Cluster(args) => cluster::run(cli.load_config(None)?, args).await,
     }
 }

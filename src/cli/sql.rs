@@ -20,11 +20,20 @@ pub struct Args {
     pub format: Format,
     /// Query a running Flight SQL server: grpc://HOST:PORT or grpc+tls://HOST:PORT.
     /// Credentials come from the config's [flight] username and password.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "cluster")]
     pub server: Option<String>,
+    /// Run on a Ballista cluster: df://HOST:PORT, its scheduler. The cluster
+    /// reads the lake only (see `quiver cluster --help`); metrics and
+    /// analyses come from this data dir's definitions.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    if let Some(url) = &args.cluster {
+        let session = crate::cluster::ClusterSession::connect(&config, url).await?;
+        return output::print(&session.query(&args.sql).await?, args.format);
+    }
     let mut results = run_queries(&config, args.server.as_deref(), &[args.sql.as_str()]).await?;
     output::print(&results.remove(0), args.format)
 }

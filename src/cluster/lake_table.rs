@@ -1,0 +1,191 @@
+//! `lake.<table>` on the cluster: the lake's committed files, read from its
+//! commit log when the scheduler plans a query; and [`DerivedTable`], the
+//! tables `metrics compute` writes into the lake.
+//!
+//! The client only names the table (the codec carries the name); the
+//! scheduler, which has the lake's root, reads the log's checkpoint and
+//! commits at planning time and plans a Parquet scan of exactly the files
+//! they name, pruned on `date`, `symbol` and `ts` like `events.*`. Executors
+//! then read those files by path. Files a compaction retired stay on disk for
+//! `lake.retired_file_grace`, so a query planned before the compaction still
+//! reads them; a query running longer than that may find one gone and fails
+//! saying so (it never answers from a mix of snapshots).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+
+use crate::event::Table;
+use crate::query::events::{events_schema, lake_files_plan, select_files};
+use crate::store::LakeFile;
+use crate::store::fsio::StdFs;
+use crate::store::lake::log::LakeLog;
+
+/// How often the commit log is read again when a read fails: a checkpoint
+/// may remove the commits it folds in between listing and reading them.
+const LOG_READ_ATTEMPTS: usize = 5;
+
+#[derive(Debug)]
+pub struct LakeTable {
+    table: Table,
+    schema: SchemaRef,
+    /// The lake's root (`<data>/lake`), absolute; `None` in a process that
+    /// only plans logically (the client) and never scans.
+    root: Option<PathBuf>,
+}
+
+impl LakeTable {
+    pub fn new(table: Table, root: Option<PathBuf>) -> Self {
+        Self {
+            table,
+            schema: events_schema(table),
+            root,
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// The files the lake's commit log names now (none for a lake that has
+    /// no log yet).
+    fn committed_files(&self) -> Result<Vec<LakeFile>> {
+        let Some(root) = &self.root else {
+            return Err(DataFusionError::Plan(format!(
+                "lake.{} is scanned on the cluster's scheduler; this process has no lake",
+                self.table.name()
+            )));
+        };
+        let mut last = None;
+        for attempt in 0..LOG_READ_ATTEMPTS {
+            match LakeLog::read(root, Arc::new(StdFs)) {
+                Ok(None) => return Ok(Vec::new()),
+                Ok(Some(log)) => return Ok(log.state().files.clone()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+        }
+        let e = last.map_or_else(|| "unknown".to_string(), |e| e.to_string());
+        Err(DataFusionError::Execution(format!(
+            "reading the lake's commit log under {}: {e}",
+            root.display()
+        )))
+    }
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Partition filters prune files; DataFusion still applies every filter.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let committed = self.committed_files()?;
+        let files = select_files(self.table, &committed, filters, state)?;
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let wanted: &[usize] = projection.map_or(&all, |p| p.as_slice());
+        if files.is_empty() {
+            let projected = Arc::new(self.schema.project(wanted)?);
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        // A projection of no columns (count(*)) still needs rows: read `ts`,
+        // then drop it.
+        let ts = [self.schema.index_of("ts")?];
+        let columns: &[usize] = if wanted.is_empty() { &ts } else { wanted };
+        let scan = lake_files_plan(self.table, files, columns, state, false)?;
+        if !wanted.is_empty() {
+            return Ok(scan);
+        }
+        Ok(Arc::new(ProjectionExec::try_new(
+            Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
+            scan,
+        )?))
+    }
+}
+
+/// `metrics.metric_values` or `metrics.alerts` as the client names it: only
+/// a name and a schema. The codec carries the name; the scheduler reads the
+/// table from its own lake (a listing of `<lake>/<name>/date=*/`).
+#[derive(Debug)]
+pub struct DerivedTable {
+    name: &'static str,
+    schema: SchemaRef,
+}
+
+impl DerivedTable {
+    /// The derived tables there are, by name, with their schemas.
+    pub fn all() -> [DerivedTable; 2] {
+        use crate::metrics::values::{ALERTS, METRIC_VALUES, alerts_schema, metric_values_schema};
+        [
+            DerivedTable {
+                name: METRIC_VALUES,
+                schema: metric_values_schema(),
+            },
+            DerivedTable {
+                name: ALERTS,
+                schema: alerts_schema(),
+            },
+        ]
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The table over the lake at `root` (on the scheduler).
+    pub fn over(&self, root: &std::path::Path) -> Result<Arc<dyn TableProvider>> {
+        crate::query::definitions::lake_table(root, self.name, self.schema.clone())
+    }
+}
+
+#[async_trait]
+impl TableProvider for DerivedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!(
+            "metrics.{} is scanned on the cluster's scheduler; this process has no lake",
+            self.name
+        )))
+    }
+}
