@@ -27,11 +27,16 @@ pub struct Args {
     /// analyses come from this data dir's definitions.
     #[arg(long, value_name = "URL")]
     pub cluster: Option<String>,
+    /// With --cluster: give up on the query after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub cluster_timeout: std::time::Duration,
 }
 
 pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     if let Some(url) = &args.cluster {
-        let session = crate::cluster::ClusterSession::connect(&config, url).await?;
+        let session = crate::cluster::ClusterSession::connect(&config, url)
+            .await?
+            .with_timeout(args.cluster_timeout);
         return output::print(&session.query(&args.sql).await?, args.format);
     }
     let mut results = run_queries(&config, args.server.as_deref(), &[args.sql.as_str()]).await?;

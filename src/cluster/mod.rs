@@ -18,7 +18,7 @@
 //! # What the cluster sees
 //!
 //! Only the lake: the files its commit log names, up to `lake_seq`. Rows
-//! still in the WAL and hot store (the last `lake.roll_interval`, a minute by
+//! still in the WAL and hot store (the last `lake.roll_interval`, ten minutes by
 //! default) are not there yet, nor anything in SQLite (journal, registry,
 //! learning) or the ingest server's `system.*` tables. `events.*` on the
 //! cluster is `lake.*` under the familiar name, so the metric and analysis
@@ -291,7 +291,11 @@ const CLIENT_STACK_BYTES: usize = 32 << 20;
 pub struct ClusterSession {
     inner: Arc<ClientInner>,
     runtime: Option<tokio::runtime::Runtime>,
+    timeout: Duration,
 }
+
+/// How long [`ClusterSession::query`] waits for an answer by default.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(600);
 
 struct ClientInner {
     ctx: SessionContext,
@@ -321,7 +325,16 @@ impl ClusterSession {
         Ok(Self {
             inner: Arc::new(inner),
             runtime: Some(runtime),
+            timeout: QUERY_TIMEOUT,
         })
+    }
+
+    /// Gives up on a query after `timeout` (default [`QUERY_TIMEOUT`]): the
+    /// scheduler retries tasks it could not place for as long as executors
+    /// come and go, so without a limit such a query waits forever.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The metric and analysis views not on the cluster, each with why.
@@ -335,10 +348,20 @@ impl ClusterSession {
             anyhow::bail!("the cluster session is closed");
         };
         let (inner, sql) = (self.inner.clone(), sql.to_string());
-        runtime
-            .spawn(async move { inner.query(&sql).await })
-            .await
-            .context("the cluster client's planner stopped")?
+        let timeout = self.timeout;
+        let query = runtime.spawn(async move { inner.query(&sql).await });
+        let abort = query.abort_handle();
+        match tokio::time::timeout(timeout, query).await {
+            Ok(done) => done.context("the cluster client's planner stopped")?,
+            Err(_) => {
+                abort.abort();
+                anyhow::bail!(
+                    "the query did not finish on the cluster within {} (--cluster-timeout); \
+                     the scheduler's log says which tasks it could not run",
+                    humantime::format_duration(timeout)
+                )
+            }
+        }
     }
 }
 

@@ -266,6 +266,21 @@ fn quiver_sql_submits_to_the_cluster_from_any_directory() {
             && stderr.contains("system.queue lives on the ingest server"),
         "{stderr}"
     );
+    // At the limit: a query that cannot finish in time is given up on, saying so.
+    let late = quiver()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["sql", "--cluster", &cluster.url, "--cluster-timeout", "1ms"])
+        .arg("SELECT count(*) FROM gate_decisions")
+        .output()
+        .unwrap();
+    assert!(!late.status.success());
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        stderr.contains("did not finish on the cluster within 1ms"),
+        "{stderr}"
+    );
+
     let bad_url = quiver()
         .arg("--data-dir")
         .arg(dir.path())
