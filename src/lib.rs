@@ -34,6 +34,10 @@
 //!                                  and deletions (retention.sqlite); health and
 //!                                  definitions (app::health, from the app layer)
 //!                        journal.* registry.* learning.*  SQLite, filters pushed down
+//!
+//! cluster (quiver cluster scheduler|executor, quiver sql --cluster): Ballista over the
+//!   lake alone: lake.* (= events.*) planned over lake/_log's committed files, metrics.*,
+//!   analysis.*; the hot store and SQLite stay on the ingest server
 //! ```
 //!
 //! # Layout

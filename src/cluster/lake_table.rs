@@ -20,13 +20,11 @@ use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::event::Table;
-use crate::query::events::{events_schema, lake_files_plan, select_files};
+use crate::query::events::{ScanColumns, events_schema, lake_files_plan, select_files};
 use crate::store::LakeFile;
 use crate::store::fsio::StdFs;
 use crate::store::lake::log::LakeLog;
@@ -110,24 +108,18 @@ impl TableProvider for LakeTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let committed = self.committed_files()?;
         let files = select_files(self.table, &committed, filters, state)?;
-        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
-        let wanted: &[usize] = projection.map_or(&all, |p| p.as_slice());
+        let columns = ScanColumns::of(&self.schema, projection)?;
         if files.is_empty() {
-            let projected = Arc::new(self.schema.project(wanted)?);
+            let projected = Arc::new(self.schema.project(columns.wanted())?);
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        // A projection of no columns (count(*)) still needs rows: read `ts`,
-        // then drop it.
-        let ts = [self.schema.index_of("ts")?];
-        let columns: &[usize] = if wanted.is_empty() { &ts } else { wanted };
-        let scan = lake_files_plan(self.table, files, columns, state, false)?;
-        if !wanted.is_empty() {
-            return Ok(scan);
-        }
-        Ok(Arc::new(ProjectionExec::try_new(
-            Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
-            scan,
-        )?))
+        columns.finish(lake_files_plan(
+            self.table,
+            files,
+            &columns.read,
+            state,
+            false,
+        )?)
     }
 }
 

@@ -283,6 +283,46 @@ pub(crate) fn select_files<'a>(
         .collect())
 }
 
+/// The columns a scan reads for a projection: the projected ones; for a
+/// projection of none (`count(*)`), which still needs rows, `ts` alone, which
+/// [`ScanColumns::finish`] then drops.
+pub(crate) struct ScanColumns {
+    pub read: Vec<usize>,
+    none: bool,
+}
+
+impl ScanColumns {
+    pub(crate) fn of(schema: &Schema, projection: Option<&Vec<usize>>) -> Result<Self> {
+        let read: Vec<usize> = match projection {
+            Some(p) if p.is_empty() => {
+                return Ok(Self {
+                    read: vec![schema.index_of("ts")?],
+                    none: true,
+                });
+            }
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
+        };
+        Ok(Self { read, none: false })
+    }
+
+    /// The projected columns (none for `count(*)`).
+    pub(crate) fn wanted(&self) -> &[usize] {
+        if self.none { &[] } else { &self.read }
+    }
+
+    /// `plan`, which yields [`Self::read`], as the projection wants it.
+    pub(crate) fn finish(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        if !self.none {
+            return Ok(plan);
+        }
+        Ok(Arc::new(ProjectionExec::try_new(
+            Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
+            plan,
+        )?))
+    }
+}
+
 /// A scan of lake `files` of `table` (committed ones, already pruned) that
 /// yields `columns` of [`events_schema`], in order. With `reader_cache` the
 /// files' footers come from the runtime's metadata cache; the cluster goes
@@ -382,15 +422,17 @@ impl TableProvider for EventsTable {
         let snapshot = self.lake.snapshot();
         let files = select_files(self.table, &snapshot.files, filters, state)?;
         let bounds = TsBounds::from_filters(filters);
-        // Both sides read only the projected columns. A projection of no
-        // columns (count(*)) still needs rows: read `ts`, then drop it.
-        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
-        let wanted: &[usize] = projection.map_or(&all, |p| p.as_slice());
-        let ts = [self.schema.index_of("ts")?];
-        let columns: &[usize] = if wanted.is_empty() { &ts } else { wanted };
+        // Both sides read only the projected columns.
+        let columns = ScanColumns::of(&self.schema, projection)?;
         let mut inputs = Vec::with_capacity(2);
         if !files.is_empty() {
-            inputs.push(lake_files_plan(self.table, files, columns, state, true)?);
+            inputs.push(lake_files_plan(
+                self.table,
+                files,
+                &columns.read,
+                state,
+                true,
+            )?);
         }
         // Rows newer than the lake snapshot exist only once the hot store
         // has applied past it; otherwise skip the DuckDB query (a few ms per
@@ -402,16 +444,9 @@ impl TableProvider for EventsTable {
             .load(std::sync::atomic::Ordering::Acquire)
             > snapshot.lake_seq;
         if hot_is_newer || inputs.is_empty() {
-            inputs.push(self.hot_plan(snapshot.lake_seq, columns, bounds)?);
+            inputs.push(self.hot_plan(snapshot.lake_seq, &columns.read, bounds)?);
         }
-        let union = UnionExec::try_new(inputs)?;
-        if !wanted.is_empty() {
-            return Ok(union);
-        }
-        Ok(Arc::new(ProjectionExec::try_new(
-            Vec::<(Arc<dyn PhysicalExpr>, String)>::new(),
-            union,
-        )?))
+        columns.finish(UnionExec::try_new(inputs)?)
     }
 }
 
