@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::app::shutdown_signal;
 use crate::cluster::{self, ExecutorOptions, SchedulerOptions};
 use crate::config::Config;
 
@@ -67,7 +68,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 external_host: external_host.clone(),
                 executor_timeout: *executor_timeout,
             };
-            cluster::run_scheduler(&config, &options).await
+            cluster::run_scheduler(&config, &options, shutdown_signal()).await
         }
         Role::Executor {
             bind_host,
@@ -87,7 +88,7 @@ pub async fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 concurrent_tasks: *concurrent_tasks,
                 work_dir: work_dir.clone(),
             };
-            cluster::run_executor(&config, &options).await
+            cluster::run_executor(&config, &options, shutdown_signal()).await
         }
     }
 }

@@ -56,9 +56,9 @@ impl LakeTable {
     }
 
     /// The files the lake's commit log names now (none for a lake that has
-    /// no log yet).
-    fn committed_files(&self) -> Result<Vec<LakeFile>> {
-        let Some(root) = &self.root else {
+    /// no log yet). The log is read off the async runtime.
+    async fn committed_files(&self) -> Result<Vec<LakeFile>> {
+        let Some(root) = self.root.clone() else {
             return Err(DataFusionError::Plan(format!(
                 "lake.{} is scanned on the cluster's scheduler; this process has no lake",
                 self.table.name()
@@ -66,12 +66,18 @@ impl LakeTable {
         };
         let mut last = None;
         for attempt in 0..LOG_READ_ATTEMPTS {
-            match LakeLog::read(root, Arc::new(StdFs)) {
+            let read = {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || LakeLog::read(&root, Arc::new(StdFs)))
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+            };
+            match read {
                 Ok(None) => return Ok(Vec::new()),
                 Ok(Some(log)) => return Ok(log.state().files.clone()),
                 Err(e) => last = Some(e),
             }
-            std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
         }
         let e = last.map_or_else(|| "unknown".to_string(), |e| e.to_string());
         Err(DataFusionError::Execution(format!(
@@ -106,7 +112,7 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let committed = self.committed_files()?;
+        let committed = self.committed_files().await?;
         let files = select_files(self.table, &committed, filters, state)?;
         let columns = ScanColumns::of(&self.schema, projection)?;
         if files.is_empty() {

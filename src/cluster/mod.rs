@@ -145,8 +145,12 @@ impl Default for SchedulerOptions {
     }
 }
 
-/// Runs a Ballista scheduler over `config`'s lake until Ctrl-C or SIGTERM.
-pub async fn run_scheduler(config: &Config, options: &SchedulerOptions) -> anyhow::Result<()> {
+/// Runs a Ballista scheduler over `config`'s lake until `shutdown` resolves.
+pub async fn run_scheduler(
+    config: &Config,
+    options: &SchedulerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
 
@@ -186,7 +190,7 @@ pub async fn run_scheduler(config: &Config, options: &SchedulerOptions) -> anyho
     );
     tokio::select! {
         served = server => served.context("the scheduler stopped")?,
-        () = shutdown_signal() => {}
+        () = shutdown => {}
     }
     Ok(())
 }
@@ -220,9 +224,13 @@ impl Default for ExecutorOptions {
 }
 
 /// Runs a Ballista executor with Quiver's functions until its scheduler
-/// stops it, Ctrl-C or SIGTERM. Its memory is bounded by
+/// stops it or `shutdown` resolves. Its memory is bounded by
 /// `query.memory_bytes_max`.
-pub async fn run_executor(config: &Config, options: &ExecutorOptions) -> anyhow::Result<()> {
+pub async fn run_executor(
+    config: &Config,
+    options: &ExecutorOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
     let functions = Functions::load(config)?;
@@ -253,32 +261,9 @@ pub async fn run_executor(config: &Config, options: &ExecutorOptions) -> anyhow:
     let process = start_executor_process(Arc::new(executor));
     tokio::select! {
         ran = process => ran.context("the executor stopped")?,
-        () = shutdown_signal() => {}
+        () = shutdown => {}
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 /// Stack of the client's threads: planning and encoding a plan recurse over
